@@ -1,0 +1,117 @@
+// fiber/detail/run_queue.hpp - a KLT's (or the global) FIFO of runnable fibers.
+//
+// Lock-based on purpose: a spinlock held for a few pointer writes with
+// preemption disabled (I-S1) is cheap uncontended, trivially linearisable, and
+// its steal can honour "pinned" fibers (an asynchronously preempted fiber must
+// resume on its own KLT: platform-facts), which the lock-free Chase-Lev deque
+// cannot filter.  Rejected: a single global queue (contention on every yield),
+// Chase-Lev (LIFO owner end breaks FIFO round robin; no filtering).
+//
+// Node requirements: a member `Seam::var<Node*> rq_next` and a member
+// `Seam::var<bool> pinned` (both guarded by the queue's lock while queued).
+//
+// Invariants (I-Q1..I-Q4, checked by models/runqueue_*):
+//   I-Q1 A node pushed is popped or stolen exactly once (no loss, no duplicate).
+//   I-Q2 pop_front returns nodes in push order (FIFO).
+//   I-Q3 steal takes at most ceil(n/2) nodes, never a pinned one, and keeps
+//        the relative order of what it takes and what it leaves.
+//   I-Q4 size_hint() is exact whenever the lock is not held; a queue holding a
+//        node is never reported empty to a pop (no spurious emptiness).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "fiber/detail/seam.hpp"
+#include "fiber/detail/spinlock.hpp"
+
+namespace fiber::detail {
+
+template <class Seam, class Node>
+class run_queue {
+ public:
+  void push_back(Node* n) noexcept {
+    lock_guard<basic_spinlock<Seam>> g(lock_);
+    push_locked(n);
+  }
+
+  Node* pop_front() noexcept {
+    // relaxed: a hint to skip the lock; a racing push is seen next time (the
+    // idle protocol in idle.hpp re-checks after announcing itself).
+    if (size_.load(mo::relaxed) == 0) return nullptr;
+    lock_guard<basic_spinlock<Seam>> g(lock_);
+    return pop_locked();
+  }
+
+  // Moves up to half (rounded up) of this queue's unpinned nodes, oldest
+  // first, to the tail of dst, and returns how many moved (I-Q3).
+  // Lock order: victim (this) before dst; dst is the thief's own queue and a
+  // thief never steals from itself, so no cycle.
+  std::size_t steal_half_into(run_queue& dst) noexcept {
+    if (size_.load(mo::relaxed) == 0) return 0;  // relaxed: hint only
+    Node* first = nullptr;
+    Node* last = nullptr;
+    std::size_t moved = 0;
+    {
+      lock_guard<basic_spinlock<Seam>> g(lock_);
+      std::size_t n = size_.load(mo::relaxed);  // relaxed: written only under lock_
+      std::size_t want = (n + 1) / 2;
+      Node* prev = nullptr;
+      Node* cur = head_.load();
+      while (cur && moved < want) {
+        Node* next = cur->rq_next.load();
+        if (!cur->pinned.load()) {
+          if (prev) prev->rq_next.store(next); else head_.store(next);
+          if (tail_.load() == cur) tail_.store(prev);
+          cur->rq_next.store(nullptr);
+          if (last) last->rq_next.store(cur); else first = cur;
+          last = cur;
+          ++moved;
+        } else {
+          prev = cur;
+        }
+        cur = next;
+      }
+      size_.store(n - moved, mo::relaxed);  // relaxed: readers only use it as a hint
+    }
+    if (moved) {
+      lock_guard<basic_spinlock<Seam>> g(dst.lock_);
+      for (Node* c = first; c;) {
+        Node* next = c->rq_next.load();
+        dst.push_locked(c);
+        c = next;
+      }
+    }
+    return moved;
+  }
+
+  std::size_t size_hint() const noexcept { return size_.load(mo::relaxed); }  // relaxed: hint
+
+  // For the scheduler's policies, which may need to inspect under the lock.
+  basic_spinlock<Seam>& lock() noexcept { return lock_; }
+  void push_locked(Node* n) noexcept {
+    n->rq_next.store(nullptr);
+    Node* t = tail_.load();
+    if (t) t->rq_next.store(n); else head_.store(n);
+    tail_.store(n);
+    size_.store(size_.load(mo::relaxed) + 1, mo::relaxed);  // relaxed: only written under lock_
+  }
+  Node* pop_locked() noexcept {
+    Node* n = head_.load();
+    if (!n) return nullptr;
+    Node* next = n->rq_next.load();
+    head_.store(next);
+    if (!next) tail_.store(nullptr);
+    n->rq_next.store(nullptr);
+    size_.store(size_.load(mo::relaxed) - 1, mo::relaxed);  // relaxed: only written under lock_
+    return n;
+  }
+
+ private:
+  basic_spinlock<Seam> lock_;
+  typename Seam::template var<Node*> head_{nullptr};  // guarded by lock_
+  typename Seam::template var<Node*> tail_{nullptr};  // guarded by lock_
+  typename Seam::template atomic<std::size_t> size_{0};  // written under lock_, read as a hint
+};
+
+}  // namespace fiber::detail

@@ -1,0 +1,70 @@
+// fiber/detail/seam.hpp - the one place that decides what the platform is.
+//
+// Every concurrent algorithm in core/ (parker, spinlock, run queue, idle-KLT
+// eventcount, mutex, condition variable, semaphore, barrier, join word) is a
+// template over a *Seam* type and touches shared state only through it.  The
+// native build instantiates them with fiber::detail::native_seam; the Relacy
+// build (models/, -DFIBER_SEAM_RELACY=1) with fiber::detail::relacy_seam.  The
+// algorithms never spell std::atomic, a futex, a scheduler call, Relacy's `$`
+// or rl::var: only the seam does.  This mirrors tokio's loom module and
+// abseil's waiter_base.h.
+//
+// The Seam concept (what an algorithm may use), written down once:
+//
+//   template <class T> using atomic = ...;  // load(mo), store(v, mo),
+//       exchange(v, mo), compare_exchange_strong(e, d, mo_ok, mo_fail),
+//       compare_exchange_weak(...), fetch_add(v, mo), fetch_sub(v, mo),
+//       fetch_or(v, mo), fetch_and(v, mo).  No implicit seq_cst operators:
+//       every call names its order (STYLE.md).  Zero-initialised storage is a
+//       valid atomic holding 0 (static initialisers of the C API rely on it).
+//   template <class T> using var = ...;     // a plain shared variable,
+//       load()/store(v); Relacy reports a data race on unsynchronised access.
+//   static void fence(mo);                  // atomic_thread_fence
+//   static void spin_hint(unsigned iter);   // every retry loop calls it; the
+//       native seam pauses (and sched_yield()s after many tries), the Relacy
+//       seam calls rl::yield so bounded searches terminate.
+//   static void preempt_disable();          // the native seam bumps the
+//   static void preempt_enable();           //  running fiber's counter (I5
+//       in core/src/sched.cpp); a preemption that arrived meanwhile is taken
+//       in preempt_enable.  No-ops under Relacy.
+//   using parker_platform = ...;            // the platform half of the park
+//       protocol, see parker.hpp: block(parker&, deadline) and wake(parker&).
+//   static parker_type& current_parker();   // the caller's parker: the running
+//       fiber's, or the calling OS thread's (type-stable storage, never freed).
+//   static uint64_t self_id();              // nonzero identity of the caller
+//       (fiber id, or an OS-thread id with bit 63 set); owner tracking.
+//   static uint64_t now_ns();               // CLOCK_MONOTONIC (virtual under Relacy)
+//   static void os_wait(atomic<uint32_t>&, uint32_t expected, uint64_t deadline);
+//   static void os_wake(atomic<uint32_t>&, uint32_t count);
+//                                           // futex-like wait/wake on a word for
+//       KLTs and OS threads only (idle KLTs, blocked OS threads).  May return
+//       spuriously; Relacy's spurious wake-ups are switchable per search.
+//
+//   FIBER_ASSERT(cond, msg)                 // internal invariant; on in models
+//                                           // and debug builds, prints and aborts.
+//
+// src_loc: every seam operation takes a defaulted source location built from
+// __builtin_FILE/__builtin_LINE/__builtin_FUNCTION, so Relacy's histories name
+// the call site inside core/ rather than this wrapper.  Natively it is an empty
+// struct and costs nothing.
+#pragma once
+
+#include <cstdint>
+
+namespace fiber::detail {
+
+// Memory orders as the algorithms spell them.  Each backend maps them.
+enum class mo : unsigned char { relaxed, acquire, release, acq_rel, seq_cst };
+
+// Deadlines are absolute CLOCK_MONOTONIC nanoseconds.
+inline constexpr std::uint64_t kNoDeadline = ~std::uint64_t{0};
+
+}  // namespace fiber::detail
+
+#if defined(FIBER_SEAM_RELACY) && FIBER_SEAM_RELACY
+#include "fiber/detail/seam_relacy.hpp"
+namespace fiber::detail { using seam = relacy_seam; }
+#else
+#include "fiber/detail/seam_native.hpp"
+namespace fiber::detail { using seam = native_seam; }
+#endif

@@ -1,0 +1,137 @@
+// fiber/detail/seam_native.hpp - the native backend of the seam (see seam.hpp).
+//
+// Stand-ins cost nothing: atomic<T> is std::atomic<T> with the order passed
+// through, var<T> is a plain T, src_loc is empty.  The park/wake platform and
+// the preemption counter live in the runtime (core/src/park.cpp,
+// core/src/sched.cpp) because they need the scheduler.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
+
+#include "fiber/detail/assert.hpp"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace fiber::detail {
+
+enum class mo : unsigned char;
+template <class Seam> class basic_parker;
+
+// Empty source location: the Relacy seam fills it, the native one ignores it.
+struct src_loc {
+  static constexpr src_loc current(const char* = __builtin_FILE(), int = __builtin_LINE(),
+                                   const char* = __builtin_FUNCTION()) noexcept {
+    return {};
+  }
+};
+
+constexpr std::memory_order to_std(mo m) noexcept {
+  switch (m) {
+    case mo::relaxed: return std::memory_order_relaxed;
+    case mo::acquire: return std::memory_order_acquire;
+    case mo::release: return std::memory_order_release;
+    case mo::acq_rel: return std::memory_order_acq_rel;
+    default: return std::memory_order_seq_cst;
+  }
+}
+
+// A failure order may not be release/acq_rel: derive it as the standard does.
+constexpr std::memory_order to_std_fail(mo m) noexcept {
+  switch (m) {
+    case mo::release: return std::memory_order_relaxed;
+    case mo::acq_rel: return std::memory_order_acquire;
+    default: return to_std(m);
+  }
+}
+
+template <class T>
+class native_atomic {
+ public:
+  constexpr native_atomic() noexcept : v_(T{}) {}
+  constexpr explicit native_atomic(T v) noexcept : v_(v) {}
+  native_atomic(const native_atomic&) = delete;
+  native_atomic& operator=(const native_atomic&) = delete;
+
+  T load(mo m, src_loc = src_loc::current()) const noexcept { return v_.load(to_std(m)); }
+  void store(T v, mo m, src_loc = src_loc::current()) noexcept { v_.store(v, to_std(m)); }
+  T exchange(T v, mo m, src_loc = src_loc::current()) noexcept { return v_.exchange(v, to_std(m)); }
+  bool compare_exchange_strong(T& e, T d, mo ok, mo fail, src_loc = src_loc::current()) noexcept {
+    return v_.compare_exchange_strong(e, d, to_std(ok), to_std_fail(fail));
+  }
+  bool compare_exchange_weak(T& e, T d, mo ok, mo fail, src_loc = src_loc::current()) noexcept {
+    return v_.compare_exchange_weak(e, d, to_std(ok), to_std_fail(fail));
+  }
+  T fetch_add(T v, mo m, src_loc = src_loc::current()) noexcept { return v_.fetch_add(v, to_std(m)); }
+  T fetch_sub(T v, mo m, src_loc = src_loc::current()) noexcept { return v_.fetch_sub(v, to_std(m)); }
+  T fetch_or(T v, mo m, src_loc = src_loc::current()) noexcept { return v_.fetch_or(v, to_std(m)); }
+  T fetch_and(T v, mo m, src_loc = src_loc::current()) noexcept { return v_.fetch_and(v, to_std(m)); }
+
+  // Native-only: the address a futex waits on (the platform half of park).
+  std::atomic<T>& raw() noexcept { return v_; }
+
+ private:
+  std::atomic<T> v_;
+};
+
+template <class T>
+class native_var {
+ public:
+  constexpr native_var() noexcept : v_{} {}
+  constexpr explicit native_var(T v) noexcept : v_(v) {}
+  T load(src_loc = src_loc::current()) const noexcept { return v_; }
+  void store(T v, src_loc = src_loc::current()) noexcept { v_ = v; }
+
+ private:
+  T v_;
+};
+
+struct native_seam {
+  template <class T> using atomic = native_atomic<T>;
+  template <class T> using var = native_var<T>;
+  using parker_type = basic_parker<native_seam>;
+
+  static void fence(mo m, src_loc = src_loc::current()) noexcept {
+    std::atomic_thread_fence(to_std(m));
+  }
+
+  // Retry-loop hint.  Bounded spinning: a holder of a runtime spinlock never
+  // blocks while holding it and has preemption disabled, but it may be an OS
+  // thread the kernel descheduled, so after a while we give the CPU away.
+  static void spin_hint(unsigned iter, src_loc = src_loc::current()) noexcept {
+    if (iter < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+      _mm_pause();
+#elif defined(__aarch64__)
+      asm volatile("yield" ::: "memory");
+#endif
+    } else {
+      os_yield();
+    }
+  }
+
+  static void os_yield() noexcept;              // sched_yield()
+  static void preempt_disable() noexcept;       // running fiber's counter++ (I5)
+  static void preempt_enable() noexcept;        // counter--; takes a pending preemption at 0
+  static parker_type& current_parker() noexcept;
+  static std::uint64_t self_id() noexcept;
+  static std::uint64_t now_ns() noexcept;
+
+  // Park platform (parker.hpp): block until woken, timed out (deadline) or
+  // spuriously; on return the parker is back to kEmpty.  wake: the parker was
+  // kParked and its owner must be made runnable.
+  static void block(parker_type& p, std::uint64_t deadline) noexcept;
+  static void wake(parker_type& p) noexcept;
+
+  // OS-level wait on a word (futex).  Only KLTs and OS threads call these,
+  // never a fiber (it would block its KLT).  Returns when *w != expected, on
+  // a wake, on timeout or spuriously.
+  static void os_wait(atomic<std::uint32_t>& w, std::uint32_t expected,
+                      std::uint64_t deadline) noexcept;
+  static void os_wake(atomic<std::uint32_t>& w, std::uint32_t count) noexcept;
+};
+
+}  // namespace fiber::detail
