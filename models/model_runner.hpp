@@ -1,0 +1,259 @@
+// models/model_runner.hpp - runs a model's Relacy tests under named searches and
+// reports them the same way everywhere (console, ctest, papers/scripts/models_table.py).
+//
+// A model executable is one algorithm (parker, spinlock, ...).  It lists cases,
+// one per invariant ID written in the production header (I-P1, I-S1, ...); a
+// case has variants, each a Relacy test type (which fixes the thread count)
+// with a search:
+//   full(spurious=false)     exhaustive; spurious wake-ups off (Relacy's would
+//                            make correct waiters look like LIVELOCK)
+//   bound(k, spurious=true)  context-bound search, k preemptions
+//   random(n, spurious=true) n random schedules
+// Variants marked long run only with --long (the models-long target).
+//
+// Command line (all optional):
+//   --list               list cases and variants
+//   --case ID            run only that case (repeatable)
+//   --variant K          run only variant K of the selected case
+//   --long               also run the long variants (deeper searches)
+//   --iters N            override the iteration count of random searches
+//   --expect-fail        mutant mode: stop at the first failing variant; exit 0
+//                        only if Relacy reported a failure (history suppressed)
+//   --replay STATE       re-run one failing iteration (needs --case and
+//                        --variant) and print Relacy's full history
+// Output: a human line per variant, and a machine line starting "RESULT\t"
+// (key=value fields) that papers/scripts/models_table.py parses.  On failure:
+// Relacy's history (call sites are core/ source lines, via src_loc) and the
+// one command that replays just the failing iteration.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fiber/detail/seam.hpp"
+
+#ifndef FIBER_MUTANT_ID
+#define FIBER_MUTANT_ID ""
+#endif
+#ifndef FIBER_MUTANT_DESC
+#define FIBER_MUTANT_DESC ""
+#endif
+
+namespace fiber::models {
+
+struct search_cfg {
+  rl::scheduler_type_e type;
+  unsigned bound;
+  unsigned long iters;
+  bool spurious;
+};
+inline search_cfg full(bool spurious = false) { return {rl::sched_full, 0, 0, spurious}; }
+inline search_cfg bound(unsigned k, bool spurious = true) { return {rl::sched_bound, k, 0, spurious}; }
+inline search_cfg random(unsigned long n, bool spurious = true) {
+  return {rl::sched_random, 0, n, spurious};
+}
+
+struct variant {
+  unsigned threads;
+  search_cfg cfg;
+  bool (*run)(rl::test_params&);
+  bool long_only;
+};
+
+template <class Test>
+variant with(search_cfg c, bool long_only = false) {
+  return {static_cast<unsigned>(Test::params::thread_count), c, &rl::simulate<Test>, long_only};
+}
+template <class Test>
+variant deep(search_cfg c) { return with<Test>(c, true); }
+
+struct model_case {
+  std::string id;    // invariant ID(s), e.g. "I-P1"
+  std::string what;  // the property in words
+  std::vector<variant> variants;
+};
+
+inline const char* search_name(const search_cfg& c) {
+  switch (c.type) {
+    case rl::sched_full: return "full";
+    case rl::sched_bound: return "bound";
+    default: return "random";
+  }
+}
+
+inline std::string search_label(const search_cfg& c) {
+  std::string s = search_name(c);
+  if (c.type == rl::sched_bound) s += std::to_string(c.bound);
+  s += c.spurious ? "+spurious" : "";
+  return s;
+}
+
+struct options {
+  std::vector<std::string> cases;
+  int variant = -1;
+  bool long_run = false;
+  unsigned long iters = 0;
+  bool expect_fail = false;
+  std::string replay;
+  bool list = false;
+};
+
+inline options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); std::exit(2); }
+      return argv[++i];
+    };
+    if (a == "--case") o.cases.push_back(next());
+    else if (a == "--variant") o.variant = std::atoi(next().c_str());
+    else if (a == "--long") o.long_run = true;
+    else if (a == "--iters") o.iters = std::strtoul(next().c_str(), nullptr, 10);
+    else if (a == "--expect-fail") o.expect_fail = true;
+    else if (a == "--replay") o.replay = next();
+    else if (a == "--list") o.list = true;
+    else { std::fprintf(stderr, "unknown argument %s (see models/model_runner.hpp)\n", a.c_str()); std::exit(2); }
+  }
+  return o;
+}
+
+// Relacy prints from inside the simulation, where heap use is not safe: its
+// output goes to a fixed static buffer (truncated when full), printed only
+// when the verdict is a failure.
+class capture_buf : public std::streambuf {
+ public:
+  static constexpr std::size_t kCap = 8u << 20;
+  void clear() { n_ = 0; }
+  std::string_view text() const { return {buf(), n_}; }
+  bool truncated() const { return dropped_; }
+ protected:
+  int overflow(int ch) override {
+    if (ch != EOF) put(static_cast<char>(ch));
+    return ch == EOF ? 0 : ch;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    for (std::streamsize i = 0; i < n; ++i) put(s[i]);
+    return n;
+  }
+ private:
+  static char* buf() { static char b[kCap]; return b; }
+  void put(char c) { if (n_ < kCap) buf()[n_++] = c; else dropped_ = true; }
+  std::size_t n_ = 0;
+  bool dropped_ = false;
+};
+
+inline bool selected(const options& o, const model_case& c) {
+  if (o.cases.empty()) return true;
+  for (auto& id : o.cases) if (id == c.id) return true;
+  return false;
+}
+
+inline std::string shell_quote(const std::string& s) {
+  std::string r = "'";
+  for (char ch : s) { if (ch == '\'') r += "'\\''"; else r += ch; }
+  return r + "'";
+}
+
+// Runs one variant; returns true when Relacy reported success.
+inline bool run_variant(const char* model, const char* argv0, const model_case& c, int k,
+                        const variant& v, const options& o) {
+  rl::test_params p;
+  static capture_buf out_buf, progress_buf;
+  out_buf.clear();
+  progress_buf.clear();
+  std::ostream out(&out_buf), progress(&progress_buf);
+  p.output_stream = &out;
+  p.progress_stream = &progress;
+  p.search_type = v.cfg.type;
+  p.context_bound = v.cfg.bound;
+  p.iteration_count = o.iters && v.cfg.type == rl::sched_random ? o.iters : v.cfg.iters;
+  if (p.iteration_count == 0) p.iteration_count = 1;
+  if (!o.replay.empty()) {
+    p.initial_state = o.replay.c_str();
+    p.collect_history = true;
+  }
+  fiber::detail::relacy_set_spurious(v.cfg.spurious);
+
+  auto t0 = std::chrono::steady_clock::now();
+  v.run(p);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  bool ok = p.test_result == rl::test_result_success;
+  const char* verdict = rl::test_result_str(p.test_result);
+  unsigned long long iters = p.stop_iteration;
+
+  std::printf("%-10s %-8s %-48.48s %-16s thr=%u iters=%-10llu %9.1f ms  %s\n", model, c.id.c_str(),
+              c.what.c_str(), search_label(v.cfg).c_str(), v.threads, iters, ms, verdict);
+  std::printf("RESULT\tmodel=%s\tcase=%s\tvariant=%d\tsearch=%s\tbound=%u\tspurious=%d\tthreads=%u"
+              "\titers=%llu\ttime_ms=%.1f\tverdict=%s\tlong=%d\tmutant=%s\twhat=%s\n",
+              model, c.id.c_str(), k, search_name(v.cfg), v.cfg.bound, v.cfg.spurious ? 1 : 0,
+              v.threads, iters, ms, verdict, v.long_only ? 1 : 0, FIBER_MUTANT_ID, c.what.c_str());
+  if (!ok) {
+    if (!o.expect_fail || !o.replay.empty()) {
+      std::string_view t = out_buf.text();
+      std::fwrite(t.data(), 1, t.size(), stdout);
+      if (out_buf.truncated()) std::printf("... (history truncated)\n");
+    }
+    std::string state = p.final_state.empty() ? o.replay : std::string(p.final_state.c_str());
+    std::printf("%s: %s on %s (%s), iteration %llu\n", model, verdict, c.id.c_str(),
+                search_label(v.cfg).c_str(), iters);
+    std::printf("replay just this iteration:\n  %s --case %s --variant %d --replay %s\n", argv0,
+                c.id.c_str(), k, shell_quote(state).c_str());
+  }
+  std::fflush(stdout);
+  return ok;
+}
+
+// Runs the selected cases; returns the process exit status.
+inline int run_model(int argc, char** argv, const char* model, const std::vector<model_case>& cases) {
+  options o = parse(argc, argv);
+  if (o.list) {
+    for (auto& c : cases)
+      for (std::size_t k = 0; k < c.variants.size(); ++k)
+        std::printf("%s %s variant %zu: %s, %u threads%s  (%s)\n", model, c.id.c_str(), k,
+                    search_label(c.variants[k].cfg).c_str(), c.variants[k].threads,
+                    c.variants[k].long_only ? ", long" : "", c.what.c_str());
+    return 0;
+  }
+  if (!o.replay.empty() && (o.cases.size() != 1 || o.variant < 0)) {
+    std::fprintf(stderr, "--replay needs exactly one --case and a --variant\n");
+    return 2;
+  }
+  if (*FIBER_MUTANT_ID) std::printf("mutant %s: %s\n", FIBER_MUTANT_ID, FIBER_MUTANT_DESC);
+
+  int failures = 0, ran = 0;
+  for (auto& c : cases) {
+    if (!selected(o, c)) continue;
+    for (std::size_t k = 0; k < c.variants.size(); ++k) {
+      const variant& v = c.variants[k];
+      if (o.variant >= 0 ? static_cast<int>(k) != o.variant : (v.long_only && !o.long_run)) continue;
+      ++ran;
+      if (!run_variant(model, argv[0], c, static_cast<int>(k), v, o)) {
+        ++failures;
+        if (o.expect_fail) {
+          std::printf("MUTANT CAUGHT\t%s\tby=%s/%s\n", FIBER_MUTANT_ID, c.id.c_str(),
+                      search_label(v.cfg).c_str());
+          return 0;
+        }
+      }
+    }
+  }
+  if (ran == 0) {
+    std::fprintf(stderr, "%s: no case/variant selected\n", model);
+    return 2;
+  }
+  if (o.expect_fail) {
+    std::printf("MUTANT SURVIVED\t%s: the model did not reject it\n", FIBER_MUTANT_ID);
+    return 1;
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace fiber::models
