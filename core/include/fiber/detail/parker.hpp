@@ -85,7 +85,13 @@ class basic_parker {
     // will see kParked; acquire (also on failure) pairs with unpark().
     if (state_.compare_exchange_strong(expected, kParked, mo::acq_rel, mo::acquire)) return true;
     FIBER_ASSERT(expected == kNotified, "parker: commit from a state other than empty/notified");
-    state_.store(kEmpty, mo::relaxed);  // relaxed: only the owner writes kEmpty; the acquire above synchronised
+    // An RMW, not a store: a second unpark() may land between the failed CAS
+    // and here (it sees kNotified and, by I-P2, does not wake).  A blind store
+    // of kEmpty would erase its token without synchronising with it, and the
+    // owner could re-check stale state and sleep forever (found by
+    // models/parker I-P3, full search, 2 threads).  acquire: pairs with the
+    // release half of every unpark() whose token this consumes.
+    state_.exchange(kEmpty, mo::acquire);
     return false;
   }
   // Leaves the parker kEmpty after a block: consumes the token of the unpark
