@@ -83,6 +83,12 @@ void fiber_preempt_enable(void);
  * addr is in no module. */
 int fiber_preempt_allow_module(const void *addr);
 
+/* --- runtime options (beyond the contract; call before fiber_init) ------- */
+#define FIBER_POLICY_FIFO 0    /* the seed's FIFO round robin (default) */
+#define FIBER_POLICY_RUNNEXT 1 /* a created fiber runs next on its KLT (Go's runnext) */
+int fiber_set_policy(int policy);        /* EINVAL unknown, EBUSY while running */
+int fiber_set_preempt_signal(int signo); /* default SIGPROF; EINVAL, EBUSY while running */
+
 /* --- synchronisation -------------------------------------------------------- */
 /* Opaque storage for the algorithms of core/include/fiber/detail/ (sizes are
  * checked by static_assert in core/src/sync.cpp).  All-zero is the initial,

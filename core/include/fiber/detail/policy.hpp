@@ -16,10 +16,11 @@
 //   I-R1 A KLT runs the head of its own queue; new, yielded, preempted and
 //        woken fibers go to the tail (round robin: a CPU-bound fiber waits
 //        behind at most the fibers queued before it re-enters).
-//   I-R2 Work created or woken outside any KLT (OS threads, timers run from
-//        an idle KLT with kNoKlt) goes to the global queue; a KLT whose own
-//        queue is empty takes the global head, then steals half of another
-//        KLT's unpinned fibers (victims in round-robin order from klt+1).
+//   I-R2 Work created or woken outside any KLT (OS threads) goes to the global
+//        queue.  Before running its head, a KLT moves half (rounded up) of the
+//        global queue to its own tail, so global work waits at most one
+//        rotation of the local queue; a KLT whose queue is still empty steals
+//        half of another KLT's unpinned fibers (victims from klt+1 on).
 //   I-R3 A preempted fiber is pinned: it resumes on the KLT it was preempted
 //        on (compiled code caches TLS addresses; platform-facts).  Pinned is
 //        cleared when it runs again; fibers migrate only after voluntary calls.
@@ -56,8 +57,11 @@ class fifo_policy {
   void on_wake(Node* n, unsigned klt) noexcept { push(n, klt, false); }
 
   Node* pick_next(unsigned klt) noexcept {
+    // I-R2: global work joins the tail of this KLT's queue before the head
+    // runs, so a busy local queue cannot starve it (half at a time, leaving
+    // the rest to other KLTs).
+    global_.steal_half_into(local_[klt]);
     if (Node* n = local_[klt].pop_front()) return unpin(n);
-    if (Node* n = global_.pop_front()) return unpin(n);
     for (unsigned i = 1; i < nklts_; ++i) {
       unsigned victim = (klt + i) % nklts_;
       if (local_[victim].steal_half_into(local_[klt]) != 0) {
@@ -67,10 +71,11 @@ class fifo_policy {
     return nullptr;
   }
 
-  // An idle KLT could take it: it went to the global queue, or the local
-  // queue holds more than the one fiber its KLT will run next.
+  // An idle KLT could take it: it went to the global queue (pushed from
+  // outside every KLT, so maybe all of them sleep), or the pusher's local
+  // queue holds more than the one fiber its own, awake, KLT will run next.
   bool wants_notify(unsigned klt) const noexcept {
-    return nklts_ > 1 && (klt == kNoKlt || local_[klt].size_hint() > 1);
+    return klt == kNoKlt || (nklts_ > 1 && local_[klt].size_hint() > 1);
   }
 
   bool has_work_hint() const noexcept {

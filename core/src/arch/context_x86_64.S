@@ -1,0 +1,144 @@
+/* core/src/arch/context_x86_64.S - x86-64 SysV context switch and preemption
+ * trampoline.  Contract: core/src/arch/context.hpp. */
+        .text
+        .globl  fiber_asm_begin
+        .hidden fiber_asm_begin
+fiber_asm_begin:
+
+/* void fiber_ctx_switch(void **save_sp (rdi), void *load_sp (rsi)) */
+        .globl  fiber_ctx_switch
+        .hidden fiber_ctx_switch
+        .type   fiber_ctx_switch, @function
+        .p2align 4
+fiber_ctx_switch:
+        .cfi_startproc
+        pushq   %rbp
+        pushq   %rbx
+        pushq   %r12
+        pushq   %r13
+        pushq   %r14
+        pushq   %r15
+        subq    $8, %rsp
+        stmxcsr (%rsp)
+        fnstcw  4(%rsp)
+        movq    %rsp, (%rdi)
+        movq    %rsi, %rsp
+        ldmxcsr (%rsp)
+        fldcw   4(%rsp)
+        addq    $8, %rsp
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %rbx
+        popq    %rbp
+        ret
+        .cfi_endproc
+        .size   fiber_ctx_switch, .-fiber_ctx_switch
+
+/* First instructions of a new context: r13 = entry, r12 = arg (ctx_make). */
+        .globl  fiber_ctx_start
+        .hidden fiber_ctx_start
+        .type   fiber_ctx_start, @function
+        .p2align 4
+fiber_ctx_start:
+        .cfi_startproc
+        .cfi_undefined rip      /* outermost frame: unwinders stop here */
+        movq    %r12, %rdi
+        callq   *%r13
+        ud2                     /* entry never returns */
+        .cfi_endproc
+        .size   fiber_ctx_start, .-fiber_ctx_start
+
+/* Entered by a fiber whose interrupted context the tick handler rewrote:
+ *   [rsp] = interrupted rip, [rsp+8] = interrupted rsp,
+ * with rsp below the interrupted code's red zone.  Preserves everything the
+ * interrupted code may have live (general registers, flags, xsave state) and
+ * resumes it with iretq, which restores rip, rflags and rsp at once: a plain
+ * ret cannot, because the red zone below the interrupted rsp is not ours. */
+        .globl  fiber_preempt_trampoline
+        .hidden fiber_preempt_trampoline
+        .type   fiber_preempt_trampoline, @function
+        .p2align 4
+fiber_preempt_trampoline:
+        .cfi_startproc
+        .cfi_def_cfa rsp, 16
+        .cfi_offset rip, -16
+        pushfq
+        .cfi_adjust_cfa_offset 8
+        cld                     /* the ABI requires DF=0 at a call */
+        pushq   %rax
+        pushq   %rcx
+        pushq   %rdx
+        pushq   %rsi
+        pushq   %rdi
+        pushq   %r8
+        pushq   %r9
+        pushq   %r10
+        pushq   %r11
+        pushq   %rbp
+        .cfi_adjust_cfa_offset 80
+        movq    %rsp, %rbp
+        .cfi_def_cfa_register rbp
+        movl    fiber_xsave_size(%rip), %eax
+        testl   %eax, %eax
+        jz      .Lfxsave
+        subq    %rax, %rsp
+        andq    $-64, %rsp
+        xorl    %eax, %eax      /* XRSTOR needs a zeroed XSAVE header */
+        movq    %rax, 512(%rsp)
+        movq    %rax, 520(%rsp)
+        movq    %rax, 528(%rsp)
+        movq    %rax, 536(%rsp)
+        movq    %rax, 544(%rsp)
+        movq    %rax, 552(%rsp)
+        movq    %rax, 560(%rsp)
+        movq    %rax, 568(%rsp)
+        movl    $-1, %eax
+        movl    $-1, %edx
+        xsave64 (%rsp)
+        call    fiber_preempt_entry
+        movl    $-1, %eax
+        movl    $-1, %edx
+        xrstor64 (%rsp)
+        jmp     .Lrestore
+.Lfxsave:
+        subq    $512, %rsp
+        andq    $-64, %rsp
+        fxsave64 (%rsp)
+        call    fiber_preempt_entry
+        fxrstor64 (%rsp)
+.Lrestore:
+        movq    %rbp, %rsp
+        .cfi_def_cfa_register rsp
+        popq    %rbp
+        popq    %r11
+        popq    %r10
+        popq    %r9
+        popq    %r8
+        popq    %rdi
+        popq    %rsi
+        popq    %rdx
+        popq    %rcx
+        popq    %rax
+        .cfi_adjust_cfa_offset -80
+        /* Now R = rsp: [R] rflags, [R+8] rip, [R+16] rsp.  Build the iretq
+         * frame (rip, cs, rflags, rsp, ss) below R without a register; the
+         * flags this clobbers are restored by iretq. */
+        subq    $8, %rsp
+        movq    $0, (%rsp)
+        movw    %ss, (%rsp)     /* R-8:  ss */
+        pushq   24(%rsp)        /* R-16: rsp */
+        pushq   16(%rsp)        /* R-24: rflags */
+        subq    $8, %rsp
+        movq    $0, (%rsp)
+        movw    %cs, (%rsp)     /* R-32: cs */
+        pushq   40(%rsp)        /* R-40: rip */
+        iretq
+        .cfi_endproc
+        .size   fiber_preempt_trampoline, .-fiber_preempt_trampoline
+
+        .globl  fiber_asm_end
+        .hidden fiber_asm_end
+fiber_asm_end:
+        .section .note.GNU-stack,"",@progbits

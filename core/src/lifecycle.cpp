@@ -1,0 +1,304 @@
+// core/src/lifecycle.cpp - the C API's lifecycle half: init, shutdown, create,
+// join, detach, exit, yield, self, sleep, preemption sections, test knobs.
+//
+// Every entry point that touches scheduler state runs either in the
+// scheduler or with the calling fiber's preempt_count raised (I5), so the
+// runtime itself is never preempted.
+#include <errno.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+
+#include "arch/context.hpp"
+#include "fiber/detail/testing.h"
+#include "runtime.hpp"
+#include "sanitizer.hpp"
+
+using namespace fiber::detail;
+
+namespace {
+
+pthread_mutex_t g_init_mu = PTHREAD_MUTEX_INITIALIZER;  // init/shutdown, OS threads only
+int g_policy = FIBER_POLICY_FIFO;
+constexpr std::size_t kKltStack = 1024 * 1024;
+
+// RAII: raise the calling fiber's preempt_count (I5).  No-op on OS threads.
+struct no_preempt {
+  no_preempt() noexcept { native_seam::preempt_disable(); }
+  ~no_preempt() { native_seam::preempt_enable(); }
+};
+
+bool config_ok(const fiber_config_t& c) noexcept {
+  if (c.klts > FIBER_MAX_KLTS) return false;
+  if (c.stack_size != 0 && (c.stack_size < FIBER_MIN_STACK_SIZE || c.stack_size > FIBER_MAX_STACK_SIZE))
+    return false;
+  if (c.timeslice_us > 10u * 1000 * 1000) return false;  // a quantum over 10 s is a mistake
+  return true;
+}
+
+void stop_klts(runtime& rt, unsigned n) noexcept {
+  rt.stopping.store(true, std::memory_order_seq_cst);  // seq_cst: before the notify's fence
+  rt.idle.notify_all();
+  for (unsigned i = 0; i < n; ++i) {
+    pthread_join(rt.klts[i].thread, nullptr);
+    stack_unmap(rt.klts[i].stack_map, rt.klts[i].stack_map_size);
+  }
+}
+
+bool start_klt(klt& k) noexcept {
+  if (!stack_map(kKltStack, &k.stack_map, &k.stack_map_size)) return false;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  // glibc puts the TCB and static TLS at the top of a supplied stack and adds
+  // no guard: the guard page is ours (platform-facts).  This is clone()
+  // underneath; raw clone() breaks glibc's per-thread state.
+  pthread_attr_setstack(&a, k.stack_map + fcb::page_size(), k.stack_map_size - fcb::page_size());
+  int r = pthread_create(&k.thread, &a, klt_main, &k);
+  pthread_attr_destroy(&a);
+  if (r != 0) {
+    stack_unmap(k.stack_map, k.stack_map_size);
+    k.stack_map = nullptr;
+    return false;
+  }
+  return true;
+}
+
+int init_locked(const fiber_config_t* cfg) noexcept {
+  if (g_rt.load(std::memory_order_relaxed)) return EBUSY;  // relaxed: under g_init_mu
+  fiber_config_t c;
+  fiber_config_init(&c);
+  if (cfg) c = *cfg;
+  if (!config_ok(c)) return EINVAL;
+  if (c.klts == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c.klts = n > 0 ? static_cast<unsigned>(n) : 1u;
+    if (c.klts > FIBER_MAX_KLTS) c.klts = FIBER_MAX_KLTS;
+  }
+  if (c.stack_size == 0) c.stack_size = FIBER_DEFAULT_STACK_SIZE;
+  auto* rt = new (std::nothrow) runtime;
+  if (!rt) return EAGAIN;
+  rt->cfg = c;
+  rt->nklts = c.klts;
+  rt->policy_kind = g_policy;
+  rt->klts.reset(new (std::nothrow) klt[c.klts]);
+  if (g_policy == FIBER_POLICY_RUNNEXT) rt->runnext.reset(new (std::nothrow) runnext_t(c.klts));
+  else rt->fifo.reset(new (std::nothrow) fifo_t(c.klts));
+  if (!rt->klts || (!rt->runnext && !rt->fifo) || !preempt_install(*rt)) {
+    delete rt;
+    return EAGAIN;
+  }
+  g_rt.store(rt, std::memory_order_release);  // release: pairs with the KLTs' and API's acquire
+  for (unsigned i = 0; i < c.klts; ++i) {
+    rt->klts[i].index = i;
+    if (!start_klt(rt->klts[i])) {
+      stop_klts(*rt, i);
+      g_rt.store(nullptr, std::memory_order_release);
+      delete rt;
+      return EAGAIN;
+    }
+  }
+  return 0;
+}
+
+runtime* ensure_runtime() noexcept {
+  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init's release
+  if (rt) return rt;
+  pthread_mutex_lock(&g_init_mu);
+  if (!g_rt.load(std::memory_order_relaxed)) init_locked(nullptr);  // relaxed: under the mutex
+  pthread_mutex_unlock(&g_init_mu);
+  return g_rt.load(std::memory_order_acquire);
+}
+
+}  // namespace
+
+extern "C" {
+
+void fiber_config_init(fiber_config_t* cfg) {
+  if (!cfg) return;
+  cfg->klts = 0;
+  cfg->timeslice_us = FIBER_DEFAULT_TIMESLICE_US;
+  cfg->stack_size = 0;
+}
+
+void fiber_attr_init(fiber_attr_t* attr) {
+  if (!attr) return;
+  attr->stack_size = 0;
+  attr->detached = 0;
+}
+
+int fiber_init(const fiber_config_t* cfg) {
+  if (current_fiber()) return EBUSY;
+  pthread_mutex_lock(&g_init_mu);
+  int r = init_locked(cfg);
+  pthread_mutex_unlock(&g_init_mu);
+  return r;
+}
+
+int fiber_shutdown(void) {
+  if (current_fiber()) return EDEADLK;
+  pthread_mutex_lock(&g_init_mu);
+  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init
+  if (!rt) {
+    pthread_mutex_unlock(&g_init_mu);
+    return EINVAL;
+  }
+  parker& me = native_seam::current_parker();
+  // seq_cst: store-buffering pair with finish_exit (store live; load waiter), I7.
+  rt->shutdown_waiter.store(&me, std::memory_order_seq_cst);
+  while (rt->live.load(std::memory_order_seq_cst) != 0) me.park();
+  rt->shutdown_waiter.store(nullptr, std::memory_order_seq_cst);
+  stop_klts(*rt, rt->nklts);
+  g_rt.store(nullptr, std::memory_order_release);
+  slots_reset();
+  delete rt;
+  pthread_mutex_unlock(&g_init_mu);
+  return 0;
+}
+
+int fiber_set_policy(int policy) {
+  if (policy != FIBER_POLICY_FIFO && policy != FIBER_POLICY_RUNNEXT) return EINVAL;
+  if (g_rt.load(std::memory_order_acquire)) return EBUSY;  // acquire: pairs with init
+  g_policy = policy;
+  return 0;
+}
+
+int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), void* arg) {
+  if (!id || !start) return EINVAL;
+  std::size_t stack = 0;
+  bool detached = false;
+  if (attr) {
+    if (attr->stack_size != 0 &&
+        (attr->stack_size < FIBER_MIN_STACK_SIZE || attr->stack_size > FIBER_MAX_STACK_SIZE))
+      return EINVAL;
+    stack = attr->stack_size;
+    detached = attr->detached != 0;
+  }
+  runtime* rt = ensure_runtime();
+  if (!rt) return EAGAIN;
+  if (rt->stopping.load(std::memory_order_relaxed)) return EAGAIN;  // relaxed: advisory
+  no_preempt np;
+  fcb* f = slot_alloc(stack ? stack : rt->cfg.stack_size);
+  if (!f) return EAGAIN;
+  f->start = start;
+  f->arg = arg;
+  f->retval = nullptr;
+  f->saved_errno = 0;
+  f->saved_eh = {nullptr, 0};
+  f->asan_fake_stack = nullptr;
+  f->preempt_count.store(0, std::memory_order_relaxed);   // relaxed: not yet published
+  f->preempt_pending.store(false, std::memory_order_relaxed);
+  f->join.reset(f->id, detached);
+  f->sp = ctx_make(f->stack_hi(), fiber_entry, f);
+  rt->live.fetch_add(1, std::memory_order_relaxed);  // relaxed: the queue push publishes f
+  *id = f->id;  // before f can run
+  klt* k = this_klt();
+  rt->on_new(f, (k && k->current) ? k->index : kNoKlt);
+  return 0;
+}
+
+int fiber_join(fiber_t id, void** retval) {
+  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init
+  if (!rt || id == 0) return ESRCH;
+  fcb* self = current_fiber();
+  if (self && self->id == id) return EDEADLK;
+  fcb* f = slot_lookup(id);
+  if (!f) return ESRCH;
+  int r = f->join.join(id, retval);
+  if (r == 0) {
+    no_preempt np;
+    slot_free(f);
+  }
+  return r;
+}
+
+int fiber_detach(fiber_t id) {
+  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init
+  if (!rt || id == 0) return ESRCH;
+  fcb* f = slot_lookup(id);
+  if (!f) return ESRCH;
+  bool must_free = false;
+  int r = f->join.detach(id, &must_free);
+  if (r == 0 && must_free) {
+    no_preempt np;
+    slot_free(f);
+  }
+  return r;
+}
+
+int fiber_yield(void) {
+  if (!current_fiber()) {
+    sched_yield();
+    return 0;
+  }
+  switch_out(klt_action::yield);
+  return 0;
+}
+
+void fiber_exit(void* retval) {
+  fcb* f = current_fiber();
+  if (!f) fatal("fiber_exit called outside a fiber");
+  f->retval = retval;
+  switch_out(klt_action::exit);
+  __builtin_unreachable();
+}
+
+fiber_t fiber_self(void) {
+  fcb* f = current_fiber();
+  return f ? f->id : 0;
+}
+
+int fiber_sleep_ns(uint64_t ns) {
+  std::uint64_t now = native_seam::now_ns();
+  std::uint64_t deadline = ns > kNoDeadline - 1 - now ? kNoDeadline - 1 : now + ns;
+  if (!current_fiber()) {
+    struct timespec ts{static_cast<time_t>(deadline / 1000000000u),
+                       static_cast<long>(deadline % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+    }
+    return 0;
+  }
+  parker& p = native_seam::current_parker();
+  while (!p.park_until(deadline)) {  // spurious wake-ups loop (I-P4)
+  }
+  return 0;
+}
+
+void fiber_preempt_disable(void) { native_seam::preempt_disable(); }
+void fiber_preempt_enable(void) { native_seam::preempt_enable(); }
+
+void fiber_test_set_knob(int knob, int on) {
+  bool v = on != 0;
+  switch (knob) {
+    case FIBER_KNOB_NO_PC_CHECK: knobs.no_pc_check.store(v); break;
+    case FIBER_KNOB_NO_COUNT_CHECK: knobs.no_count_check.store(v); break;
+    case FIBER_KNOB_NO_ERRNO_SWAP: knobs.no_errno_swap.store(v); break;
+    case FIBER_KNOB_NO_EH_SWAP: knobs.no_eh_swap.store(v); break;
+    case FIBER_KNOB_NO_STACK_CHECK: knobs.no_stack_check.store(v); break;
+    case FIBER_KNOB_MIGRATE_PREEMPTED: knobs.migrate_preempted.store(v); break;
+    default: break;
+  }
+}
+
+int fiber_get_stats(fiber_stats_t* out) {
+  if (!out) return EINVAL;
+  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init
+  if (!rt) return EINVAL;
+  auto& s = rt->stats;
+  auto rd = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  out->ticks = rd(s.ticks);
+  out->preemptions = rd(s.preemptions);
+  out->deferred_count = rd(s.deferred_count);
+  out->deferred_pc = rd(s.deferred_pc);
+  out->deferred_stack = rd(s.deferred_stack);
+  out->switches = rd(s.switches);
+  out->idle_sleeps = rd(s.idle_sleeps);
+  out->klts = rt->nklts;
+  out->live = rt->live.load(std::memory_order_relaxed);
+  return 0;
+}
+
+}  // extern "C"

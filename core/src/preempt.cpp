@@ -1,0 +1,356 @@
+// core/src/preempt.cpp - timer ticks and safe preemption.
+//
+// Ticks: one POSIX timer per KLT, timer_create(clock, SIGEV_THREAD_ID), so
+// each tick lands on the KLT it measures (setitimer is process-wide once the
+// threads share a thread group: platform-facts).  The clock is the KLT's CPU
+// time (CLOCK_THREAD_CPUTIME_ID) when the quantum is at least one jiffy: a
+// KLT that sleeps or blocks in the kernel gets no ticks.  CPU-time clocks fire
+// at most once per jiffy (4 ms at HZ=250), so for shorter quanta the timer
+// uses CLOCK_MONOTONIC instead, armed only while the KLT runs fibers
+// (klt_timer_idle disarms it before an idle sleep).
+//
+// Safe preemption: the handler never switches.  When the running fiber may be
+// preempted it rewrites the interrupted context to "call"
+// fiber_preempt_trampoline (arch/context_x86_64.S), which saves all registers
+// and state, calls fiber_preempt_entry() -> switch_out(preempted), and on
+// resumption restores everything and returns to the interrupted instruction.
+// The handler refuses, marks the preemption pending, and lets the next safe
+// point (preempt_enable at count 0, any voluntary switch) or tick take it when
+//   - the fiber's preempt_count is nonzero (runtime lock, runtime entry point,
+//     user fiber_preempt_disable section) (I5);
+//   - the interrupted PC is not on the allow-list: the main executable's code
+//     plus modules the user registered; never libc, libstdc++, ld.so, libgcc,
+//     the sanitizer runtimes, libfiber itself, nor the runtime's assembly;
+//   - the fiber's stack has less room than the trampoline needs.
+// Remaining limits (core/README.md): a fiber blocking in pthread_mutex_lock or
+// a blocking syscall blocks its KLT; a fiber in a long libc call is preempted
+// only when it returns to allowed code; TLS addresses cached by compiled code
+// across a voluntary runtime call may refer to the previous KLT's TLS.
+#include <dlfcn.h>
+#include <link.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <cpuid.h>
+#include <cstdio>
+#include <cstring>
+
+#include "arch/context.hpp"
+#include "runtime.hpp"
+#include "sanitizer.hpp"
+
+unsigned fiber_xsave_size = 0;
+
+extern "C" {
+// Bounds of libfiber's own compiled code when it is linked statically (the
+// build renames the archive's .text to fiber_rt_text; weak: absent otherwise).
+extern const char __start_fiber_rt_text[] __attribute__((weak, visibility("hidden")));
+extern const char __stop_fiber_rt_text[] __attribute__((weak, visibility("hidden")));
+}
+
+namespace fiber::detail {
+
+klt* tick_klt() noexcept;
+
+namespace {
+
+constexpr unsigned kJiffyUs = 4000;       // HZ=250 here; CPU clocks tick no finer
+constexpr std::size_t kAltStack = 64 * 1024;
+constexpr unsigned kMaxRanges = 64;
+
+int g_signo = SIGPROF;
+struct range { std::uintptr_t lo, hi; };
+range g_allow[kMaxRanges];                 // written under g_allow_mu, published by g_nallow
+std::atomic<unsigned> g_nallow{0};
+range g_deny[kMaxRanges];                  // the runtime's own code
+std::atomic<unsigned> g_ndeny{0};
+pthread_mutex_t g_allow_mu = PTHREAD_MUTEX_INITIALIZER;
+struct sigaction g_old_tick, g_old_segv, g_old_bus;
+bool g_installed = false;
+
+bool in(const range* r, unsigned n, std::uintptr_t pc) noexcept {
+  for (unsigned i = 0; i < n; ++i)
+    if (pc >= r[i].lo && pc < r[i].hi) return true;
+  return false;
+}
+
+bool pc_allowed(std::uintptr_t pc) noexcept {
+  // acquire: pairs with the release in add_range(); entries below n are complete.
+  if (in(g_deny, g_ndeny.load(std::memory_order_acquire), pc)) return false;
+  return in(g_allow, g_nallow.load(std::memory_order_acquire), pc);
+}
+
+void add_range(range* r, std::atomic<unsigned>& n, std::uintptr_t lo, std::uintptr_t hi) noexcept {
+  unsigned i = n.load(std::memory_order_relaxed);  // relaxed: writers hold g_allow_mu
+  if (i >= kMaxRanges) return;
+  r[i] = {lo, hi};
+  n.store(i + 1, std::memory_order_release);  // release: pairs with pc_allowed()'s acquire
+}
+
+struct find_ctx { std::uintptr_t addr; bool main_only; bool found; const char* name; int count; };
+
+int add_module_cb(struct dl_phdr_info* info, size_t, void* p) {
+  auto* c = static_cast<find_ctx*>(p);
+  bool is_main = c->count++ == 0;  // the first object is the main program
+  bool hit = false;
+  if (c->main_only) {
+    hit = is_main;
+  } else {
+    for (int i = 0; i < info->dlpi_phnum; ++i) {
+      const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+      std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+      if (ph.p_type == PT_LOAD && c->addr >= lo && c->addr < lo + ph.p_memsz) hit = true;
+    }
+  }
+  if (!hit) return 0;
+  c->found = true;
+  c->name = info->dlpi_name;
+  if (!c->main_only && is_main) return 1;  // already on the list
+  if (!c->main_only) {
+    static const char* const kNever[] = {"libc.so", "libc-", "libstdc++", "ld-linux", "libgcc",
+                                         "libm.so", "libpthread", "libfiber", "libasan",
+                                         "libtsan", "libubsan", "liblsan", "libdl"};
+    for (const char* bad : kNever)
+      if (std::strstr(info->dlpi_name, bad)) { c->name = nullptr; return 1; }
+  }
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
+      add_range(g_allow, g_nallow, info->dlpi_addr + ph.p_vaddr,
+                info->dlpi_addr + ph.p_vaddr + ph.p_memsz);
+  }
+  return 1;
+}
+
+void build_allow_list() noexcept {
+  pthread_mutex_lock(&g_allow_mu);
+  if (g_nallow.load(std::memory_order_relaxed) == 0) {  // relaxed: under g_allow_mu
+    find_ctx c{0, true, false, nullptr, 0};
+    dl_iterate_phdr(add_module_cb, &c);
+    add_range(g_deny, g_ndeny, reinterpret_cast<std::uintptr_t>(fiber_asm_begin),
+              reinterpret_cast<std::uintptr_t>(fiber_asm_end));
+    if (__start_fiber_rt_text && __stop_fiber_rt_text)
+      add_range(g_deny, g_ndeny, reinterpret_cast<std::uintptr_t>(__start_fiber_rt_text),
+                reinterpret_cast<std::uintptr_t>(__stop_fiber_rt_text));
+  }
+  pthread_mutex_unlock(&g_allow_mu);
+}
+
+unsigned detect_xsave_size() noexcept {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+  if (!(c & (1u << 26)) || !(c & (1u << 27))) return 0;  // XSAVE and OSXSAVE
+  __cpuid_count(0xD, 0, a, b, c, d);
+  return b;  // bytes for the components enabled in XCR0
+}
+
+std::size_t trampoline_room() noexcept {
+  return (fiber_xsave_size ? fiber_xsave_size : 512) + 128 /*red zone*/ + 64 /*align*/ +
+         11 * 8 /*pushes*/ + 2048 /*fiber_preempt_entry -> switch_out frames*/;
+}
+
+void on_tick(int, siginfo_t*, void* ucv) {
+  int saved_errno = errno;
+  klt* k = tick_klt();
+  fcb* f = k ? k->current : nullptr;
+  runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: non-null while KLTs run
+  if (f && rt) {
+    auto* uc = static_cast<ucontext_t*>(ucv);
+    auto pc = static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+    auto sp = static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+    auto& st = rt->stats;
+    st.ticks.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+    auto lo = reinterpret_cast<std::uintptr_t>(f->stack_lo());
+    auto hi = reinterpret_cast<std::uintptr_t>(f->stack_hi());
+    std::atomic<std::uint64_t>* deferred = nullptr;
+    if (f->preempt_count.load(std::memory_order_relaxed) != 0 &&  // relaxed: same thread
+        !knobs.no_count_check.load(std::memory_order_relaxed))
+      deferred = &st.deferred_count;
+    else if (!pc_allowed(pc) && !knobs.no_pc_check.load(std::memory_order_relaxed))
+      deferred = &st.deferred_pc;
+    else if ((sp < lo + trampoline_room() || sp > hi) &&
+             !knobs.no_stack_check.load(std::memory_order_relaxed))
+      deferred = &st.deferred_stack;
+    if (deferred) {
+      deferred->fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+      f->preempt_pending.store(true, std::memory_order_relaxed);  // relaxed: same thread (I5)
+    } else {
+      // Below the red zone: [sp] = rip, [sp+8] = rsp for the trampoline's iretq.
+      std::uintptr_t orig_sp = sp;
+      sp = ((sp - 128) & ~std::uintptr_t{15}) - 16;
+      reinterpret_cast<std::uintptr_t*>(sp)[0] = pc;
+      reinterpret_cast<std::uintptr_t*>(sp)[1] = orig_sp;
+      uc->uc_mcontext.gregs[REG_RSP] = static_cast<greg_t>(sp);
+      uc->uc_mcontext.gregs[REG_RIP] = reinterpret_cast<greg_t>(&fiber_preempt_trampoline);
+    }
+  }
+  errno = saved_errno;
+}
+
+void write_hex(char* out, std::uintptr_t v) noexcept {
+  static const char kHex[] = "0123456789abcdef";
+  out[0] = '0'; out[1] = 'x';
+  for (int i = 0; i < 16; ++i) out[2 + i] = kHex[(v >> (60 - 4 * i)) & 0xF];
+  out[18] = '\0';
+}
+
+void on_fault(int sig, siginfo_t* si, void* uc) {
+  klt* k = tick_klt();
+  fcb* f = k ? k->current : nullptr;
+  auto addr = reinterpret_cast<std::uintptr_t>(si->si_addr);
+  if (f) {
+    auto guard = reinterpret_cast<std::uintptr_t>(f->map_base);
+    // The guard page, or a frame that jumped a little past it.
+    if (addr >= guard - 64 * 1024 && addr < guard + fcb::page_size()) {
+      char msg[160], id[20], at[20];
+      std::uint64_t v = f->id;
+      int n = 0;
+      char tmp[20];
+      do { tmp[n++] = static_cast<char>('0' + v % 10); v /= 10; } while (v && n < 19);
+      for (int i = 0; i < n; ++i) id[i] = tmp[n - 1 - i];
+      id[n] = '\0';
+      write_hex(at, addr);
+      std::snprintf(msg, sizeof msg, "fiber %s: stack overflow (fault at %s, guard page hit)", id, at);
+      fatal(msg);
+    }
+  }
+  // Not ours: hand it to whoever was there before (ASan's handler, or the default).
+  struct sigaction& old = sig == SIGSEGV ? g_old_segv : g_old_bus;
+  if (old.sa_flags & SA_SIGINFO) {
+    if (old.sa_sigaction) { old.sa_sigaction(sig, si, uc); return; }
+  } else if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN && old.sa_handler) {
+    old.sa_handler(sig);
+    return;
+  }
+  signal(sig, SIG_DFL);  // returning re-executes the access and dies with the default action
+}
+
+}  // namespace
+
+int preempt_signal() noexcept { return g_signo; }
+
+bool preempt_install(runtime&) noexcept {
+  fiber_xsave_size = detect_xsave_size();
+  build_allow_list();
+  if (g_installed) return true;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_tick;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(g_signo, &sa, &g_old_tick) != 0) return false;
+  sa.sa_sigaction = on_fault;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigaction(SIGSEGV, &sa, &g_old_segv);
+  sigaction(SIGBUS, &sa, &g_old_bus);
+  g_installed = true;
+  return true;
+}
+
+void preempt_uninstall() noexcept {
+  if (!g_installed) return;
+  sigaction(g_signo, &g_old_tick, nullptr);
+  sigaction(SIGSEGV, &g_old_segv, nullptr);
+  sigaction(SIGBUS, &g_old_bus, nullptr);
+  g_installed = false;
+}
+
+void klt_altstack_install(klt& k) noexcept {
+  void* p = mmap(nullptr, kAltStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return;
+  k.altstack = static_cast<char*>(p);
+  stack_t ss;
+  ss.ss_sp = p;
+  ss.ss_size = kAltStack;
+  ss.ss_flags = 0;
+  sigaltstack(&ss, nullptr);
+}
+
+static bool use_monotonic(const fiber_config_t& cfg) noexcept { return cfg.timeslice_us < kJiffyUs; }
+
+bool klt_timer_start(klt& k, const fiber_config_t& cfg) noexcept {
+  if (cfg.timeslice_us == 0 || kTsanBuild) return true;  // cooperative (TSan delays async signals)
+  struct sigevent ev;
+  std::memset(&ev, 0, sizeof ev);
+  ev.sigev_notify = SIGEV_THREAD_ID;
+  ev.sigev_signo = g_signo;
+  ev._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
+  clockid_t clock = use_monotonic(cfg) ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID;
+  if (timer_create(clock, &ev, &k.timer) != 0) return false;
+  k.has_timer = true;
+  klt_timer_idle(k, false);
+  return true;
+}
+
+void klt_timer_idle(klt& k, bool idle) noexcept {
+  runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: set before KLTs start
+  if (!k.has_timer || !rt || !use_monotonic(rt->cfg)) {
+    if (k.has_timer && !k.timer_armed && !idle) {
+      struct itimerspec its;
+      long ns = static_cast<long>(rt->cfg.timeslice_us) * 1000;
+      its.it_interval = {ns / 1000000000, ns % 1000000000};
+      its.it_value = its.it_interval;
+      timer_settime(k.timer, 0, &its, nullptr);
+      k.timer_armed = true;
+    }
+    return;
+  }
+  if (idle == !k.timer_armed) return;
+  struct itimerspec its;
+  std::memset(&its, 0, sizeof its);
+  if (!idle) {
+    long ns = static_cast<long>(rt->cfg.timeslice_us) * 1000;
+    its.it_interval = {ns / 1000000000, ns % 1000000000};
+    its.it_value = its.it_interval;
+  }
+  timer_settime(k.timer, 0, &its, nullptr);
+  k.timer_armed = !idle;
+}
+
+void klt_timer_stop(klt& k) noexcept {
+  if (k.has_timer) timer_delete(k.timer);
+  k.has_timer = false;
+  k.timer_armed = false;
+  if (k.altstack) {
+    stack_t ss;
+    std::memset(&ss, 0, sizeof ss);
+    ss.ss_flags = SS_DISABLE;
+    sigaltstack(&ss, nullptr);
+    munmap(k.altstack, kAltStack);
+    k.altstack = nullptr;
+  }
+}
+
+}  // namespace fiber::detail
+
+using namespace fiber::detail;
+
+// Called by fiber_preempt_trampoline on the preempted fiber's stack.
+extern "C" void fiber_preempt_entry(void) {
+  runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: non-null while fibers run
+  rt->stats.preemptions.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+  switch_out(klt_action::preempted);  // I3: comes back on this KLT
+}
+
+extern "C" int fiber_preempt_allow_module(const void* addr) {
+  if (!addr) return EINVAL;
+  pthread_mutex_lock(&g_allow_mu);
+  find_ctx c{reinterpret_cast<std::uintptr_t>(addr), false, false, nullptr, 0};
+  dl_iterate_phdr(add_module_cb, &c);
+  pthread_mutex_unlock(&g_allow_mu);
+  if (!c.found) return EINVAL;
+  return c.name ? 0 : EPERM;
+}
+
+extern "C" int fiber_set_preempt_signal(int signo) {
+  if (g_rt.load(std::memory_order_acquire)) return EBUSY;  // acquire: pairs with fiber_init
+  if (signo <= 0 || signo >= NSIG || signo == SIGSEGV || signo == SIGBUS || signo == SIGKILL ||
+      signo == SIGSTOP)
+    return EINVAL;
+  g_signo = signo;
+  return 0;
+}

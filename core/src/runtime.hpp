@@ -1,0 +1,196 @@
+// core/src/runtime.hpp - the native runtime's internal types (not installed).
+//
+// Vocabulary
+//   fiber    a user-level thread: a control block (fcb) plus a stack.
+//   KLT      a kernel-level thread the runtime created (pthread on a stack the
+//            runtime mapped).  Each runs a scheduler loop on its own stack.
+//   run queue a FIFO of runnable fibers (policy.hpp): one per KLT + a global one.
+//   park     a fiber gives up its KLT until someone unparks it (parker.hpp).
+//   preempt  the tick handler makes a running fiber give up its KLT (preempt.cpp).
+//
+// Fiber states, owner and where the fiber is (Go's _Grunning...):
+//   runnable  in exactly one run queue (I-R4); the queue's lock guards its links.
+//   running   k->current of exactly one KLT; that KLT owns fcb and stack.
+//   switching left its stack with k->action set; the KLT's scheduler owns it
+//             until it acts on the action (requeue, commit park, exit).
+//   parked    parker kParked; owned by whoever's unpark() sees kParked (I-P2),
+//             who hands it to the policy (on_wake).  Maybe also in the timer
+//             heap (timed park), guarded by rt.timer_lock.
+//   exited    off its stack; join_state decides who frees it (I-J2).
+//   free      slot on the free list, stack kept for reuse.
+//
+// Invariants of the scheduler (cited as I1..I7 in sched.cpp/preempt.cpp):
+//   I1 A fiber's stack is in use by at most one KLT at a time: a fiber becomes
+//      visible to other KLTs (queued, committed parked, exited) only after its
+//      KLT switched off its stack (the scheduler acts on k->action).
+//   I2 k->current and k->action are touched only by KLT k itself (its fibers,
+//      its scheduler and its tick handler).
+//   I3 A fiber preempted by a tick resumes on the same KLT (pinned, I-R3);
+//      fibers migrate only at voluntary runtime calls.
+//   I4 errno and the C++ exception globals are per fiber: saved when a fiber
+//      leaves its KLT, restored before it runs again.
+//   I5 A fiber with preempt_count > 0 is never preempted; a tick that lands
+//      then sets preempt_pending, honoured when the count returns to 0.  Every
+//      runtime entry point that touches KLT or scheduler state raises the count
+//      (the runtime itself is never preempted), and so does every spinlock (I-S1).
+//   I6 Timers expire under rt.timer_lock and unpark under it, so a cancel that
+//      returns guarantees no expiry of that timer is in flight.
+//   I7 live counts fibers created and not yet exited; shutdown waits for 0.
+#pragma once
+
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "fiber/detail/idle.hpp"
+#include "fiber/detail/join.hpp"
+#include "fiber/detail/parker.hpp"
+#include "fiber/detail/policy.hpp"
+#include "fiber/detail/seam.hpp"
+#include "fiber/detail/spinlock.hpp"
+#include "fiber/detail/timer_heap.hpp"
+#include "fiber/fiber.h"
+
+namespace fiber::detail {
+
+using parker = basic_parker<native_seam>;
+using spinlock = basic_spinlock<native_seam>;
+
+struct eh_globals {  // libstdc++'s __cxa_eh_globals
+  void* caught;
+  unsigned int uncaught;
+};
+
+struct fcb {
+  // Context and queue links (I1, I-Q).
+  void* sp = nullptr;
+  native_var<fcb*> rq_next{nullptr};
+  native_var<bool> pinned{false};
+  parker park;
+  join_state<native_seam> join;
+  std::uint64_t id = 0;  // immutable while alive; join.id_ is the authority
+  std::uint32_t slot = 0;
+  std::uint32_t last_klt = 0;
+  // Timer heap fields, guarded by rt.timer_lock (I6).
+  std::uint64_t timer_deadline = 0;
+  std::uint64_t timer_seq = 0;
+  std::size_t timer_index = timer_heap<fcb>::kNotQueued;
+  // Set at create.
+  void* (*start)(void*) = nullptr;
+  void* arg = nullptr;
+  void* retval = nullptr;
+  char* map_base = nullptr;  // guard page at map_base, stack above it
+  std::size_t map_size = 0;
+  // Owned by the running fiber, read by the tick handler of its KLT (I5).
+  std::atomic<std::uint32_t> preempt_count{0};
+  std::atomic<bool> preempt_pending{false};
+  // Saved per-fiber thread state (I4).
+  int saved_errno = 0;
+  eh_globals saved_eh{nullptr, 0};
+  // Sanitizer fiber state.
+  void* asan_fake_stack = nullptr;
+  void* tsan_fiber = nullptr;
+  fcb* free_next = nullptr;  // guarded by rt.slot_lock
+
+  char* stack_lo() const noexcept { return map_base + page_size(); }
+  char* stack_hi() const noexcept { return map_base + map_size; }
+  static std::size_t page_size() noexcept;
+};
+
+enum class klt_action : unsigned char { none, yield, preempted, park, exit };
+
+struct stats_counters {
+  std::atomic<std::uint64_t> ticks{0}, preemptions{0}, deferred_count{0}, deferred_pc{0},
+      deferred_stack{0}, switches{0}, steals{0}, idle_sleeps{0};
+};
+
+struct alignas(64) klt {
+  unsigned index = 0;
+  pthread_t thread{};
+  void* sched_sp = nullptr;           // the scheduler context while a fiber runs (I2)
+  fcb* volatile current = nullptr;    // I2; read by the tick handler
+  klt_action action = klt_action::none;  // I2
+  timer_t timer{};
+  bool has_timer = false;
+  bool timer_armed = false;
+  char* stack_map = nullptr;
+  std::size_t stack_map_size = 0;
+  char* altstack = nullptr;
+  eh_globals* eh = nullptr;           // this KLT's __cxa_get_globals()
+  void* asan_fake_stack = nullptr;
+  void* tsan_fiber = nullptr;
+};
+
+using fifo_t = fifo_policy<native_seam, fcb>;
+using runnext_t = runnext_policy<native_seam, fcb>;
+
+struct runtime {
+  fiber_config_t cfg{};
+  unsigned nklts = 0;
+  int policy_kind = 0;  // FIBER_POLICY_*
+  std::unique_ptr<klt[]> klts;
+  std::unique_ptr<fifo_t> fifo;
+  std::unique_ptr<runnext_t> runnext;
+  idle_set<native_seam> idle;
+  // Timers (I6).
+  spinlock timer_lock;
+  timer_heap<fcb> timers;                          // guarded by timer_lock
+  std::atomic<std::uint64_t> next_deadline{kNoDeadline};  // written under timer_lock
+  // Lifetime (I7).
+  std::atomic<std::uint64_t> live{0};
+  std::atomic<parker*> shutdown_waiter{nullptr};
+  std::atomic<bool> stopping{false};
+  std::atomic<unsigned> started{0};
+  stats_counters stats;
+
+  void on_new(fcb* f, unsigned k) noexcept;
+  void on_yield(fcb* f, unsigned k) noexcept;
+  void on_preempted(fcb* f, unsigned k) noexcept;
+  void on_wake(fcb* f, unsigned k) noexcept;
+  fcb* pick_next(unsigned k) noexcept;
+  bool has_work() const noexcept;
+};
+
+extern std::atomic<runtime*> g_rt;
+
+// sched.cpp
+klt* this_klt() noexcept;           // never cached across a switch (noinline)
+fcb* current_fiber() noexcept;      // nullptr outside a fiber
+void switch_out(klt_action a) noexcept;  // from a fiber: hand the KLT to its scheduler
+void* klt_main(void* arg);
+void make_runnable(fcb* f) noexcept;    // after an unpark that owned the wake (I-P2)
+void timer_add(fcb* f, std::uint64_t deadline) noexcept;
+void timer_cancel(fcb* f) noexcept;
+void fiber_entry(void* arg);
+void klt_publish_self(klt* k) noexcept;
+
+// slots.cpp / stack.cpp
+fcb* slot_alloc(std::size_t stack_size) noexcept;  // nullptr: EAGAIN
+void slot_free(fcb* f) noexcept;
+fcb* slot_lookup(fiber_t id) noexcept;            // nullptr: no such slot
+void slots_reset() noexcept;
+bool stack_map(std::size_t size, char** base, std::size_t* map_size) noexcept;
+void stack_unmap(char* base, std::size_t map_size) noexcept;
+
+// preempt.cpp
+bool preempt_install(runtime& rt) noexcept;  // signal handlers, xsave size, allow-list
+void preempt_uninstall() noexcept;
+bool klt_timer_start(klt& k, const fiber_config_t& cfg) noexcept;
+void klt_timer_stop(klt& k) noexcept;
+void klt_timer_idle(klt& k, bool idle) noexcept;  // disarm while idle (monotonic clock only)
+void klt_altstack_install(klt& k) noexcept;
+int preempt_signal() noexcept;
+
+// test knobs (testing.h)
+struct knobs_t {
+  std::atomic<bool> no_pc_check{false}, no_count_check{false}, no_errno_swap{false},
+      no_eh_swap{false}, no_stack_check{false}, migrate_preempted{false};
+};
+extern knobs_t knobs;
+
+}  // namespace fiber::detail

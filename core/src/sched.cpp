@@ -1,0 +1,367 @@
+// core/src/sched.cpp - the KLT scheduler loop, context switches, timers and
+// the native half of the park protocol.  Vocabulary, fiber states and the
+// invariants I1..I7 are in runtime.hpp.
+//
+// Designs rejected:
+//   * switching fiber -> fiber directly.  Needs a "finish the previous fiber"
+//     hook run on the next fiber's stack; one switch cheaper, but every path
+//     (yield, park, exit, preempt) then has two owners.  Here a fiber always
+//     switches to its KLT's scheduler context, which acts on k->action after
+//     the fiber is off its stack (I1).  Cost: two switches per yield (~13 ns).
+//   * a timer thread for sleeps.  Idle KLTs sleep until the earliest deadline
+//     instead, and busy KLTs check the heap at every scheduling decision.
+//   * ucontext: a sigprocmask syscall per switch (platform-facts).
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cxxabi.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "arch/context.hpp"
+#include "runtime.hpp"
+#include "sanitizer.hpp"
+
+namespace fiber::detail {
+
+std::atomic<runtime*> g_rt{nullptr};
+knobs_t knobs;
+
+// initial-exec: read from the tick handler, so no lazy TLS allocation.
+static thread_local klt* tls_klt __attribute__((tls_model("initial-exec"))) = nullptr;
+
+// Not inlined and not pure: a fiber may resume on another KLT after any
+// voluntary switch, so the KLT is re-read each time (I3 discussion).
+__attribute__((noinline)) klt* this_klt() noexcept {
+  asm volatile("" ::: "memory");
+  return tls_klt;
+}
+klt* tick_klt() noexcept { return tls_klt; }  // for the handler, same thread by definition
+void klt_publish_self(klt* k) noexcept { tls_klt = k; }
+
+fcb* current_fiber() noexcept {
+  klt* k = this_klt();
+  return k ? k->current : nullptr;
+}
+
+// ---- policy dispatch -------------------------------------------------------
+
+void runtime::on_new(fcb* f, unsigned k) noexcept {
+  if (runnext) runnext->on_new(f, k); else fifo->on_new(f, k);
+  if ((runnext ? runnext->wants_notify(k) : fifo->wants_notify(k))) idle.notify_one();
+}
+void runtime::on_yield(fcb* f, unsigned k) noexcept {
+  if (runnext) runnext->on_yield(f, k); else fifo->on_yield(f, k);
+}
+void runtime::on_preempted(fcb* f, unsigned k) noexcept {
+  if (knobs.migrate_preempted.load(std::memory_order_relaxed)) {  // test knob: negative control of I3
+    on_wake(f, kNoKlt);
+    return;
+  }
+  if (runnext) runnext->on_preempted(f, k); else fifo->on_preempted(f, k);
+}
+void runtime::on_wake(fcb* f, unsigned k) noexcept {
+  if (runnext) runnext->on_wake(f, k); else fifo->on_wake(f, k);
+  if ((runnext ? runnext->wants_notify(k) : fifo->wants_notify(k))) idle.notify_one();
+}
+fcb* runtime::pick_next(unsigned k) noexcept {
+  return runnext ? runnext->pick_next(k) : fifo->pick_next(k);
+}
+bool runtime::has_work() const noexcept {
+  return runnext ? runnext->has_work_hint() : fifo->has_work_hint();
+}
+
+// ---- switching -------------------------------------------------------------
+
+// From a fiber: give the KLT back to its scheduler, which then acts on `a`.
+// Runs with the fiber's preempt_count raised so no tick can interleave with
+// setting k->action (I2, I5).  Nothing KLT-local is used after the switch:
+// the fiber may resume on another KLT.
+void switch_out(klt_action a) noexcept {
+  klt* k = this_klt();
+  fcb* f = k->current;
+  f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) + 1,
+                         std::memory_order_relaxed);  // relaxed: only this thread and its handler
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the handler sees the count before k->action
+  k->action = a;
+  if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) f->saved_errno = errno;  // I4
+  if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) f->saved_eh = *k->eh;      // I4
+  san_start_switch(a == klt_action::exit ? nullptr : &f->asan_fake_stack, k->stack_map,
+                   k->stack_map_size, k->tsan_fiber);
+  fiber_ctx_switch(&f->sp, k->sched_sp);
+  san_finish_switch(f->asan_fake_stack);
+  f->preempt_pending.store(false, std::memory_order_relaxed);  // rescheduled: satisfied
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) - 1,
+                         std::memory_order_relaxed);
+}
+
+// First frame of every fiber (arch/context.hpp: entry(arg)).
+void fiber_entry(void* arg) {
+  san_finish_switch(nullptr);
+  fcb* f = static_cast<fcb*>(arg);
+  f->retval = f->start(f->arg);
+  switch_out(klt_action::exit);
+  __builtin_unreachable();
+}
+
+// Scheduler side: run f on k until it switches out; returns its action.
+static klt_action run_fiber(klt* k, fcb* f) noexcept {
+  k->current = f;
+  f->last_klt = k->index;
+  if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) errno = f->saved_errno;  // I4
+  if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) *k->eh = f->saved_eh;      // I4
+  san_start_switch(&k->asan_fake_stack, f->stack_lo(), f->map_size - fcb::page_size(),
+                   f->tsan_fiber);
+  fiber_ctx_switch(&k->sched_sp, f->sp);
+  san_finish_switch(k->asan_fake_stack);
+  k->current = nullptr;
+  klt_action a = k->action;
+  k->action = klt_action::none;
+  return a;
+}
+
+static void finish_exit(runtime& rt, fcb* f) noexcept {
+  if (f->join.exit(f->retval) == join_state<native_seam>::free_by::caller) slot_free(f);
+  // seq_cst: the "store live" of a store-buffering pair with fiber_shutdown
+  // (store waiter; load live).  One of the two sees the other (I7).
+  if (rt.live.fetch_sub(1, std::memory_order_seq_cst) == 1) {
+    if (parker* p = rt.shutdown_waiter.load(std::memory_order_seq_cst)) p->unpark();
+  }
+}
+
+// ---- timers (I6) -----------------------------------------------------------
+
+static void publish_deadline(runtime& rt) noexcept {
+  // relaxed: read as a hint; the idle protocol's fences order it (idle.hpp).
+  rt.next_deadline.store(rt.timers.next_deadline(), std::memory_order_relaxed);
+}
+
+void timer_add(fcb* f, std::uint64_t deadline) noexcept {
+  runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: pairs with fiber_init's publication
+  bool earliest;
+  {
+    lock_guard<spinlock> g(rt.timer_lock);
+    rt.timers.push(f, deadline);
+    earliest = rt.timers.next_deadline() == deadline;
+    publish_deadline(rt);
+  }
+  if (earliest) rt.idle.notify_all();  // sleeping KLTs recompute their timeout
+}
+
+void timer_cancel(fcb* f) noexcept {
+  runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: as above
+  lock_guard<spinlock> g(rt.timer_lock);
+  if (rt.timers.remove(f)) publish_deadline(rt);
+}
+
+static void process_timers(runtime& rt) noexcept {
+  std::uint64_t nd = rt.next_deadline.load(std::memory_order_relaxed);  // relaxed: hint, rechecked under lock
+  if (nd == kNoDeadline) return;
+  std::uint64_t now = native_seam::now_ns();
+  if (now < nd) return;
+  lock_guard<spinlock> g(rt.timer_lock);
+  while (fcb* t = rt.timers.pop_expired(now)) t->park.unpark();  // under the lock: I6
+  publish_deadline(rt);
+}
+
+// ---- the KLT loop ----------------------------------------------------------
+
+static void idle_wait(runtime& rt, klt* k) noexcept {
+  std::uint32_t key = rt.idle.prepare_sleep();
+  if (rt.has_work() || rt.stopping.load(std::memory_order_relaxed)) {  // relaxed: after the idle fence
+    rt.idle.cancel_sleep();
+    return;
+  }
+  std::uint64_t nd = rt.next_deadline.load(std::memory_order_relaxed);  // relaxed: after the idle fence
+  if (nd != kNoDeadline && nd <= native_seam::now_ns()) {
+    rt.idle.cancel_sleep();
+    return;
+  }
+  rt.stats.idle_sleeps.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+  klt_timer_idle(*k, true);
+  rt.idle.sleep(key, nd);
+  klt_timer_idle(*k, false);
+}
+
+static void after_switch(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
+  // Timers first, so a sleeper that expired during f's quantum queues ahead
+  // of f (wake-up lateness is one quantum, not two).
+  process_timers(rt);
+  switch (a) {
+    case klt_action::yield: rt.on_yield(f, k->index); break;
+    case klt_action::preempted: rt.on_preempted(f, k->index); break;
+    case klt_action::park:
+      // I-P5/I1: commit only now that f is off its stack.  A token that
+      // arrived meanwhile makes f runnable again at once (I-P1).
+      if (!f->park.try_commit()) rt.on_yield(f, k->index);
+      break;
+    case klt_action::exit: finish_exit(rt, f); break;
+    case klt_action::none: FIBER_ASSERT(false, "fiber switched out without an action"); break;
+  }
+}
+
+void* klt_main(void* arg) {
+  klt* k = static_cast<klt*>(arg);
+  runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: pairs with fiber_init's release
+  klt_publish_self(k);
+  k->eh = reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
+  klt_altstack_install(*k);
+  k->tsan_fiber = san_current_fiber();
+  klt_timer_start(*k, rt.cfg);
+  for (;;) {
+    process_timers(rt);
+    if (fcb* f = rt.pick_next(k->index)) {
+      rt.stats.switches.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+      after_switch(rt, k, f, run_fiber(k, f));
+      continue;
+    }
+    if (rt.stopping.load(std::memory_order_acquire) && !rt.has_work()) break;  // acquire: pairs with shutdown
+    idle_wait(rt, k);
+  }
+  klt_timer_stop(*k);
+  klt_publish_self(nullptr);
+  return nullptr;
+}
+
+void make_runnable(fcb* f) noexcept {
+  runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: as above
+  klt* k = this_klt();
+  rt.on_wake(f, k ? k->index : kNoKlt);
+}
+
+// ---- the native seam's out-of-line half --------------------------------------
+
+static long futex(std::atomic<std::uint32_t>* w, int op, std::uint32_t val,
+                  const struct timespec* ts) noexcept {
+  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), op, val, ts, nullptr,
+                 FUTEX_BITSET_MATCH_ANY);
+}
+
+void native_seam::os_wait(native_atomic<std::uint32_t>& w, std::uint32_t expected,
+                          std::uint64_t deadline) noexcept {
+  struct timespec ts;
+  const struct timespec* tsp = nullptr;
+  if (deadline != kNoDeadline) {
+    ts.tv_sec = static_cast<time_t>(deadline / 1000000000u);
+    ts.tv_nsec = static_cast<long>(deadline % 1000000000u);
+    tsp = &ts;
+  }
+  // Absolute CLOCK_MONOTONIC timeout (FUTEX_WAIT_BITSET without CLOCK_REALTIME).
+  futex(&w.raw(), FUTEX_WAIT_BITSET_PRIVATE, expected, tsp);
+}
+
+void native_seam::os_wake(native_atomic<std::uint32_t>& w, std::uint32_t count) noexcept {
+  futex(&w.raw(), FUTEX_WAKE_PRIVATE, count, nullptr);
+}
+
+void native_seam::os_yield() noexcept { sched_yield(); }
+
+std::uint64_t native_seam::now_ns() noexcept {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+void native_seam::preempt_disable() noexcept {
+  if (fcb* f = current_fiber()) {
+    f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);  // relaxed: only this thread and its handler
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the section stays after the count
+  }
+}
+
+void native_seam::preempt_enable() noexcept {
+  fcb* f = current_fiber();
+  if (!f) return;
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the section stays before the count
+  std::uint32_t c = f->preempt_count.load(std::memory_order_relaxed) - 1;
+  f->preempt_count.store(c, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  // I5: a tick that was refused meanwhile is taken now, at a safe point.
+  if (c == 0 && f->preempt_pending.load(std::memory_order_relaxed)) switch_out(klt_action::yield);
+}
+
+// OS threads' parkers: type-stable (I-P4), recycled through a free list.
+namespace {
+struct os_parker_node {
+  parker p;
+  os_parker_node* next = nullptr;
+};
+spinlock g_os_parkers_lock;
+os_parker_node* g_os_parkers_free = nullptr;  // guarded by g_os_parkers_lock
+
+struct os_parker_holder {
+  os_parker_node* n = nullptr;
+  ~os_parker_holder() {
+    if (!n) return;
+    lock_guard<spinlock> g(g_os_parkers_lock);
+    n->next = g_os_parkers_free;
+    g_os_parkers_free = n;
+  }
+  parker& get() {
+    if (!n) {
+      {
+        lock_guard<spinlock> g(g_os_parkers_lock);
+        n = g_os_parkers_free;
+        if (n) g_os_parkers_free = n->next;
+      }
+      if (!n) n = new os_parker_node;  // never freed: I-P4
+    }
+    return n->p;
+  }
+};
+thread_local os_parker_holder tls_os_parker;
+thread_local std::uint64_t tls_os_id = 0;
+}  // namespace
+
+native_seam::parker_type& native_seam::current_parker() noexcept {
+  if (fcb* f = current_fiber()) return f->park;
+  return tls_os_parker.get();
+}
+
+std::uint64_t native_seam::self_id() noexcept {
+  if (fcb* f = current_fiber()) return f->id;
+  if (tls_os_id == 0)
+    tls_os_id = (std::uint64_t{1} << 63) | static_cast<std::uint64_t>(syscall(SYS_gettid));
+  return tls_os_id;
+}
+
+static void os_block(parker& p, std::uint64_t deadline) noexcept {
+  if (!p.try_commit()) return;  // I-P1
+  while (p.word().load(mo::acquire) == parker::kParked) {  // acquire: pairs with unpark()
+    if (deadline != kNoDeadline && native_seam::now_ns() >= deadline) break;
+    native_seam::os_wait(p.word(), parker::kParked, deadline);
+  }
+  p.finish();
+}
+
+void native_seam::block(parker_type& p, std::uint64_t deadline) noexcept {
+  fcb* f = current_fiber();
+  if (!f || &f->park != &p) {
+    FIBER_ASSERT(f == nullptr, "a fiber blocked on a parker that is not its own");
+    os_block(p, deadline);
+    return;
+  }
+  if (deadline != kNoDeadline) {
+    if (now_ns() >= deadline) return;
+    timer_add(f, deadline);  // expiry unparks f (I6)
+  }
+  switch_out(klt_action::park);  // the scheduler commits (I-P5)
+  if (deadline != kNoDeadline) timer_cancel(f);
+  p.finish();
+}
+
+void native_seam::wake(parker_type& p) noexcept {
+  if (p.owner) {
+    make_runnable(static_cast<fcb*>(p.owner));
+  } else {
+    os_wake(p.word(), 1);
+  }
+}
+
+}  // namespace fiber::detail

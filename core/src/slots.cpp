@@ -1,0 +1,161 @@
+// core/src/slots.cpp - fiber control blocks and their stacks.
+//
+// Control blocks live in chunks that are never freed while the runtime runs
+// (type-stable: a late unpark or a stale id lookup touches valid memory,
+// I-P4, I-J2).  An id is (sequence << 24) | slot with a process-wide
+// sequence, so ids are never reused while the process lives, even across
+// fiber_shutdown/fiber_init.
+//
+// Stacks are mmap'ed with MAP_NORESERVE (only touched pages cost memory) and a
+// PROT_NONE guard page at the low end; an overflow faults there and
+// preempt.cpp's SIGSEGV handler (on the KLT's sigaltstack) names the fiber.
+// A freed fiber keeps its stack for the next fiber of the same size (free
+// slots are reused LIFO, so the stack is warm); at most kMaxPooled idle
+// stacks are kept, the rest are unmapped.  Each guarded stack is two VMAs:
+// vm.max_map_count (65530 by default) caps live fibers at about 32k; past it
+// fiber_create returns EAGAIN.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <new>
+
+#include "runtime.hpp"
+#include "sanitizer.hpp"
+
+namespace fiber::detail {
+
+namespace {
+constexpr unsigned kSlotBits = 24;
+constexpr std::uint64_t kSlotMask = (std::uint64_t{1} << kSlotBits) - 1;
+constexpr unsigned kChunkBits = 12;
+constexpr unsigned kChunk = 1u << kChunkBits;
+constexpr unsigned kMaxChunks = 1u << (kSlotBits - kChunkBits);
+constexpr std::size_t kMaxPooled = 4096;
+
+std::atomic<fcb*> g_chunks[kMaxChunks];  // published with release, never freed until shutdown
+spinlock g_slot_lock;
+fcb* g_free = nullptr;            // guarded by g_slot_lock
+std::uint32_t g_nslots = 0;       // guarded by g_slot_lock
+std::size_t g_pooled = 0;         // free slots holding a stack; guarded by g_slot_lock
+std::atomic<std::uint64_t> g_seq{1};  // process-wide: ids are never reused
+std::size_t g_page = 0;
+}  // namespace
+
+std::size_t fcb::page_size() noexcept {
+  if (!g_page) g_page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return g_page;
+}
+
+bool stack_map(std::size_t size, char** base, std::size_t* map_size) noexcept {
+  std::size_t pg = fcb::page_size();
+  std::size_t total = ((size + pg - 1) / pg) * pg + pg;
+  void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (p == MAP_FAILED) return false;
+  if (mprotect(p, pg, PROT_NONE) != 0) {
+    munmap(p, total);
+    return false;
+  }
+  *base = static_cast<char*>(p);
+  *map_size = total;
+  return true;
+}
+
+void stack_unmap(char* base, std::size_t map_size) noexcept {
+  if (base) munmap(base, map_size);
+}
+
+static fcb* new_slot_locked() noexcept {
+  std::uint32_t s = g_nslots;
+  if (s > kSlotMask) return nullptr;
+  std::uint32_t c = s >> kChunkBits;
+  fcb* chunk = g_chunks[c].load(std::memory_order_relaxed);  // relaxed: written under g_slot_lock
+  if (!chunk) {
+    chunk = new (std::nothrow) fcb[kChunk];
+    if (!chunk) return nullptr;
+    for (unsigned i = 0; i < kChunk; ++i) {
+      chunk[i].slot = c * kChunk + i;
+      chunk[i].park.owner = &chunk[i];
+    }
+    g_chunks[c].store(chunk, std::memory_order_release);  // release: pairs with slot_lookup()
+  }
+  ++g_nslots;
+  return &chunk[s & (kChunk - 1)];
+}
+
+fcb* slot_alloc(std::size_t stack_size) noexcept {
+  std::size_t pg = fcb::page_size();
+  std::size_t want = ((stack_size + pg - 1) / pg) * pg + pg;
+  fcb* f;
+  {
+    lock_guard<spinlock> g(g_slot_lock);
+    f = g_free;
+    if (f) {
+      g_free = f->free_next;
+      if (f->map_base) --g_pooled;
+    } else {
+      f = new_slot_locked();
+      if (!f) return nullptr;
+    }
+  }
+  if (f->map_base && f->map_size != want) {
+    stack_unmap(f->map_base, f->map_size);
+    f->map_base = nullptr;
+  }
+  if (!f->map_base && !stack_map(stack_size, &f->map_base, &f->map_size)) {
+    f->map_base = nullptr;
+    lock_guard<spinlock> g(g_slot_lock);
+    f->free_next = g_free;
+    g_free = f;
+    return nullptr;
+  }
+  f->id = (g_seq.fetch_add(1, std::memory_order_relaxed) << kSlotBits) | f->slot;  // relaxed: uniqueness only
+  f->tsan_fiber = san_create_fiber();
+  return f;
+}
+
+void slot_free(fcb* f) noexcept {
+  san_destroy_fiber(f->tsan_fiber);
+  f->tsan_fiber = nullptr;
+  char* unmap_base = nullptr;
+  std::size_t unmap_size = 0;
+  {
+    lock_guard<spinlock> g(g_slot_lock);
+    if (g_pooled >= kMaxPooled) {  // keep the slot, drop its stack
+      unmap_base = f->map_base;
+      unmap_size = f->map_size;
+      f->map_base = nullptr;
+    } else {
+      ++g_pooled;
+    }
+    f->free_next = g_free;
+    g_free = f;
+  }
+  stack_unmap(unmap_base, unmap_size);
+}
+
+fcb* slot_lookup(fiber_t id) noexcept {
+  std::uint64_t s = id & kSlotMask;
+  fcb* chunk = g_chunks[s >> kChunkBits].load(std::memory_order_acquire);  // acquire: pairs with new_slot_locked()
+  return chunk ? &chunk[s & (kChunk - 1)] : nullptr;
+}
+
+// At shutdown, no fiber is alive: unmap every stack and free the chunks.
+void slots_reset() noexcept {
+  lock_guard<spinlock> g(g_slot_lock);
+  for (unsigned c = 0; c < kMaxChunks; ++c) {
+    fcb* chunk = g_chunks[c].load(std::memory_order_relaxed);  // relaxed: quiescent
+    if (!chunk) break;
+    for (unsigned i = 0; i < kChunk; ++i) {
+      stack_unmap(chunk[i].map_base, chunk[i].map_size);
+      san_destroy_fiber(chunk[i].tsan_fiber);
+    }
+    delete[] chunk;
+    g_chunks[c].store(nullptr, std::memory_order_relaxed);  // relaxed: quiescent
+  }
+  g_free = nullptr;
+  g_nslots = 0;
+  g_pooled = 0;
+}
+
+}  // namespace fiber::detail
