@@ -1,0 +1,294 @@
+// bench/bench_sync.cpp - (f) synchronisation.
+//   mutex/<v>            uncontended lock+unlock (ops = 1)
+//   mutex1klt/<v>        4 ULTs on one kernel thread: lock, ++n, yield, unlock
+//                        (the yield inside forces a handoff); per acquisition
+//   mutexmt/<v>          4 ULTs/threads on every CPU: lock, ++n, unlock;
+//                        per acquisition
+//   pingpong/<v>         condition-variable ping-pong between two ULTs (or
+//                        threads); per round trip (two waits, two notifies)
+// Variants: fiber (fiber::mutex / fiber::condition_variable, once
+//   core/include/fiber/{mutex,condition_variable}.hpp exist), fiber_c (the C
+//   API fiber_mutex_t / fiber_cond_t), boost (boost::fibers, one thread, or
+//   boost_ws on every CPU), std (std::mutex; std::condition_variable with two
+//   pthreads pinned to the same CPU = pthread_samecpu, to two CPUs =
+//   pthread_crosscpu).  fiber runtimes use klts=1 except mutexmt (klts=0).
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "common.hpp"
+#ifdef BENCH_HAVE_BOOST
+#include "boost_common.hpp"
+#endif
+#if defined(BENCH_HAVE_FIBER_HPP) && __has_include("fiber/mutex.hpp") && \
+    __has_include("fiber/condition_variable.hpp")
+#include "fiber/condition_variable.hpp"
+#include "fiber/mutex.hpp"
+#define BENCH_FIBER_SYNC 1
+#endif
+
+namespace {
+
+constexpr int kWorkers = 4;
+
+// The C API behind the standard names, so that one template serves all.
+class c_mutex {
+ public:
+  c_mutex() { fiber_mutex_init(&m_, nullptr); }
+  ~c_mutex() { fiber_mutex_destroy(&m_); }
+  c_mutex(const c_mutex&) = delete;
+  c_mutex& operator=(const c_mutex&) = delete;
+  void lock() { fiber_mutex_lock(&m_); }
+  void unlock() { fiber_mutex_unlock(&m_); }
+  fiber_mutex_t* native() { return &m_; }
+
+ private:
+  fiber_mutex_t m_;
+};
+
+class c_cond {
+ public:
+  c_cond() { fiber_cond_init(&c_, nullptr); }
+  ~c_cond() { fiber_cond_destroy(&c_); }
+  c_cond(const c_cond&) = delete;
+  c_cond& operator=(const c_cond&) = delete;
+  template <class Pred>
+  void wait(std::unique_lock<c_mutex>& lk, Pred p) {
+    while (!p()) fiber_cond_wait(&c_, lk.mutex()->native());
+  }
+  void notify_one() { fiber_cond_signal(&c_); }
+
+ private:
+  fiber_cond_t c_;
+};
+
+// --- bodies, one per test, templated on the primitives --------------------------
+template <class M>
+void uncontended(benchmark::State& st) {
+  M m;
+  for (auto _ : st) {
+    m.lock();
+    benchmark::ClobberMemory();
+    m.unlock();
+  }
+}
+
+// Per-acquisition counting: ops = acquisitions by everyone / iterations of
+// the measured worker.
+template <class M>
+struct contended {
+  M m;
+  long total = 0;     // guarded by m
+  bool stop = false;  // guarded by m
+  template <class Yield>
+  void worker(Yield yield) {
+    for (;;) {
+      std::lock_guard<M> lk(m);
+      if (stop) return;
+      ++total;
+      yield();
+    }
+  }
+  template <class Yield>
+  void measured(benchmark::State& st, Yield yield) {
+    for (auto _ : st) {
+      std::lock_guard<M> lk(m);
+      ++total;
+      yield();
+    }
+    std::lock_guard<M> lk(m);
+    stop = true;
+    bench::set_ops(st, static_cast<double>(total) / static_cast<double>(st.iterations()));
+  }
+};
+
+template <class M, class CV>
+struct pingpong {
+  M m;
+  CV cv;
+  int turn = 0;       // guarded by m; 0: measured side's turn
+  bool stop = false;  // guarded by m
+  void partner() {
+    std::unique_lock<M> lk(m);
+    for (;;) {
+      cv.wait(lk, [&] { return turn == 1; });
+      if (stop) return;
+      turn = 0;
+      cv.notify_one();
+    }
+  }
+  void measured(benchmark::State& st) {
+    std::unique_lock<M> lk(m);
+    for (auto _ : st) {
+      turn = 1;
+      cv.notify_one();
+      cv.wait(lk, [&] { return turn == 0; });
+    }
+    stop = true;
+    turn = 1;
+    cv.notify_one();
+  }
+};
+
+// --- fiber runners ----------------------------------------------------------------
+// Runs `measured` and n-1 copies of `other` as fibers of one runtime.
+void fiber_group(benchmark::State& st, unsigned klts, int n, std::function<void()> other,
+                 const std::function<void()>& measured) {
+  bench::fiber_run(st, {klts, FIBER_DEFAULT_TIMESLICE_US}, [&] {
+    std::vector<fiber_t> ids;
+    for (int i = 1; i < n; ++i) {
+      fiber_t id = 0;
+      if (int e = bench::fiber_go(&id, &other)) {
+        st.SkipWithError(bench::err_text("fiber_create", e).c_str());
+        break;
+      }
+      ids.push_back(id);
+    }
+    fiber_yield();
+    measured();
+    for (fiber_t id : ids) fiber_join(id, nullptr);
+  });
+}
+
+template <class M>
+void mutex_fiber(benchmark::State& st) {
+  fiber_group(st, 1, 1, nullptr, [&] { uncontended<M>(st); });
+}
+template <class M>
+void mutex1klt_fiber(benchmark::State& st) {
+  contended<M> c;
+  fiber_group(
+      st, 1, kWorkers, [&] { c.worker([] { fiber_yield(); }); },
+      [&] { c.measured(st, [] { fiber_yield(); }); });
+}
+template <class M>
+void mutexmt_fiber(benchmark::State& st) {
+  contended<M> c;
+  fiber_group(
+      st, 0, kWorkers, [&] { c.worker([] {}); }, [&] { c.measured(st, [] {}); });
+}
+template <class M, class CV>
+void pingpong_fiber(benchmark::State& st) {
+  pingpong<M, CV> p;
+  fiber_group(
+      st, 1, 2, [&] { p.partner(); }, [&] { p.measured(st); });
+}
+
+// --- Boost.Fiber runners -------------------------------------------------------------
+#ifdef BENCH_HAVE_BOOST
+void boost_group(int n, const std::function<void()>& other, const std::function<void()>& measured) {
+  std::vector<boost::fibers::fiber> fs;
+  for (int i = 1; i < n; ++i) fs.emplace_back(other);
+  boost::this_fiber::yield();
+  measured();
+  for (auto& f : fs) f.join();
+}
+void mutex_boost(benchmark::State& st) {
+  bench::boost_run([&] { uncontended<boost::fibers::mutex>(st); });
+}
+void mutex1klt_boost(benchmark::State& st) {
+  contended<boost::fibers::mutex> c;
+  bench::boost_run([&] {
+    boost_group(
+        kWorkers, [&] { c.worker([] { boost::this_fiber::yield(); }); },
+        [&] { c.measured(st, [] { boost::this_fiber::yield(); }); });
+  });
+}
+void mutexmt_boost_ws(benchmark::State& st) {
+  contended<boost::fibers::mutex> c;
+  bench::ws_pool::get().run([&] {
+    boost_group(
+        kWorkers, [&] { c.worker([] {}); }, [&] { c.measured(st, [] {}); });
+  });
+}
+void pingpong_boost(benchmark::State& st) {
+  pingpong<boost::fibers::mutex, boost::fibers::condition_variable> p;
+  bench::boost_run([&] { boost_group(2, [&] { p.partner(); }, [&] { p.measured(st); }); });
+}
+#endif
+
+// --- std / pthreads ------------------------------------------------------------------
+void mutex_std(benchmark::State& st) { uncontended<std::mutex>(st); }
+
+template <class Partner, class Measured>
+void thread_group(int n, bool one_cpu, Partner other, Measured measured) {
+  const int cpu = bench::first_allowed_cpu();
+  std::vector<std::thread> ts;
+  for (int i = 1; i < n; ++i)
+    ts.emplace_back([&] {
+      if (one_cpu) bench::pin_self_to(cpu);
+      other();
+    });
+  std::thread m([&] {
+    if (one_cpu) bench::pin_self_to(cpu);
+    measured();
+  });
+  m.join();
+  for (auto& t : ts) t.join();
+}
+void mutex1klt_std(benchmark::State& st) {
+  contended<std::mutex> c;
+  thread_group(
+      kWorkers, true, [&] { c.worker([] { sched_yield(); }); },
+      [&] { c.measured(st, [] { sched_yield(); }); });
+}
+void mutexmt_std(benchmark::State& st) {
+  contended<std::mutex> c;
+  thread_group(
+      kWorkers, false, [&] { c.worker([] {}); }, [&] { c.measured(st, [] {}); });
+}
+void pingpong_pthread(benchmark::State& st, bool same_cpu) {
+  pingpong<std::mutex, std::condition_variable> p;
+  const int a = bench::first_allowed_cpu();
+  const int b = same_cpu ? a : bench::second_allowed_cpu();
+  bench::thread_pair(
+      a, b, [&] { p.partner(); }, [&] { p.measured(st); });
+}
+
+void reg(const char* name, void (*fn)(benchmark::State&)) {
+  benchmark::RegisterBenchmark(name, fn)->UseRealTime();
+}
+
+void register_all() {
+#ifdef BENCH_FIBER_SYNC
+  reg("mutex/fiber", mutex_fiber<fiber::mutex>);
+#endif
+  reg("mutex/fiber_c", mutex_fiber<c_mutex>);
+#ifdef BENCH_HAVE_BOOST
+  reg("mutex/boost", mutex_boost);
+#endif
+  reg("mutex/std", mutex_std);
+
+#ifdef BENCH_FIBER_SYNC
+  reg("mutex1klt/fiber", mutex1klt_fiber<fiber::mutex>);
+#endif
+  reg("mutex1klt/fiber_c", mutex1klt_fiber<c_mutex>);
+#ifdef BENCH_HAVE_BOOST
+  reg("mutex1klt/boost", mutex1klt_boost);
+#endif
+  reg("mutex1klt/pthread_samecpu", mutex1klt_std);
+
+#ifdef BENCH_FIBER_SYNC
+  reg("mutexmt/fiber", mutexmt_fiber<fiber::mutex>);
+#endif
+  reg("mutexmt/fiber_c", mutexmt_fiber<c_mutex>);
+#ifdef BENCH_HAVE_BOOST
+  reg("mutexmt/boost_ws", mutexmt_boost_ws);
+#endif
+  reg("mutexmt/std", mutexmt_std);
+
+#ifdef BENCH_FIBER_SYNC
+  reg("pingpong/fiber", pingpong_fiber<fiber::mutex, fiber::condition_variable>);
+#endif
+  reg("pingpong/fiber_c", pingpong_fiber<c_mutex, c_cond>);
+#ifdef BENCH_HAVE_BOOST
+  reg("pingpong/boost", pingpong_boost);
+#endif
+  benchmark::RegisterBenchmark("pingpong/pthread_samecpu", pingpong_pthread, true)->UseRealTime();
+  benchmark::RegisterBenchmark("pingpong/pthread_crosscpu", pingpong_pthread, false)
+      ->UseRealTime();
+}
+
+}  // namespace
+
+FIBER_BENCH_MAIN(register_all)
