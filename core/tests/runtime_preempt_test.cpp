@@ -1,0 +1,219 @@
+// core/tests/runtime_preempt_test.cpp - timer preemption on one KLT, the
+// cooperative mode, fairness (Jain index), fiber_preempt_disable/enable
+// (I5) and its knob control, and idle KLTs sleeping in the kernel.
+#include <tuple>
+
+#include "test_util.hpp"
+
+namespace {
+
+using namespace fiber_test;
+
+// ---- a spinning fiber is preempted (or, cooperatively, not) ----------------
+
+struct spin_state {
+  std::atomic<bool> other_ran{false};
+  std::atomic<bool> saw_other{false};  // the spinner observed the other fiber's write
+  std::atomic<std::uint64_t> progress{0};
+};
+spin_state g_spin;
+
+void* set_other_ran(void*) {
+  g_spin.other_ran.store(true, std::memory_order_relaxed);  // relaxed: flag only
+  return nullptr;
+}
+
+// Creates the other fiber, then spins with no calls until it ran or ~300 ms
+// of clock went by (clock reads every few thousand iterations).
+void* spinner(void*) {
+  fiber_t other;
+  if (fiber_create(&other, nullptr, set_other_ran, nullptr) != 0) return nullptr;
+  std::uint64_t end = now_ns() + 300 * kMs;
+  while (now_ns() < end) {
+    for (int i = 0; i < 1000; ++i) {
+      g_spin.progress.fetch_add(1, std::memory_order_relaxed);  // relaxed: counter
+      if (g_spin.other_ran.load(std::memory_order_relaxed)) {  // relaxed: same KLT
+        g_spin.saw_other.store(true);
+        return reinterpret_cast<void*>(other);
+      }
+    }
+  }
+  return reinterpret_cast<void*>(other);
+}
+
+class spin_test : public runtime_test,
+                  public ::testing::WithParamInterface<std::tuple<unsigned, int>> {};
+
+TEST_P(spin_test, SpinnerWithNoCallsIsPreemptedOnlyWithATimeslice) {
+  unsigned slice = std::get<0>(GetParam());
+  if (slice != 0) FIBER_SKIP_WITHOUT_PREEMPTION();
+  g_spin.other_ran.store(false);
+  g_spin.saw_other.store(false);
+  start(1, slice, std::get<1>(GetParam()));
+  fiber_t s = spawn(spinner);
+  ASSERT_NE(s, 0u);
+  auto other = static_cast<fiber_t>(reinterpret_cast<uintptr_t>(join(s)));
+  ASSERT_NE(other, 0u);
+  join(other);
+  fiber_stats_t st = stats();
+  if (slice != 0) {
+    EXPECT_TRUE(g_spin.saw_other.load()) << "the other fiber never ran while the spinner spun";
+    EXPECT_GE(st.preemptions, 1u);
+    EXPECT_GE(st.ticks, st.preemptions);
+  } else {
+    EXPECT_FALSE(g_spin.saw_other.load()) << "cooperative mode preempted a spinning fiber";
+    EXPECT_EQ(st.preemptions, 0u);
+    EXPECT_EQ(st.ticks, 0u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(slices_policies, spin_test,
+                         ::testing::Combine(::testing::Values(0u, 1000u, 4000u),
+                                            ::testing::Values(FIBER_POLICY_FIFO,
+                                                              FIBER_POLICY_RUNNEXT)));
+
+// ---- fairness --------------------------------------------------------------
+
+constexpr int kFair = 4;
+std::atomic<std::uint64_t> g_work[kFair];
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_started{0};
+
+void* cpu_bound(void* a) {
+  auto i = reinterpret_cast<uintptr_t>(a);
+  g_started.fetch_add(1);
+  while (!g_stop.load(std::memory_order_relaxed)) {  // relaxed: polled flag
+    spin(200);
+    g_work[i].fetch_add(1, std::memory_order_relaxed);  // relaxed: counter
+  }
+  return nullptr;
+}
+
+// Runs kFair CPU-bound fibers on 1 KLT for ~400 ms; returns their Jain index.
+double fairness_run() {
+  g_stop.store(false);
+  g_started.store(0);
+  for (auto& w : g_work) w.store(0);
+  fiber_t f[kFair];
+  for (int i = 0; i < kFair; ++i) f[i] = spawn(cpu_bound, reinterpret_cast<void*>(uintptr_t(i)));
+  fiber_sleep_ns(400 * kMs);
+  g_stop.store(true);
+  std::vector<double> x;
+  for (auto& w : g_work) x.push_back(static_cast<double>(w.load()));
+  for (fiber_t id : f) join(id);
+  return jain_index(x);
+}
+
+class fair_test : public runtime_test, public ::testing::WithParamInterface<int> {};
+
+TEST_P(fair_test, CpuBoundFibersOnOneKltGetAFairShare) {
+  FIBER_SKIP_WITHOUT_PREEMPTION();
+  start(1, 1000, GetParam());
+  double j = fairness_run();
+  EXPECT_GE(j, 0.9);
+  EXPECT_GE(stats().preemptions, 20u);
+}
+
+// Control: without a timeslice the first fiber keeps the KLT until stopped.
+TEST_P(fair_test, ControlCooperativeIsUnfair) {
+  start(1, 0, GetParam());
+  double j = fairness_run();
+  EXPECT_LT(j, 0.9);
+}
+
+INSTANTIATE_TEST_SUITE_P(policies, fair_test,
+                         ::testing::Values(FIBER_POLICY_FIFO, FIBER_POLICY_RUNNEXT));
+
+// ---- fiber_preempt_disable / enable (I5) -------------------------------------
+
+struct section_result {
+  std::atomic<bool> advanced_inside{false};  // the other fiber ran inside the section
+  std::atomic<bool> ran_at_enable{false};    // the pending tick was taken at enable
+};
+section_result g_sec;
+
+void* section_fiber(void*) {
+  g_stop.store(false);
+  g_work[0].store(0);
+  fiber_t other;
+  if (fiber_create(&other, nullptr, cpu_bound, nullptr) != 0) return nullptr;
+  while (g_work[0].load(std::memory_order_relaxed) == 0) spin(100);  // preempted until it runs
+  fiber_preempt_disable();
+  fiber_preempt_disable();  // nests
+  std::uint64_t before = g_work[0].load(std::memory_order_relaxed);  // relaxed: same KLT
+  spin_for(20 * kMs);
+  fiber_preempt_enable();  // still inside the outer section
+  spin_for(20 * kMs);
+  std::uint64_t inside = g_work[0].load(std::memory_order_relaxed);
+  fiber_preempt_enable();
+  std::uint64_t after = g_work[0].load(std::memory_order_relaxed);
+  g_sec.advanced_inside.store(inside != before);
+  g_sec.ran_at_enable.store(after != inside);
+  g_stop.store(true);
+  fiber_join(other, nullptr);
+  return nullptr;
+}
+
+class section_test : public runtime_test,
+                     public ::testing::WithParamInterface<std::tuple<bool, int>> {};
+
+TEST_P(section_test, NoPreemptionInsideAndPendingTickTakenAtEnable) {
+  FIBER_SKIP_WITHOUT_PREEMPTION();
+  bool knob = std::get<0>(GetParam());
+  fiber_test_set_knob(FIBER_KNOB_NO_COUNT_CHECK, knob);
+  g_sec.advanced_inside.store(false);
+  g_sec.ran_at_enable.store(false);
+  start(1, 1000, std::get<1>(GetParam()));
+  fiber_t f = spawn(section_fiber);
+  ASSERT_NE(f, 0u);
+  join(f);
+  if (!knob) {
+    EXPECT_FALSE(g_sec.advanced_inside.load()) << "preempted inside fiber_preempt_disable()";
+    EXPECT_TRUE(g_sec.ran_at_enable.load()) << "the pending tick was not taken at enable";
+    EXPECT_GE(stats().deferred_count, 1u);
+  } else {
+    // Negative control: ignoring preempt_count preempts inside the section.
+    EXPECT_TRUE(g_sec.advanced_inside.load()) << "NO_COUNT_CHECK did not preempt the section";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(knob_policies, section_test,
+                         ::testing::Combine(::testing::Bool(),
+                                            ::testing::Values(FIBER_POLICY_FIFO,
+                                                              FIBER_POLICY_RUNNEXT)));
+
+TEST(preempt_section, NoOpsOutsideAFiber) {
+  fiber_preempt_disable();
+  fiber_preempt_enable();
+  fiber_preempt_enable();  // unbalanced: still a no-op on an OS thread
+  SUCCEED();
+}
+
+// ---- idle KLTs sleep in the kernel ---------------------------------------------
+
+void* short_work(void*) {
+  spin_for(5 * kMs);
+  return nullptr;
+}
+
+class idle_test : public runtime_test, public ::testing::WithParamInterface<unsigned> {};
+
+TEST_P(idle_test, IdleKltsSleepAndBurnNoCpu) {
+  start(2, GetParam());
+  fiber_sleep_ns(30 * kMs);
+  std::uint64_t s0 = stats().idle_sleeps;
+  EXPECT_GE(s0, 1u) << "no KLT went to sleep with nothing to run";
+  fiber_t f = spawn(short_work);
+  ASSERT_NE(f, 0u);
+  join(f);
+  fiber_sleep_ns(30 * kMs);
+  EXPECT_GT(stats().idle_sleeps, s0) << "the KLT did not sleep again after the fiber finished";
+  std::uint64_t c0 = cpu_ns();
+  fiber_sleep_ns(200 * kMs);  // this thread sleeps too: only the KLTs could burn CPU
+  std::uint64_t used = cpu_ns() - c0;
+  EXPECT_LT(used, 40 * kMs) << "idle KLTs burned " << used / kMs << " ms of CPU in 200 ms";
+}
+
+INSTANTIATE_TEST_SUITE_P(slices, idle_test, ::testing::Values(0u, 200u, 4000u));
+
+}  // namespace
