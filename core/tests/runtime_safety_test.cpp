@@ -24,14 +24,21 @@ namespace {
 using namespace fiber_test;
 
 constexpr unsigned kSlice = 200;           // us: many ticks per test
-constexpr std::uint64_t kRunNs = 250 * kMs;  // each workload's duration
+std::uint64_t g_run_ns = 250 * kMs;  // each workload's duration (controls: longer)
 
 std::atomic<std::uint64_t> g_bad{0};     // corruption seen by any fiber
 std::atomic<std::uint64_t> g_iters{0};   // progress (also the child's watchdog)
 std::atomic<std::uint64_t> g_moved{0};   // fibers that saw their TLS move
+std::atomic<unsigned> g_done{0};         // workers finished
 FILE* g_null = nullptr;
 
+// Until the deadline; stops early once something broke.
+bool keep_going(std::uint64_t end) {
+  return now_ns() < end && g_bad.load(std::memory_order_relaxed) == 0;  // relaxed: polled
+}
+
 void reset_counters() {
+  g_done.store(0);
   g_bad.store(0);
   g_iters.store(0);
   g_moved.store(0);
@@ -53,23 +60,40 @@ void run_fibers(void* (*fn)(void*), unsigned n) {
 
 // ---- workloads ---------------------------------------------------------------
 
-// malloc/free with a pattern check, snprintf parsed back, fprintf to
-// /dev/null and an fmemopen buffer, std::string (operator new).
-bool libc_round(uintptr_t id, unsigned i, FILE* mem) {
+// A burst of malloc/free (tcache and arena sizes) with each block stamped
+// with its owner at both ends and checked before it is freed.
+bool malloc_burst(uintptr_t id, unsigned i) {
+  constexpr int kBlocks = 32;
+  unsigned char* blk[kBlocks];
+  std::size_t len[kBlocks];
   bool ok = true;
-  std::size_t n = 16 + (i * 997u + id * 131u) % 6000;  // tcache and arena sizes
-  auto* p = static_cast<unsigned char*>(std::malloc(n));
-  if (!p) return false;
-  std::memset(p, static_cast<int>(id & 0xff), n);
-  spin(300);
-  for (std::size_t k = 0; k < n; ++k) ok &= p[k] == static_cast<unsigned char>(id & 0xff);
-  std::free(p);
+  for (int b = 0; b < kBlocks; ++b) {
+    len[b] = 16 + (i * 997u + id * 131u + static_cast<unsigned>(b) * 389u) % 4000;
+    blk[b] = static_cast<unsigned char*>(std::malloc(len[b]));
+    if (!blk[b]) return false;
+    blk[b][0] = blk[b][len[b] - 1] = static_cast<unsigned char>(id);
+  }
+  for (int b = kBlocks - 1; b >= 0; b -= 2) {  // free out of order
+    ok &= blk[b][0] == static_cast<unsigned char>(id) && blk[b][len[b] - 1] == blk[b][0];
+    std::free(blk[b]);
+  }
+  for (int b = 0; b < kBlocks; b += 2) {
+    ok &= blk[b][0] == static_cast<unsigned char>(id) && blk[b][len[b] - 1] == blk[b][0];
+    std::free(blk[b]);
+  }
+  return ok;
+}
+
+// malloc/free, snprintf parsed back, fprintf to a shared /dev/null stream and
+// to this fiber's fmemopen buffer, std::string (operator new).
+bool libc_round(uintptr_t id, unsigned i, FILE* mem) {
+  bool ok = malloc_burst(id, i);
   char buf[96];
   std::snprintf(buf, sizeof buf, "fiber %lu round %u %s", static_cast<unsigned long>(id), i, "x");
   unsigned long rid = 0;
   unsigned ri = 0;
   ok &= std::sscanf(buf, "fiber %lu round %u", &rid, &ri) == 2 && rid == id && ri == i;
-  std::fprintf(g_null, "%s %d\n", buf, static_cast<int>(n));
+  std::fprintf(g_null, "%s %u\n", buf, i);
   std::rewind(mem);
   std::fprintf(mem, "%lu:%u", static_cast<unsigned long>(id), i);
   std::fflush(mem);
@@ -83,26 +107,28 @@ void* libc_worker(void* arg) {
   char membuf[64] = {};
   FILE* mem = fmemopen(membuf, sizeof membuf, "w");
   if (!mem) return nullptr;
-  std::uint64_t end = now_ns() + kRunNs;
-  for (unsigned i = 0; now_ns() < end; ++i) {
+  std::uint64_t end = now_ns() + g_run_ns;
+  for (unsigned i = 0; keep_going(end); ++i) {
     if (!libc_round(id, i, mem)) g_bad.fetch_add(1);
     g_iters.fetch_add(1, std::memory_order_relaxed);  // relaxed: counter
   }
   std::fclose(mem);
   unsigned long rid = 0;
   if (std::sscanf(membuf, "%lu:", &rid) != 1 || rid != id) g_bad.fetch_add(1);
+  g_done.fetch_add(1);
   return nullptr;
 }
 
 void* errno_worker(void* arg) {
   int mine = 1000 + static_cast<int>(reinterpret_cast<uintptr_t>(arg));
-  std::uint64_t end = now_ns() + kRunNs;
-  while (now_ns() < end) {
+  std::uint64_t end = now_ns() + g_run_ns;
+  while (keep_going(end)) {
     errno = mine;
     spin(20000);  // a tick lands here, in allowed code, most of the time
     if (errno != mine) g_bad.fetch_add(1);
     g_iters.fetch_add(1, std::memory_order_relaxed);  // relaxed: counter
   }
+  g_done.fetch_add(1);
   return nullptr;
 }
 
@@ -138,8 +164,8 @@ void eh_round(uintptr_t id, unsigned i) {
 
 void* eh_worker(void* arg) {
   auto id = reinterpret_cast<uintptr_t>(arg);
-  std::uint64_t end = now_ns() + kRunNs;
-  for (unsigned i = 0; now_ns() < end; ++i) {
+  std::uint64_t end = now_ns() + g_run_ns;
+  for (unsigned i = 0; keep_going(end); ++i) {
     try {
       eh_round(id, i);
     } catch (...) {
@@ -147,6 +173,7 @@ void* eh_worker(void* arg) {
     }
     g_iters.fetch_add(1, std::memory_order_relaxed);  // relaxed: counter
   }
+  g_done.fetch_add(1);
   return nullptr;
 }
 
@@ -162,8 +189,8 @@ void* tls_worker(void* arg) {
   int mine = 2000 + static_cast<int>(reinterpret_cast<uintptr_t>(arg));
   int* ep = errno_address();
   bool moved = false;
-  std::uint64_t end = now_ns() + kRunNs;
-  while (now_ns() < end) {
+  std::uint64_t end = now_ns() + g_run_ns;
+  while (keep_going(end)) {
     *ep = mine;
     spin(20000);
     if (*ep != mine) g_bad.fetch_add(1);
@@ -171,6 +198,7 @@ void* tls_worker(void* arg) {
     g_iters.fetch_add(1, std::memory_order_relaxed);  // relaxed: counter
   }
   if (moved) g_moved.fetch_add(1);
+  g_done.fetch_add(1);
   return nullptr;
 }
 
@@ -211,5 +239,72 @@ TEST_P(safety_test, PreemptedFibersKeepTheirKlt) {
 }
 
 INSTANTIATE_TEST_SUITE_P(klts, safety_test, ::testing::Values(1u, 2u, 4u));
+
+// ---- negative controls (forked child, watchdog) -----------------------------
+
+// The child: `n` fibers of `fn` on `klts` KLTs with `knob` on, for up to
+// `run_ns`.  Returns 0 when they behaved, 1 on detected corruption, 3 when
+// no fiber made progress for a second (hang).  A crash kills the child.
+int control_child(void* (*fn)(void*), unsigned klts, unsigned n, int knob, std::uint64_t run_ns) {
+  reset_counters();
+  g_run_ns = run_ns;
+  g_null = std::fopen("/dev/null", "w");
+  fiber_test_set_knob(knob, 1);
+  fiber_config_t c = config(klts, 100);
+  if (!g_null || fiber_init(&c) != 0) return 10;
+  for (unsigned i = 0; i < n; ++i) {
+    fiber_attr_t a;
+    fiber_attr_init(&a);
+    a.detached = 1;
+    fiber_t f;
+    if (fiber_create(&f, &a, fn, reinterpret_cast<void*>(uintptr_t{i + 1})) != 0) return 11;
+  }
+  std::uint64_t last = 0, last_change = now_ns();
+  while (g_done.load() < n) {
+    fiber_sleep_ns(20 * kMs);
+    std::uint64_t it = g_iters.load();
+    if (it != last) {
+      last = it;
+      last_change = now_ns();
+    } else if (now_ns() - last_change > 1000 * kMs) {
+      return 3;
+    }
+  }
+  return g_bad.load() != 0 || g_moved.load() != 0 ? 1 : 0;
+}
+
+// Runs the control up to `tries` times and expects a child to misbehave
+// (corrupt, crash or hang); one misbehaving child is enough.  The errno, EH
+// and migration controls break on the first try in every run seen; the
+// NO_PC_CHECK one broke in ~95% of children (a preemption must land inside
+// a malloc critical section), hence several tries.
+void expect_control_breaks(void* (*fn)(void*), unsigned klts, unsigned n, int knob,
+                           std::uint64_t run_ns, int tries) {
+  child_result r = child_result::ok;
+  for (int t = 0; t < tries && r == child_result::ok; ++t) {
+    r = run_child([&] { return control_child(fn, klts, n, knob, run_ns); }, 20);
+    std::printf("[ control  ] knob %d try %d: child %s\n", knob, t, to_string(r));
+  }
+  EXPECT_NE(r, child_result::ok) << "knob " << knob << ": the workload behaved in " << tries
+                                 << " children with the protection off";
+}
+
+class control_test : public runtime_test {
+ protected:
+  void SetUp() override { FIBER_SKIP_WITHOUT_PREEMPTION(); }
+};
+
+TEST_F(control_test, NoErrnoSwapCorruptsErrno) {
+  expect_control_breaks(errno_worker, 1, 4, FIBER_KNOB_NO_ERRNO_SWAP, 1000 * kMs, 3);
+}
+TEST_F(control_test, NoEhSwapBreaksExceptions) {
+  expect_control_breaks(eh_worker, 1, 4, FIBER_KNOB_NO_EH_SWAP, 1000 * kMs, 3);
+}
+TEST_F(control_test, MigratePreemptedMovesCachedTls) {
+  expect_control_breaks(tls_worker, 4, 8, FIBER_KNOB_MIGRATE_PREEMPTED, 1000 * kMs, 3);
+}
+TEST_F(control_test, NoPcCheckCorruptsOrHangsLibc) {
+  expect_control_breaks(libc_worker, 2, 6, FIBER_KNOB_NO_PC_CHECK, 2000 * kMs, 5);
+}
 
 }  // namespace
