@@ -1,0 +1,144 @@
+// proptests/prop_util.hpp - RapidCheck glue shared by the property files:
+// scenario generators, FIBER_PROP (RC_GTEST_PROP with a per-property case
+// budget) and expect_counterexample (the planted-bug controls).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "sim.hpp"
+
+namespace rc::detail {
+TestListener& globalTestListener();  // in librapidcheck, not in its headers
+}
+
+namespace fiber_sim {
+
+// ----------------------------------------------------------- generators
+struct gen_opts {
+  unsigned min_klts = 1, max_klts = 3;
+  std::vector<op> ops{op::spawn, op::tick, op::run, op::clock};
+  std::vector<act> acts{act::cpu, act::yield, act::sleep, act::spawn, act::wait, act::wake};
+  bool external_spawn = true;  // spawn steps may come from an OS thread (kNoKlt)
+  unsigned nscripts = 3;
+  int script_len = 5;
+  int max_steps = 60;
+};
+
+// Uniform in [lo, hi), shrinking toward lo.  (gen::inRange scales its range
+// with the generation size, so small sizes would only ever yield lo: every
+// sleep the same length, every spawn on k0.)
+inline rc::Gen<unsigned> small(unsigned lo, unsigned hi) {
+  std::vector<unsigned> v;
+  for (unsigned i = lo; i < hi; ++i) v.push_back(i);
+  return rc::gen::elementOf(v);
+}
+
+inline rc::Gen<action> gen_action(const std::vector<act>& acts, unsigned nscripts) {
+  return rc::gen::map(rc::gen::tuple(rc::gen::elementOf(acts), small(0, 4)),
+                      [nscripts](const std::tuple<act, unsigned>& t) {
+                        action a{std::get<0>(t), static_cast<std::uint8_t>(std::get<1>(t))};
+                        if (a.a == act::spawn) a.arg = static_cast<std::uint8_t>(a.arg % nscripts);
+                        return a;
+                      });
+}
+
+inline rc::Gen<step> gen_step(const gen_opts& o, unsigned nklts) {
+  const unsigned kmax = nklts + (o.external_spawn ? 1 : 0);  // klt == nklts: OS thread
+  return rc::gen::map(
+      rc::gen::tuple(rc::gen::elementOf(o.ops), small(0, kmax), small(0, 4)),
+      [nklts, nscripts = o.nscripts](const std::tuple<op, unsigned, unsigned>& t) {
+        step s{std::get<0>(t), static_cast<std::uint8_t>(std::get<1>(t)),
+               static_cast<std::uint8_t>(std::get<2>(t))};
+        if (s.o != op::spawn || s.klt >= nklts) s.klt = static_cast<std::uint8_t>(s.klt % nklts);
+        if (s.o == op::spawn && std::get<1>(t) >= nklts) s.klt = kExt;
+        if (s.o == op::tick || s.o == op::run) s.arg = 0;
+        if (s.o == op::clock) s.klt = 0;
+        if (s.o == op::spawn) s.arg = static_cast<std::uint8_t>(s.arg % nscripts);
+        return s;
+      });
+}
+
+// The schedule is data: the steps shrink (fewer, smaller, earlier ops).
+inline rc::Gen<scenario> gen_scenario(const gen_opts& o) {
+  return rc::gen::exec([o] {
+    scenario sc;
+    sc.nklts = *small(o.min_klts, o.max_klts + 1);
+    sc.scripts = *rc::gen::container<std::vector<script>>(
+        o.nscripts, rc::gen::resize(o.script_len, rc::gen::container<script>(gen_action(o.acts, o.nscripts))));
+    sc.steps = *rc::gen::resize(o.max_steps, rc::gen::container<std::vector<step>>(gen_step(o, sc.nklts)));
+    return sc;
+  });
+}
+
+// ----------------------------------------------------------- running
+inline rc::detail::TestParams params_for(int max_success) {
+  rc::detail::TestParams p = rc::detail::configuration().testParams;
+  const char* env = std::getenv("RC_PARAMS");
+  if (env == nullptr || std::strstr(env, "max_success") == nullptr) p.maxSuccess = max_success;
+  return p;
+}
+
+template <class Testable>
+rc::detail::TestResult run_property(const std::string& id, int max_success, Testable&& t,
+                                    rc::detail::TestListener& listener) {
+  rc::detail::TestMetadata md;
+  md.id = id;
+  md.description = id;
+  return rc::detail::checkProperty(rc::detail::toProperty(std::forward<Testable>(t)), md,
+                                   params_for(max_success), listener,
+                                   rc::detail::configuration().reproduce);
+}
+
+// A property as a GoogleTest; RC_PARAMS="reproduce=..." uses id Suite/Name.
+template <class Testable>
+void check_property(const std::string& id, int max_success, Testable&& t) {
+  const auto r = run_property(id, max_success, std::forward<Testable>(t), rc::detail::globalTestListener());
+  std::ostringstream ss;
+  rc::detail::printResultMessage(r, ss);
+  if (!r.template is<rc::detail::SuccessResult>()) FAIL() << ss.str();
+  std::cout << ss.str() << "\n";
+}
+
+struct quiet_listener : rc::detail::TestListener {
+  void onTestCaseFinished(const rc::detail::CaseDescription&) override {}
+  void onShrinkTried(const rc::detail::CaseDescription&, bool) override {}
+  void onTestFinished(const rc::detail::TestMetadata&, const rc::detail::TestResult&) override {}
+};
+
+// A planted-bug control passes only if RapidCheck finds a counterexample;
+// it prints the shrunk one so a reader sees the minimal schedule.
+template <class Testable>
+void expect_counterexample(const std::string& id, int max_success, Testable&& t) {
+  quiet_listener quiet;
+  const auto r = run_property(id, max_success, std::forward<Testable>(t), quiet);
+  if (!r.template is<rc::detail::FailureResult>()) {
+    std::ostringstream ss;
+    rc::detail::printResultMessage(r, ss);
+    FAIL() << "planted bug NOT detected by " << id << ": " << ss.str();
+  }
+  const auto& f = r.template get<rc::detail::FailureResult>();
+  std::cout << "control " << id << ": counterexample after " << f.numSuccess + 1
+            << " cases, shrunk to:\n";
+  for (const auto& [type, value] : f.counterExample) std::cout << "  " << value << "\n";
+  std::cout << "  -> " << f.description << "\n";
+}
+
+}  // namespace fiber_sim
+
+// RC_GTEST_PROP with a case budget (RC_PARAMS=max_success=N overrides it).
+#define FIBER_PROP(Suite, Name, MaxSuccess, ArgList)                                          \
+  void fiber_prop_##Suite##_##Name ArgList;                                                   \
+  TEST(Suite, Name) {                                                                         \
+    ::fiber_sim::check_property(#Suite "/" #Name, MaxSuccess, &fiber_prop_##Suite##_##Name); \
+  }                                                                                           \
+  void fiber_prop_##Suite##_##Name ArgList

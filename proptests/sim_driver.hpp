@@ -1,0 +1,361 @@
+// proptests/sim_driver.hpp - the simulator proper (included by sim.hpp; see
+// its header for the vocabulary and the checks).
+#pragma once
+
+namespace fiber_sim {
+
+using fifo = fiber::detail::fifo_policy<sim_seam, sim_fiber>;
+using runnext = fiber::detail::runnext_policy<sim_seam, sim_fiber>;
+using run_queue_t = fiber::detail::run_queue<sim_seam, sim_fiber>;
+using heap_t = fiber::detail::timer_heap<sim_fiber>;
+
+// Reads fifo_policy's protected queues through pointers to members (legal:
+// named through a derived class; no object of this type is ever made).
+struct fifo_access : fifo {
+  static auto local() { return &fifo_access::local_; }
+  static auto global() { return &fifo_access::global_; }
+};
+
+// A queue's nodes in order, leaving it as it was (pop all, push back).
+inline std::vector<sim_fiber*> contents(run_queue_t& q) {
+  std::vector<sim_fiber*> v;
+  while (sim_fiber* n = q.pop_locked()) v.push_back(n);
+  for (sim_fiber* n : v) q.push_locked(n);
+  return v;
+}
+
+inline const char* name(fstate s) {
+  switch (s) {
+    case fstate::runnable: return "runnable";
+    case fstate::running: return "running";
+    case fstate::sleeping: return "sleeping";
+    case fstate::blocked: return "blocked";
+    case fstate::done: return "done";
+  }
+  return "?";
+}
+
+// Policy: fifo, runnext or a test's subclass of fifo.  Heap: timer_heap or a
+// test's stand-in with the same members.
+template <class Policy, class Heap = heap_t>
+class sim {
+  static_assert(std::is_base_of<fifo, Policy>::value, "policies are inspected as fifo_policy");
+
+ public:
+  static constexpr bool kRunnext = std::is_base_of<runnext, Policy>::value;
+  static constexpr int kNowhere = -2, kGlobal = -1;
+
+  sim(const scenario& sc, unsigned checks)
+      : sc_(sc), checks_(checks), nklts_(sc.nklts), policy_(sc.nklts), cur_(sc.nklts, nullptr) {
+    pending_assert().clear();
+  }
+
+  void run_schedule() {
+    for (step_ = 0; step_ < sc_.steps.size(); ++step_) {
+      do_step(sc_.steps[step_]);
+      audit();
+    }
+  }
+  void drain();
+  void run_all() { run_schedule(); drain(); }
+  // kFairness: allow this many quanta beyond the round-robin bound.
+  void set_fairness_slack(unsigned q) { slack_ = q; }
+
+  // (klt, fiber id) of every pick, in order.
+  const std::vector<std::pair<unsigned, unsigned>>& picks() const { return picks_; }
+  std::size_t fibers() const { return fibers_.size(); }
+
+ private:
+  enum class how { created, yielded, preempted, woken };
+
+  [[noreturn]] void fail(const std::string& what) const {
+    std::ostringstream os;
+    os << what << " (";
+    if (step_ < sc_.steps.size()) os << "at step " << step_ + 1 << " of " << sc_.steps.size();
+    else os << "in the drain after " << sc_.steps.size() << " steps";
+    os << ", t=" << now_ << ")";
+    throw violation(os.str());
+  }
+  void require(bool ok, unsigned check, const std::string& what) const {
+    if (!ok && (checks_ & check)) fail(what);
+  }
+  void raise_asserts() const {
+    if (!pending_assert().empty()) fail(pending_assert());
+  }
+  static std::string fib(const sim_fiber& f) { return "f" + std::to_string(f.id); }
+
+  void do_step(const step& s) {
+    switch (s.o) {
+      case op::spawn: spawn(s.arg, s.klt < nklts_ ? s.klt : kNoKlt); break;
+      case op::tick: tick(s.klt % nklts_); break;
+      case op::run: run_klt(s.klt % nklts_); break;
+      case op::clock: advance(now_ + s.arg + 1); break;
+    }
+  }
+
+  void spawn(unsigned scr, unsigned k) {
+    if (fibers_.size() >= kMaxFibers || sc_.scripts.empty()) return;
+    fibers_.emplace_back();
+    sim_fiber& f = fibers_.back();
+    f.id = static_cast<unsigned>(fibers_.size() - 1);
+    f.script = static_cast<unsigned>(scr % sc_.scripts.size());
+    enqueue(f, k, how::created);
+  }
+
+  unsigned others_runnable(const sim_fiber& f) const {
+    unsigned n = 0;
+    for (const sim_fiber& g : fibers_)
+      n += &g != &f && (g.state == fstate::runnable || g.state == fstate::running);
+    return n;
+  }
+
+  void enqueue(sim_fiber& f, unsigned k, how h) {
+    f.state = fstate::runnable;
+    f.klt = kNoKlt;
+    f.waited = 0;
+    f.bound = others_runnable(f);
+    f.new_klt = h == how::created ? k : kNoKlt;
+    f.pinned_to = h == how::preempted ? k : kNoKlt;
+    switch (h) {
+      case how::created: policy_.on_new(&f, k); break;
+      case how::yielded: policy_.on_yield(&f, k); break;
+      case how::preempted: policy_.on_preempted(&f, k); break;
+      case how::woken: policy_.on_wake(&f, k); break;
+    }
+    raise_asserts();
+  }
+
+  sim_fiber* pick(unsigned k);
+  void count_waits(const sim_fiber& picked);
+  void tick(unsigned k) {
+    if (sim_fiber* f = cur_[k]) {
+      cur_[k] = nullptr;
+      enqueue(*f, k, how::preempted);
+    }
+    pick(k);
+  }
+  void run_klt(unsigned k) {
+    if (sim_fiber* f = cur_[k]) exec(*f, k); else pick(k);
+  }
+  void leave(sim_fiber& f, unsigned k, fstate s) {
+    f.state = s;
+    f.klt = kNoKlt;
+    cur_[k] = nullptr;
+    pick(k);
+  }
+  void exec(sim_fiber& f, unsigned k);
+  void advance(std::uint64_t t);
+  std::vector<int> locate();
+  void audit();
+  void check_idle(unsigned k);
+  bool wake_one_blocked();
+
+  const scenario& sc_;
+  unsigned checks_;
+  unsigned nklts_;
+  Policy policy_;
+  Heap heap_;
+  std::deque<sim_fiber> fibers_;  // stable addresses
+  std::vector<sim_fiber*> cur_;   // running fiber per KLT
+  std::deque<sim_fiber*> waiters_[kNoObj];
+  unsigned permits_[kNoObj] = {};
+  std::uint64_t now_ = 0;
+  std::uint64_t sleep_seq_ = 0;
+  std::pair<std::uint64_t, std::uint64_t> last_fired_{0, 0};
+  std::size_t step_ = 0;
+  unsigned slack_ = 0;
+  std::vector<std::pair<unsigned, unsigned>> picks_;
+};
+
+template <class P, class H>
+sim_fiber* sim<P, H>::pick(unsigned k) {
+  sim_fiber* f = policy_.pick_next(k);
+  raise_asserts();
+  if (!f) {
+    check_idle(k);
+    return nullptr;
+  }
+  // Always on: the simulation cannot go on with a fiber in two places.
+  if (f->state != fstate::runnable)
+    fail("I-R4: pick_next(k" + std::to_string(k) + ") returned " + fib(*f) + ", which is " +
+         name(f->state));
+  require(f->pinned_to == kNoKlt || f->pinned_to == k, kPinned,
+          "I-R3: " + fib(*f) + " preempted on k" + std::to_string(f->pinned_to) +
+              " migrated to k" + std::to_string(k));
+  count_waits(*f);
+  f->state = fstate::running;
+  f->klt = k;
+  f->pinned_to = kNoKlt;
+  f->new_klt = kNoKlt;
+  cur_[k] = f;
+  picks_.emplace_back(k, f->id);
+  return f;
+}
+
+// I-R1 (one KLT): each pick is a quantum for every fiber still waiting.
+template <class P, class H>
+void sim<P, H>::count_waits(const sim_fiber& picked) {
+  if (!(checks_ & kFairness)) return;
+  for (sim_fiber& g : fibers_) {
+    if (&g == &picked || g.state != fstate::runnable) continue;
+    if (++g.waited > g.bound + slack_)
+      fail("I-R1: " + fib(g) + " waited " + std::to_string(g.waited) + " quanta, but only " +
+           std::to_string(g.bound) + " fibers were runnable when it became runnable (slack " +
+           std::to_string(slack_) + "); " + fib(picked) + " ran instead");
+  }
+}
+
+template <class P, class H>
+void sim<P, H>::exec(sim_fiber& f, unsigned k) {
+  const script& s = sc_.scripts[f.script];
+  if (f.pc >= s.size()) {
+    ++f.exits;
+    return leave(f, k, fstate::done);
+  }
+  const action a = s[f.pc];
+  const unsigned o = a.arg % kNoObj;
+  if (a.a == act::cpu) {
+    if (++f.cpu_done >= a.arg + 1u) f.cpu_done = 0, ++f.pc;
+    return;
+  }
+  ++f.pc;
+  switch (a.a) {
+    case act::cpu: break;
+    case act::yield: cur_[k] = nullptr; enqueue(f, k, how::yielded); pick(k); break;
+    case act::sleep:
+      f.sleep_order = sleep_seq_++;
+      f.wake_at = now_ + a.arg + 1;  // the sim's own copy: the heap's fields are under test
+      heap_.push(&f, f.wake_at);
+      leave(f, k, fstate::sleeping);
+      break;
+    case act::spawn: spawn(a.arg, k); break;
+    case act::wait:
+      if (permits_[o] != 0) { --permits_[o]; break; }
+      waiters_[o].push_back(&f);
+      leave(f, k, fstate::blocked);
+      break;
+    case act::wake:
+      if (waiters_[o].empty()) { ++permits_[o]; break; }
+      sim_fiber* w = waiters_[o].front();
+      waiters_[o].pop_front();
+      enqueue(*w, k, how::woken);
+      break;
+  }
+}
+
+// I-T1: everything due fires, nothing early, in (deadline, sleep order).
+template <class P, class H>
+void sim<P, H>::advance(std::uint64_t t) {
+  now_ = t;
+  while (sim_fiber* f = heap_.pop_expired(now_)) {
+    if (f->state != fstate::sleeping)
+      fail("I-T2: the timer heap returned " + fib(*f) + ", which is " + name(f->state));
+    const std::uint64_t due = f->wake_at;
+    require(due <= now_, kTimers,
+            "I-T1: " + fib(*f) + " due at t=" + std::to_string(due) + " woke at t=" + std::to_string(now_));
+    const std::pair<std::uint64_t, std::uint64_t> key{due, f->sleep_order};
+    require(key >= last_fired_, kTimers,
+            "I-T1: " + fib(*f) + " (due " + std::to_string(due) + ", slept #" +
+                std::to_string(f->sleep_order) + ") woke after a later sleeper (due " +
+                std::to_string(last_fired_.first) + ", slept #" + std::to_string(last_fired_.second) + ")");
+    last_fired_ = key;
+    enqueue(*f, kNoKlt, how::woken);
+  }
+  for (const sim_fiber& f : fibers_)
+    require(f.state != fstate::sleeping || f.wake_at > now_, kTimers,
+            "I-T1: " + fib(f) + " due at t=" + std::to_string(f.wake_at) + " still asleep at t=" +
+                std::to_string(now_));
+}
+
+// Where each fiber is queued: kGlobal, a KLT index, or kNowhere.  Checks
+// I-Q4 (exact sizes) and I-R4 (at most one queue, only runnable fibers).
+template <class P, class H>
+std::vector<int> sim<P, H>::locate() {
+  std::vector<int> where(fibers_.size(), kNowhere);
+  fifo& base = policy_;
+  auto visit = [&](run_queue_t& q, int tag) {
+    const std::vector<sim_fiber*> v = contents(q);
+    require(q.size_hint() == v.size(), kAccounting,
+            "I-Q4: size_hint " + std::to_string(q.size_hint()) + " but " + std::to_string(v.size()) +
+                " queued on " + (tag == kGlobal ? "global" : "k" + std::to_string(tag)));
+    for (sim_fiber* f : v) {
+      if (where[f->id] != kNowhere) fail("I-R4: " + fib(*f) + " is queued twice");
+      where[f->id] = tag;
+      if (f->state != fstate::runnable) fail("I-R4: " + fib(*f) + " is queued but " + name(f->state));
+    }
+  };
+  visit(base.*fifo_access::global(), kGlobal);
+  for (unsigned k = 0; k < nklts_; ++k) visit((base.*fifo_access::local())[k], static_cast<int>(k));
+  return where;
+}
+
+// After every step: each runnable fiber is in exactly one place (I-R4), and
+// a pinned one is in its own KLT's queue (I-R3).
+template <class P, class H>
+void sim<P, H>::audit() {
+  const std::vector<int> where = locate();
+  std::vector<unsigned> slot(nklts_, 0);
+  for (const sim_fiber& f : fibers_) {
+    if (f.state != fstate::runnable) continue;
+    const int w = where[f.id];
+    const bool in_slot = kRunnext && w == kNowhere && f.new_klt != kNoKlt && ++slot[f.new_klt] == 1;
+    require(w != kNowhere || in_slot, kAccounting, "I-R4: runnable " + fib(f) + " is in no queue (lost)");
+    if (f.pinned_to != kNoKlt)
+      require(w == static_cast<int>(f.pinned_to), kPinned,
+              "I-R3: " + fib(f) + " preempted on k" + std::to_string(f.pinned_to) + " is queued on " +
+                  (w == kGlobal ? std::string("global") : "k" + std::to_string(w)));
+  }
+}
+
+// pick_next(k) returned nullptr: nothing k may take may exist (work conservation).
+template <class P, class H>
+void sim<P, H>::check_idle(unsigned k) {
+  if (!(checks_ & kAccounting)) return;
+  const std::vector<int> where = locate();
+  const int kk = static_cast<int>(k);
+  for (const sim_fiber& f : fibers_) {
+    if (f.state != fstate::runnable) continue;
+    const int w = where[f.id];
+    const bool takeable = w == kGlobal || w == kk || (w >= 0 && f.pinned_to == kNoKlt) ||
+                          (w == kNowhere && f.new_klt == k);
+    if (takeable)
+      fail("I-R2: k" + std::to_string(k) + " found no work, but " + fib(f) + " is runnable on " +
+           (w == kGlobal ? std::string("global") : w == kNowhere ? std::string("a runnext slot") : "k" + std::to_string(w)));
+  }
+}
+
+template <class P, class H>
+bool sim<P, H>::wake_one_blocked() {
+  for (auto& q : waiters_) {
+    if (q.empty()) continue;
+    sim_fiber* w = q.front();
+    q.pop_front();
+    enqueue(*w, kNoKlt, how::woken);  // an OS thread posts the semaphore
+    return true;
+  }
+  return false;
+}
+
+// Runs every KLT round robin until all fibers exit; then each exited once.
+template <class P, class H>
+void sim<P, H>::drain() {
+  step_ = sc_.steps.size();
+  for (unsigned round = 0; round < 100000; ++round) {
+    bool busy = false;
+    for (unsigned k = 0; k < nklts_; ++k) {
+      busy |= cur_[k] != nullptr;
+      run_klt(k);
+      busy |= cur_[k] != nullptr;
+      audit();
+    }
+    if (busy) continue;
+    if (!heap_.empty()) advance(std::max(now_, heap_.next_deadline()));
+    else if (!wake_one_blocked()) break;
+    audit();
+  }
+  for (const sim_fiber& f : fibers_)
+    require(f.state == fstate::done && f.exits == 1, kAccounting,
+            "I-Q1: " + fib(f) + " never ran to exit: it is " + name(f.state) + " after the drain");
+}
+
+}  // namespace fiber_sim
