@@ -102,6 +102,31 @@ bool libc_round(uintptr_t id, unsigned i, FILE* mem) {
   return ok;
 }
 
+void* echo(void* a) { return a; }
+
+// Runtime entry points only (create, yield, join, preemption sections): the
+// runtime's locks and switch paths are guarded by preempt_count (I5) and by
+// the allow-list (its code is denied); with both off a tick lands inside them.
+void* runtime_worker(void* arg) {
+  std::uint64_t end = now_ns() + g_run_ns;
+  while (keep_going(end)) {
+    fiber_t c;
+    void* r = nullptr;
+    if (fiber_create(&c, nullptr, echo, arg) != 0) {
+      g_bad.fetch_add(1);
+      break;
+    }
+    fiber_yield();
+    if (fiber_join(c, &r) != 0 || r != arg) g_bad.fetch_add(1);
+    fiber_preempt_disable();
+    spin(200);
+    fiber_preempt_enable();
+    g_iters.fetch_add(1, std::memory_order_relaxed);  // relaxed: counter
+  }
+  g_done.fetch_add(1);
+  return nullptr;
+}
+
 void* libc_worker(void* arg) {
   auto id = reinterpret_cast<uintptr_t>(arg);
   char membuf[64] = {};
@@ -242,14 +267,18 @@ INSTANTIATE_TEST_SUITE_P(klts, safety_test, ::testing::Values(1u, 2u, 4u));
 
 // ---- negative controls (forked child, watchdog) -----------------------------
 
-// The child: `n` fibers of `fn` on `klts` KLTs with `knob` on, for up to
+constexpr unsigned bit(int knob) { return 1u << knob; }
+
+// The child: `n` fibers of `fn` on `klts` KLTs with the knobs in mask `knobs` on, for up to
 // `run_ns`.  Returns 0 when they behaved, 1 on detected corruption, 3 when
 // no fiber made progress for a second (hang).  A crash kills the child.
-int control_child(void* (*fn)(void*), unsigned klts, unsigned n, int knob, std::uint64_t run_ns) {
+int control_child(void* (*fn)(void*), unsigned klts, unsigned n, unsigned knobs,
+                  std::uint64_t run_ns) {
   reset_counters();
   g_run_ns = run_ns;
   g_null = std::fopen("/dev/null", "w");
-  fiber_test_set_knob(knob, 1);
+  for (int k = FIBER_KNOB_NO_PC_CHECK; k <= FIBER_KNOB_MIGRATE_PREEMPTED; ++k)
+    fiber_test_set_knob(k, (knobs & bit(k)) != 0);
   fiber_config_t c = config(klts, 100);
   if (!g_null || fiber_init(&c) != 0) return 10;
   for (unsigned i = 0; i < n; ++i) {
@@ -278,15 +307,15 @@ int control_child(void* (*fn)(void*), unsigned klts, unsigned n, int knob, std::
 // and migration controls break on the first try in every run seen; the
 // NO_PC_CHECK one broke in ~95% of children (a preemption must land inside
 // a malloc critical section), hence several tries.
-void expect_control_breaks(void* (*fn)(void*), unsigned klts, unsigned n, int knob,
+void expect_control_breaks(void* (*fn)(void*), unsigned klts, unsigned n, unsigned knobs,
                            std::uint64_t run_ns, int tries) {
   child_result r = child_result::ok;
   for (int t = 0; t < tries && r == child_result::ok; ++t) {
-    r = run_child([&] { return control_child(fn, klts, n, knob, run_ns); }, 20);
-    std::printf("[ control  ] knob %d try %d: child %s\n", knob, t, to_string(r));
+    r = run_child([&] { return control_child(fn, klts, n, knobs, run_ns); }, 20);
+    std::printf("[ control  ] knobs 0x%x try %d: child %s\n", knobs, t, to_string(r));
   }
-  EXPECT_NE(r, child_result::ok) << "knob " << knob << ": the workload behaved in " << tries
-                                 << " children with the protection off";
+  EXPECT_NE(r, child_result::ok) << "knobs 0x" << std::hex << knobs << ": the workload behaved in "
+                                 << std::dec << tries << " children with the protection off";
 }
 
 class control_test : public runtime_test {
@@ -295,16 +324,28 @@ class control_test : public runtime_test {
 };
 
 TEST_F(control_test, NoErrnoSwapCorruptsErrno) {
-  expect_control_breaks(errno_worker, 1, 4, FIBER_KNOB_NO_ERRNO_SWAP, 1000 * kMs, 3);
+  expect_control_breaks(errno_worker, 1, 4, bit(FIBER_KNOB_NO_ERRNO_SWAP), 1000 * kMs, 3);
 }
 TEST_F(control_test, NoEhSwapBreaksExceptions) {
-  expect_control_breaks(eh_worker, 1, 4, FIBER_KNOB_NO_EH_SWAP, 1000 * kMs, 3);
+  expect_control_breaks(eh_worker, 1, 4, bit(FIBER_KNOB_NO_EH_SWAP), 1000 * kMs, 3);
 }
 TEST_F(control_test, MigratePreemptedMovesCachedTls) {
-  expect_control_breaks(tls_worker, 4, 8, FIBER_KNOB_MIGRATE_PREEMPTED, 1000 * kMs, 3);
+  expect_control_breaks(tls_worker, 4, 8, bit(FIBER_KNOB_MIGRATE_PREEMPTED), 1000 * kMs, 3);
 }
+// The count alone cannot be shown on the runtime's own sections (the
+// allow-list also denies them), so: with NO_PC_CHECK alone the runtime-heavy
+// workload is clean, with NO_PC_CHECK + NO_COUNT_CHECK it breaks.
+TEST_F(control_test, NoCountCheckBreaksRuntimeSections) {
+  child_result r = run_child(
+      [] { return control_child(runtime_worker, 2, 6, bit(FIBER_KNOB_NO_PC_CHECK), 300 * kMs); },
+      20);
+  EXPECT_EQ(r, child_result::ok) << to_string(r) << ": the twin with the count check on";
+  expect_control_breaks(runtime_worker, 2, 6,
+                        bit(FIBER_KNOB_NO_PC_CHECK) | bit(FIBER_KNOB_NO_COUNT_CHECK), 2000 * kMs, 3);
+}
+
 TEST_F(control_test, NoPcCheckCorruptsOrHangsLibc) {
-  expect_control_breaks(libc_worker, 2, 6, FIBER_KNOB_NO_PC_CHECK, 2000 * kMs, 5);
+  expect_control_breaks(libc_worker, 2, 6, bit(FIBER_KNOB_NO_PC_CHECK), 2000 * kMs, 5);
 }
 
 }  // namespace
