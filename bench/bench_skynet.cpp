@@ -3,10 +3,12 @@
 // is checked (499999500000 for 1M leaves, 4999950000 for 100k).  One iteration
 // = one tree; ops = ULTs created per tree (1111111 or 111111), so per-ULT
 // time = real_time / ops.
-// Variants (per size, "skynet1m/..." and "skynet100k/..."; 1M is left out
-// with --quick):
+// Variants (per size, "skynet1m/...", "skynet100k/..." and "skynet10k/...";
+// 1M is left out with --quick):
 //   fiber_1klt      fiber C API, klts=1, default stack, quantum and policy
 //   fiber_allklts   the same, klts=0 (every online CPU)
+//   fiber_*_runnext the same with fiber_set_policy(FIBER_POLICY_RUNNEXT): a
+//                   created fiber runs next (depth-first), for comparison
 //   boost_pooled    Boost.Fiber dispatch + join, one thread, recycled stacks
 //                   (pooled_fixedsize_stack, 16 KiB)
 //   boost_malloc    the same with fixedsize_stack (malloc, 16 KiB)
@@ -93,8 +95,8 @@ void* sk_fiber(void* p) {
   return reinterpret_cast<void*>(static_cast<std::uintptr_t>(sum));
 }
 
-void skynet_fiber(benchmark::State& st, int depth, unsigned klts) {
-  bench::fiber_run(st, {klts, FIBER_DEFAULT_TIMESLICE_US}, [&] {
+void skynet_fiber_p(benchmark::State& st, int depth, unsigned klts, int policy) {
+  bench::fiber_run(st, {klts, FIBER_DEFAULT_TIMESLICE_US, policy}, [&] {
     bool warm = false;  // the first tree is an untimed warm-up (stack caches)
     while (warm ? st.KeepRunning() : (warm = true)) {
       g_fiber_err.store(0, std::memory_order_relaxed);  // no fiber of a tree is alive
@@ -108,6 +110,13 @@ void skynet_fiber(benchmark::State& st, int depth, unsigned klts) {
     }
   });
   bench::set_ops(st, static_cast<double>(ults_of(depth)));
+}
+
+void skynet_fiber(benchmark::State& st, int depth, unsigned klts) {
+  skynet_fiber_p(st, depth, klts, FIBER_POLICY_FIFO);
+}
+void skynet_fiber_runnext(benchmark::State& st, int depth, unsigned klts) {
+  skynet_fiber_p(st, depth, klts, FIBER_POLICY_RUNNEXT);
 }
 
 // --- Boost.Fiber ----------------------------------------------------------------
@@ -176,6 +185,8 @@ void register_size(const char* topic, int depth) {
   };
   reg("fiber_1klt", skynet_fiber, 1);
   reg("fiber_allklts", skynet_fiber, 0);
+  reg("fiber_1klt_runnext", skynet_fiber_runnext, 1);
+  reg("fiber_allklts_runnext", skynet_fiber_runnext, 0);
 #ifdef BENCH_HAVE_BOOST
   auto regb = [&](const char* variant, void (*fn)(benchmark::State&, int)) {
     std::string name = std::string(topic) + "/" + variant;
@@ -190,6 +201,7 @@ void register_size(const char* topic, int depth) {
 }
 
 void register_all() {
+  register_size("skynet10k", 4);
   register_size("skynet100k", 5);
   if (!bench::quick()) register_size("skynet1m", 6);
 }

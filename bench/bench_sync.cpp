@@ -1,7 +1,8 @@
 // bench/bench_sync.cpp - (f) synchronisation.
 //   mutex/<v>            uncontended lock+unlock (ops = 1)
-//   mutex1klt/<v>        4 ULTs on one kernel thread: lock, ++n, yield, unlock
-//                        (the yield inside forces a handoff); per acquisition
+//   mutex1klt/<v>        4 ULTs on one kernel thread (pthreads: pinned to one
+//                        CPU): lock, ++n, yield, unlock, yield - a handoff
+//                        per acquisition; per acquisition
 //   mutexmt/<v>          4 ULTs/threads on every CPU: lock, ++n, unlock;
 //                        per acquisition
 //   pingpong/<v>         condition-variable ping-pong between two ULTs (or
@@ -73,34 +74,30 @@ void uncontended(benchmark::State& st) {
   }
 }
 
-// Per-acquisition counting: ops = acquisitions by everyone / iterations of
-// the measured worker.
+// One iteration: every worker does kPer acquisitions (lock, ++n, [yield],
+// unlock, [yield]); ops = workers * kPer acquisitions.  On one kernel thread
+// the yield inside the critical section makes the others queue on the lock
+// and the yield after unlock lets the woken one take it: each acquisition is
+// a handoff, whatever the mutex's fairness.  On several CPUs there are no
+// yields (throughput under contention, barging allowed).
 template <class M>
 struct contended {
   M m;
-  long total = 0;     // guarded by m
-  bool stop = false;  // guarded by m
+  long total = 0;  // guarded by m
   template <class Yield>
-  void worker(Yield yield) {
-    for (;;) {
-      std::lock_guard<M> lk(m);
-      if (stop) return;
-      ++total;
+  void worker(long per, Yield yield) {
+    for (long i = 0; i < per; ++i) {
+      {
+        std::lock_guard<M> lk(m);
+        ++total;
+        yield();
+      }
       yield();
     }
-  }
-  template <class Yield>
-  void measured(benchmark::State& st, Yield yield) {
-    for (auto _ : st) {
-      std::lock_guard<M> lk(m);
-      ++total;
-      yield();
-    }
-    std::lock_guard<M> lk(m);
-    stop = true;
-    bench::set_ops(st, static_cast<double>(total) / static_cast<double>(st.iterations()));
   }
 };
+constexpr long kPer1Klt = 2000;
+constexpr long kPerMt = 20000;
 
 template <class M, class CV>
 struct pingpong {
@@ -150,22 +147,43 @@ void fiber_group(benchmark::State& st, unsigned klts, int n, std::function<void(
   });
 }
 
+// Each iteration runs kWorkers fibers doing `per` acquisitions and joins them.
+template <class M>
+void contended_fiber(benchmark::State& st, unsigned klts, long per, bool yields) {
+  contended<M> c;
+  std::function<void()> work = [&] {
+    if (yields)
+      c.worker(per, [] { fiber_yield(); });
+    else
+      c.worker(per, [] {});
+  };
+  bench::fiber_run(st, {klts, FIBER_DEFAULT_TIMESLICE_US}, [&] {
+    for (auto _ : st) {
+      fiber_t ids[kWorkers];
+      int n = 0;
+      for (; n < kWorkers; ++n) {
+        if (int e = bench::fiber_go(&ids[n], &work)) {
+          st.SkipWithError(bench::err_text("fiber_create", e).c_str());
+          break;
+        }
+      }
+      for (int i = 0; i < n; ++i) fiber_join(ids[i], nullptr);
+    }
+  });
+  bench::set_ops(st, static_cast<double>(kWorkers * per));
+}
+
 template <class M>
 void mutex_fiber(benchmark::State& st) {
   fiber_group(st, 1, 1, nullptr, [&] { uncontended<M>(st); });
 }
 template <class M>
 void mutex1klt_fiber(benchmark::State& st) {
-  contended<M> c;
-  fiber_group(
-      st, 1, kWorkers, [&] { c.worker([] { fiber_yield(); }); },
-      [&] { c.measured(st, [] { fiber_yield(); }); });
+  contended_fiber<M>(st, 1, kPer1Klt, true);
 }
 template <class M>
 void mutexmt_fiber(benchmark::State& st) {
-  contended<M> c;
-  fiber_group(
-      st, 0, kWorkers, [&] { c.worker([] {}); }, [&] { c.measured(st, [] {}); });
+  contended_fiber<M>(st, 0, kPerMt, false);
 }
 template <class M, class CV>
 void pingpong_fiber(benchmark::State& st) {
@@ -186,20 +204,21 @@ void boost_group(int n, const std::function<void()>& other, const std::function<
 void mutex_boost(benchmark::State& st) {
   bench::boost_run([&] { uncontended<boost::fibers::mutex>(st); });
 }
-void mutex1klt_boost(benchmark::State& st) {
+template <class Yield>
+void contended_boost(benchmark::State& st, long per, Yield yield) {
   contended<boost::fibers::mutex> c;
-  bench::boost_run([&] {
-    boost_group(
-        kWorkers, [&] { c.worker([] { boost::this_fiber::yield(); }); },
-        [&] { c.measured(st, [] { boost::this_fiber::yield(); }); });
-  });
+  for (auto _ : st) {
+    std::vector<boost::fibers::fiber> fs;
+    for (int i = 0; i < kWorkers; ++i) fs.emplace_back([&] { c.worker(per, yield); });
+    for (auto& f : fs) f.join();
+  }
+  bench::set_ops(st, static_cast<double>(kWorkers * per));
+}
+void mutex1klt_boost(benchmark::State& st) {
+  bench::boost_run([&] { contended_boost(st, kPer1Klt, [] { boost::this_fiber::yield(); }); });
 }
 void mutexmt_boost_ws(benchmark::State& st) {
-  contended<boost::fibers::mutex> c;
-  bench::ws_pool::get().run([&] {
-    boost_group(
-        kWorkers, [&] { c.worker([] {}); }, [&] { c.measured(st, [] {}); });
-  });
+  bench::ws_pool::get().run([&] { contended_boost(st, kPerMt, [] {}); });
 }
 void pingpong_boost(benchmark::State& st) {
   pingpong<boost::fibers::mutex, boost::fibers::condition_variable> p;
@@ -210,33 +229,25 @@ void pingpong_boost(benchmark::State& st) {
 // --- std / pthreads ------------------------------------------------------------------
 void mutex_std(benchmark::State& st) { uncontended<std::mutex>(st); }
 
-template <class Partner, class Measured>
-void thread_group(int n, bool one_cpu, Partner other, Measured measured) {
+template <class Yield>
+void contended_std(benchmark::State& st, bool one_cpu, long per, Yield yield) {
+  contended<std::mutex> c;
   const int cpu = bench::first_allowed_cpu();
-  std::vector<std::thread> ts;
-  for (int i = 1; i < n; ++i)
-    ts.emplace_back([&] {
-      if (one_cpu) bench::pin_self_to(cpu);
-      other();
-    });
-  std::thread m([&] {
-    if (one_cpu) bench::pin_self_to(cpu);
-    measured();
-  });
-  m.join();
-  for (auto& t : ts) t.join();
+  for (auto _ : st) {
+    std::vector<std::thread> ts;
+    for (int i = 0; i < kWorkers; ++i)
+      ts.emplace_back([&] {
+        if (one_cpu) bench::pin_self_to(cpu);
+        c.worker(per, yield);
+      });
+    for (auto& t : ts) t.join();
+  }
+  bench::set_ops(st, static_cast<double>(kWorkers * per));
 }
 void mutex1klt_std(benchmark::State& st) {
-  contended<std::mutex> c;
-  thread_group(
-      kWorkers, true, [&] { c.worker([] { sched_yield(); }); },
-      [&] { c.measured(st, [] { sched_yield(); }); });
+  contended_std(st, true, kPer1Klt, [] { sched_yield(); });
 }
-void mutexmt_std(benchmark::State& st) {
-  contended<std::mutex> c;
-  thread_group(
-      kWorkers, false, [&] { c.worker([] {}); }, [&] { c.measured(st, [] {}); });
-}
+void mutexmt_std(benchmark::State& st) { contended_std(st, false, kPerMt, [] {}); }
 void pingpong_pthread(benchmark::State& st, bool same_cpu) {
   pingpong<std::mutex, std::condition_variable> p;
   const int a = bench::first_allowed_cpu();

@@ -81,6 +81,7 @@ inline std::string err_text(const char* what, int e) {
 struct fiber_cfg {
   unsigned klts;
   unsigned timeslice_us;
+  int policy = FIBER_POLICY_FIFO;  // the runtime's default
 };
 
 inline bool fiber_run(benchmark::State& st, fiber_cfg c, const std::function<void()>& body) {
@@ -88,6 +89,18 @@ inline bool fiber_run(benchmark::State& st, fiber_cfg c, const std::function<voi
   fiber_config_init(&cfg);
   cfg.klts = c.klts;
   cfg.timeslice_us = c.timeslice_us;
+  if (c.policy != FIBER_POLICY_FIFO) {
+    if (int e = fiber_set_policy(c.policy)) {
+      st.SkipWithError(err_text("fiber_set_policy", e).c_str());
+      return false;
+    }
+  }
+  struct policy_reset {
+    bool on;
+    ~policy_reset() {
+      if (on) fiber_set_policy(FIBER_POLICY_FIFO);  // after shutdown: back to the default
+    }
+  } reset{c.policy != FIBER_POLICY_FIFO};
   if (int e = fiber_init(&cfg)) {
     st.SkipWithError(err_text("fiber_init", e).c_str());
     return false;

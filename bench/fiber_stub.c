@@ -28,3 +28,4 @@ int fiber_cond_init(fiber_cond_t *c, const void *attr) { (void)c; (void)attr; re
 int fiber_cond_wait(fiber_cond_t *c, fiber_mutex_t *m) { (void)c; (void)m; return ENOSYS; }
 int fiber_cond_signal(fiber_cond_t *c) { (void)c; return ENOSYS; }
 int fiber_cond_destroy(fiber_cond_t *c) { (void)c; return ENOSYS; }
+int fiber_set_policy(int policy) { (void)policy; return ENOSYS; }
