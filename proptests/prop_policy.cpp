@@ -4,86 +4,11 @@
 // simulator in sim.hpp over a generated, shrinkable schedule.  Each property
 // has a control: a planted bug, defined here, that the same property must
 // catch (the control passes only if RapidCheck finds a counterexample).
+#include "planted.hpp"
 #include "prop_util.hpp"
 
 namespace fiber_sim {
 namespace {
-
-// ------------------------------------------------------- planted bugs
-// PLANTED: a KLT runs the newest fiber of its queue (LIFO), breaking I-R1.
-struct lifo_policy : fifo {
-  using fifo::fifo;
-  sim_fiber* pick_next(unsigned klt) noexcept {
-    std::vector<sim_fiber*> v = contents(local_[klt]);
-    if (v.empty()) return fifo::pick_next(klt);
-    std::vector<sim_fiber*> rest(v.begin(), v.end() - 1);
-    while (local_[klt].pop_locked() != nullptr) {}
-    for (sim_fiber* n : rest) local_[klt].push_locked(n);
-    return unpin(v.back());
-  }
-};
-
-// PLANTED: a steal that moves two or more fibers loses the first (I-R4, I-Q1).
-struct drop_on_steal_policy : fifo {
-  using fifo::fifo;
-  sim_fiber* pick_next(unsigned klt) noexcept {
-    if (local_[klt].size_hint() != 0 || global_.size_hint() != 0) return fifo::pick_next(klt);
-    for (unsigned i = 1; i < nklts_; ++i) {
-      const std::size_t moved = local_[(klt + i) % nklts_].steal_half_into(local_[klt]);
-      if (moved == 0) continue;
-      if (moved >= 2) local_[klt].pop_front();  // the bug
-      sim_fiber* n = local_[klt].pop_front();
-      return n != nullptr ? unpin(n) : nullptr;
-    }
-    return nullptr;
-  }
-};
-
-// PLANTED: the skeleton's pick_next (dc7bcbc): the global queue is read only
-// when the local one is empty, so CPU-bound local fibers starve it (I-R2).
-struct local_first_policy : fifo {
-  using fifo::fifo;
-  sim_fiber* pick_next(unsigned klt) noexcept {
-    if (sim_fiber* n = local_[klt].pop_front()) return unpin(n);
-    if (sim_fiber* n = global_.pop_front()) return unpin(n);
-    return fifo::pick_next(klt);
-  }
-};
-
-// PLANTED: a preempted fiber is queued unpinned, so a thief may take it (I-R3).
-struct unpinning_policy : fifo {
-  using fifo::fifo;
-  void on_preempted(sim_fiber* n, unsigned klt) noexcept { push(n, klt, false); }
-};
-
-// PLANTED: timers fire one nanosecond early (I-T1).
-struct early_heap : heap_t {
-  sim_fiber* pop_expired(std::uint64_t now) noexcept { return heap_t::pop_expired(now + 1); }
-};
-
-// PLANTED: equal deadlines fire newest first (I-T1's tie rule).
-class lifo_tie_heap {
- public:
-  bool empty() const noexcept { return v_.empty(); }
-  std::uint64_t next_deadline() const noexcept {
-    return v_.empty() ? ~std::uint64_t{0} : v_.front()->timer_deadline;
-  }
-  void push(sim_fiber* n, std::uint64_t deadline) {
-    n->timer_deadline = deadline;
-    auto it = std::find_if(v_.begin(), v_.end(),
-                           [&](const sim_fiber* m) { return m->timer_deadline >= deadline; });
-    v_.insert(it, n);  // before its equals: the bug
-  }
-  sim_fiber* pop_expired(std::uint64_t now) noexcept {
-    if (v_.empty() || v_.front()->timer_deadline > now) return nullptr;
-    sim_fiber* n = v_.front();
-    v_.erase(v_.begin());
-    return n;
-  }
-
- private:
-  std::vector<sim_fiber*> v_;
-};
 
 // ------------------------------------------------------- properties
 gen_opts one_klt_cpu_only() {
@@ -200,6 +125,7 @@ void sleepers() {
 }  // namespace fiber_sim
 
 using namespace fiber_sim;
+using namespace fiber_sim::planted;
 
 FIBER_PROP(Policy, FifoNoFiberLostOrDuplicated, 400, ()) { no_loss<fifo>(); }
 FIBER_PROP(Policy, RunnextNoFiberLostOrDuplicated, 400, ()) { no_loss<runnext>(); }

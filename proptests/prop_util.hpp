@@ -129,8 +129,12 @@ void expect_counterexample(const std::string& id, int max_success, Testable&& t)
   const auto& f = r.template get<rc::detail::FailureResult>();
   std::cout << "control " << id << ": counterexample after " << f.numSuccess + 1
             << " cases, shrunk to:\n";
-  for (const auto& [type, value] : f.counterExample) std::cout << "  " << value << "\n";
-  std::cout << "  -> " << f.description << "\n";
+  auto indent = [](std::string v) {
+    for (std::size_t i = v.find('\n'); i != std::string::npos; i = v.find('\n', i + 3)) v.replace(i, 1, "\n    ");
+    return v;
+  };
+  for (const auto& [type, value] : f.counterExample) std::cout << "  " << indent(value) << "\n";
+  std::cout << "  -> " << indent(f.description) << "\n";
 }
 
 }  // namespace fiber_sim

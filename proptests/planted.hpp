@@ -1,0 +1,127 @@
+// proptests/planted.hpp - deliberately broken variants of the core
+// structures, each the control of one property: the property must find a
+// counterexample against it (see expect_counterexample in prop_util.hpp).
+// Nothing here is used outside the controls.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "sim.hpp"
+
+namespace fiber_sim::planted {
+
+// PLANTED: a KLT runs the newest fiber of its queue (LIFO), breaking I-R1.
+struct lifo_policy : fifo {
+  using fifo::fifo;
+  sim_fiber* pick_next(unsigned klt) noexcept {
+    std::vector<sim_fiber*> v = contents(local_[klt]);
+    if (v.empty()) return fifo::pick_next(klt);
+    std::vector<sim_fiber*> rest(v.begin(), v.end() - 1);
+    while (local_[klt].pop_locked() != nullptr) {}
+    for (sim_fiber* n : rest) local_[klt].push_locked(n);
+    return unpin(v.back());
+  }
+};
+
+// PLANTED: a steal that moves two or more fibers loses the first (I-R4, I-Q1).
+struct drop_on_steal_policy : fifo {
+  using fifo::fifo;
+  sim_fiber* pick_next(unsigned klt) noexcept {
+    if (local_[klt].size_hint() != 0 || global_.size_hint() != 0) return fifo::pick_next(klt);
+    for (unsigned i = 1; i < nklts_; ++i) {
+      const std::size_t moved = local_[(klt + i) % nklts_].steal_half_into(local_[klt]);
+      if (moved == 0) continue;
+      if (moved >= 2) local_[klt].pop_front();  // the bug
+      sim_fiber* n = local_[klt].pop_front();
+      return n != nullptr ? unpin(n) : nullptr;
+    }
+    return nullptr;
+  }
+};
+
+// PLANTED: the skeleton's pick_next (dc7bcbc): the global queue is read only
+// when the local one is empty, so CPU-bound local fibers starve it (I-R2).
+struct local_first_policy : fifo {
+  using fifo::fifo;
+  sim_fiber* pick_next(unsigned klt) noexcept {
+    if (sim_fiber* n = local_[klt].pop_front()) return unpin(n);
+    if (sim_fiber* n = global_.pop_front()) return unpin(n);
+    return fifo::pick_next(klt);
+  }
+};
+
+// PLANTED: a preempted fiber is queued unpinned, so a thief may take it (I-R3).
+struct unpinning_policy : fifo {
+  using fifo::fifo;
+  void on_preempted(sim_fiber* n, unsigned klt) noexcept { push(n, klt, false); }
+};
+
+// PLANTED: timers fire one nanosecond early (I-T1).
+struct early_heap : heap_t {
+  sim_fiber* pop_expired(std::uint64_t now) noexcept { return heap_t::pop_expired(now + 1); }
+};
+
+// PLANTED: equal deadlines fire newest first (I-T1's tie rule).
+class lifo_tie_heap {
+ public:
+  bool empty() const noexcept { return v_.empty(); }
+  std::uint64_t next_deadline() const noexcept {
+    return v_.empty() ? ~std::uint64_t{0} : v_.front()->timer_deadline;
+  }
+  void push(sim_fiber* n, std::uint64_t deadline) {
+    n->timer_deadline = deadline;
+    auto it = std::find_if(v_.begin(), v_.end(),
+                           [&](const sim_fiber* m) { return m->timer_deadline >= deadline; });
+    n->timer_index = 0;  // "queued"
+    v_.insert(it, n);    // before its equals: the bug
+  }
+  sim_fiber* pop_expired(std::uint64_t now) noexcept {
+    if (v_.empty() || v_.front()->timer_deadline > now) return nullptr;
+    sim_fiber* n = v_.front();
+    v_.erase(v_.begin());
+    n->timer_index = heap_t::kNotQueued;
+    return n;
+  }
+  bool remove(sim_fiber* n) noexcept {
+    auto it = std::find(v_.begin(), v_.end(), n);
+    if (it == v_.end()) return false;
+    v_.erase(it);
+    n->timer_index = heap_t::kNotQueued;
+    return true;
+  }
+  std::size_t size() const noexcept { return v_.size(); }
+
+ private:
+  std::vector<sim_fiber*> v_;
+};
+
+// PLANTED: pop_front takes the newest node (breaks I-Q2).
+struct lifo_queue : run_queue_t {
+  sim_fiber* pop_front() noexcept {
+    std::vector<sim_fiber*> v = contents(*this);
+    if (v.empty()) return nullptr;
+    while (pop_locked() != nullptr) {}
+    for (std::size_t i = 0; i + 1 < v.size(); ++i) push_locked(v[i]);
+    return v.back();
+  }
+  std::size_t steal_half_into(lifo_queue& dst) noexcept { return run_queue_t::steal_half_into(dst); }
+};
+
+// PLANTED: a steal takes every unpinned node, not half (breaks I-Q3).
+struct greedy_steal_queue : run_queue_t {
+  std::size_t steal_half_into(greedy_steal_queue& dst) noexcept {
+    std::vector<sim_fiber*> v = contents(*this);
+    while (pop_locked() != nullptr) {}
+    std::size_t moved = 0;
+    for (sim_fiber* n : v) {
+      if (n->pinned.load()) { push_locked(n); continue; }
+      dst.push_locked(n);
+      ++moved;
+    }
+    return moved;
+  }
+};
+
+}  // namespace fiber_sim::planted
