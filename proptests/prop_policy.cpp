@@ -127,15 +127,15 @@ void sleepers() {
 using namespace fiber_sim;
 using namespace fiber_sim::planted;
 
-FIBER_PROP(Policy, FifoNoFiberLostOrDuplicated, 400, ()) { no_loss<fifo>(); }
-FIBER_PROP(Policy, RunnextNoFiberLostOrDuplicated, 400, ()) { no_loss<runnext>(); }
-FIBER_PROP(Policy, FifoPinnedNeverMigrate, 400, ()) { pinned_stay<fifo>(); }
-FIBER_PROP(Policy, RunnextPinnedNeverMigrate, 400, ()) { pinned_stay<runnext>(); }
-FIBER_PROP(Policy, FifoRoundRobinOneKlt, 500, ()) { round_robin<fifo>(); }
-FIBER_PROP(Policy, FifoBoundedWaitingOneKlt, 500, ()) { bounded_waiting<fifo>(); }
-FIBER_PROP(Policy, FifoGlobalQueueNotStarved, 500, ()) { global_not_starved<fifo>(); }
-FIBER_PROP(Timers, FifoSleepersWakeInDeadlineOrder, 400, ()) { sleepers<fifo, heap_t>(); }
-FIBER_PROP(Timers, RunnextSleepersWakeInDeadlineOrder, 200, ()) { sleepers<runnext, heap_t>(); }
+FIBER_PROP(Policy, FifoNoFiberLostOrDuplicated, 2000, ()) { no_loss<fifo>(); }
+FIBER_PROP(Policy, RunnextNoFiberLostOrDuplicated, 2000, ()) { no_loss<runnext>(); }
+FIBER_PROP(Policy, FifoPinnedNeverMigrate, 2000, ()) { pinned_stay<fifo>(); }
+FIBER_PROP(Policy, RunnextPinnedNeverMigrate, 2000, ()) { pinned_stay<runnext>(); }
+FIBER_PROP(Policy, FifoRoundRobinOneKlt, 2000, ()) { round_robin<fifo>(); }
+FIBER_PROP(Policy, FifoBoundedWaitingOneKlt, 2000, ()) { bounded_waiting<fifo>(); }
+FIBER_PROP(Policy, FifoGlobalQueueNotStarved, 2000, ()) { global_not_starved<fifo>(); }
+FIBER_PROP(Timers, FifoSleepersWakeInDeadlineOrder, 2000, ()) { sleepers<fifo, heap_t>(); }
+FIBER_PROP(Timers, RunnextSleepersWakeInDeadlineOrder, 1000, ()) { sleepers<runnext, heap_t>(); }
 
 TEST(PolicyControl, NoLossCatchesDropOnSteal) {
   expect_counterexample("PolicyControl/NoLossCatchesDropOnSteal", 3000, [] { no_loss<drop_on_steal_policy>(); });

@@ -212,9 +212,9 @@ void timer_heap_stateful() {
 using namespace fiber_sim;
 using namespace fiber_sim::planted;
 
-FIBER_PROP(RunQueue, StatefulAgainstDequeModel, 300, ()) { run_queue_stateful<run_queue_t>(); }
-FIBER_PROP(RunQueue, StealBounds, 500, ()) { steal_bounds<run_queue_t>(); }
-FIBER_PROP(TimerHeap, StatefulAgainstMultimapModel, 300, ()) { timer_heap_stateful<heap_t>(); }
+FIBER_PROP(RunQueue, StatefulAgainstDequeModel, 1500, ()) { run_queue_stateful<run_queue_t>(); }
+FIBER_PROP(RunQueue, StealBounds, 3000, ()) { steal_bounds<run_queue_t>(); }
+FIBER_PROP(TimerHeap, StatefulAgainstMultimapModel, 1500, ()) { timer_heap_stateful<heap_t>(); }
 
 TEST(RunQueueControl, StatefulCatchesLifoQueue) {
   expect_counterexample("RunQueueControl/StatefulCatchesLifoQueue", 3000, [] { run_queue_stateful<lifo_queue>(); });

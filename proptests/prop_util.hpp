@@ -34,17 +34,21 @@ struct gen_opts {
   int max_steps = 60;
 };
 
-// Uniform in [lo, hi), shrinking toward lo.  (gen::inRange scales its range
-// with the generation size, so small sizes would only ever yield lo: every
-// sleep the same length, every spawn on k0.)
+// Uniform in [lo, hi) whatever the generation size, shrinking toward lo.
+// (gen::inRange scales its range with the size, so small sizes would only
+// ever yield lo: every sleep the same length, every spawn on k0; and
+// gen::elementOf does not shrink at all.)
 inline rc::Gen<unsigned> small(unsigned lo, unsigned hi) {
-  std::vector<unsigned> v;
-  for (unsigned i = lo; i < hi; ++i) v.push_back(i);
-  return rc::gen::elementOf(v);
+  return rc::gen::resize(100, rc::gen::inRange(lo, hi));
+}
+// One of v, shrinking toward v[0].
+template <class T>
+rc::Gen<T> one_of(const std::vector<T>& v) {
+  return rc::gen::map(small(0, static_cast<unsigned>(v.size())), [v](unsigned i) { return v[i]; });
 }
 
 inline rc::Gen<action> gen_action(const std::vector<act>& acts, unsigned nscripts) {
-  return rc::gen::map(rc::gen::tuple(rc::gen::elementOf(acts), small(0, 4)),
+  return rc::gen::map(rc::gen::tuple(one_of(acts), small(0, 4)),
                       [nscripts](const std::tuple<act, unsigned>& t) {
                         action a{std::get<0>(t), static_cast<std::uint8_t>(std::get<1>(t))};
                         if (a.a == act::spawn) a.arg = static_cast<std::uint8_t>(a.arg % nscripts);
@@ -55,7 +59,7 @@ inline rc::Gen<action> gen_action(const std::vector<act>& acts, unsigned nscript
 inline rc::Gen<step> gen_step(const gen_opts& o, unsigned nklts) {
   const unsigned kmax = nklts + (o.external_spawn ? 1 : 0);  // klt == nklts: OS thread
   return rc::gen::map(
-      rc::gen::tuple(rc::gen::elementOf(o.ops), small(0, kmax), small(0, 4)),
+      rc::gen::tuple(one_of(o.ops), small(0, kmax), small(0, 4)),
       [nklts, nscripts = o.nscripts](const std::tuple<op, unsigned, unsigned>& t) {
         step s{std::get<0>(t), static_cast<std::uint8_t>(std::get<1>(t)),
                static_cast<std::uint8_t>(std::get<2>(t))};
