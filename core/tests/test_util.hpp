@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -127,7 +128,8 @@ inline void* join(fiber_t f) {
 }
 
 // Outcome of a body run in a forked child (negative controls that may crash
-// or hang).  The child's stdout/stderr go to /dev/null.
+// or hang).  The child's stderr goes to /dev/null unless
+// FIBER_TEST_CHILD_STDERR is set.
 enum class child_result { ok, failed, crashed, hung };
 
 inline const char* to_string(child_result r) {
@@ -146,8 +148,10 @@ inline child_result run_child(const std::function<int()>& body, unsigned timeout
   fflush(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
-    FILE* null = freopen("/dev/null", "w", stderr);
-    (void)null;
+    if (!getenv("FIBER_TEST_CHILD_STDERR")) {  // set it to see a control child's report
+      FILE* null = freopen("/dev/null", "w", stderr);
+      (void)null;
+    }
     struct rlimit no_core{0, 0};
     setrlimit(RLIMIT_CORE, &no_core);  // a crash is an expected outcome: no core file
     alarm(timeout_s);
