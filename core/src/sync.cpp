@@ -16,6 +16,7 @@
 // Timespecs are absolute CLOCK_MONOTONIC times.
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <cstdint>
 #include <ctime>
 #include <new>
@@ -78,6 +79,7 @@ extern "C" {
 // --- mutex -------------------------------------------------------------------
 int fiber_mutex_init(fiber_mutex_t* m, const void* attr) {
   if (m == nullptr || attr != nullptr) return EINVAL;
+  std::memset(m->opaque_, 0, sizeof m->opaque_);  // unused tail too: equal to the static initialiser
   new (m->opaque_) mutex_t();
   return 0;
 }
@@ -92,6 +94,7 @@ int fiber_mutex_destroy(fiber_mutex_t* m) {
 // --- condition variable --------------------------------------------------------
 int fiber_cond_init(fiber_cond_t* c, const void* attr) {
   if (c == nullptr || attr != nullptr) return EINVAL;
+  std::memset(c->opaque_, 0, sizeof c->opaque_);  // unused tail too: equal to the static initialiser
   new (c->opaque_) cond_t();
   return 0;
 }
@@ -120,6 +123,7 @@ int fiber_cond_destroy(fiber_cond_t* c) { return c == nullptr ? EINVAL : impl(c)
 // --- semaphore ---------------------------------------------------------------
 int fiber_sem_init(fiber_sem_t* s, unsigned value) {
   if (s == nullptr || value > static_cast<unsigned>(INT32_MAX)) return EINVAL;
+  std::memset(s->opaque_, 0, sizeof s->opaque_);  // unused tail too: equal to the static initialiser
   new (s->opaque_) sem_t(value);
   return 0;
 }
@@ -142,6 +146,7 @@ int fiber_sem_destroy(fiber_sem_t* s) { return s == nullptr ? EINVAL : impl(s)->
 // --- barrier -------------------------------------------------------------------
 int fiber_barrier_init(fiber_barrier_t* b, const void* attr, unsigned count) {
   if (b == nullptr || attr != nullptr || count == 0) return EINVAL;
+  std::memset(b->opaque_, 0, sizeof b->opaque_);  // unused tail too: equal to the static initialiser
   new (b->opaque_) barrier_t(count);
   return 0;
 }
