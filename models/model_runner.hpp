@@ -37,6 +37,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fiber/detail/parker.hpp"  // relacy_env_t holds parkers
 #include "fiber/detail/seam.hpp"
 
 #ifndef FIBER_MUTANT_ID

@@ -11,7 +11,9 @@
 //   fence          rl::atomic_thread_fence.
 //   spin_hint      rl::yield, so bounded searches terminate (a spin loop without
 //                  it is reported as LIVELOCK at the execution depth limit).
-//   preempt_*      no-ops: Relacy threads stand for KLTs or OS threads.
+//   preempt_*      no scheduling effect (Relacy threads stand for KLTs or OS
+//                  threads); they only count a per-thread depth that models
+//                  read through preempt_depth() to check I-S1.
 //   block/wake     the parker word is the futex: block() commits (try_commit),
 //                  then sleeps with rl::atomic::wait while the word still reads
 //                  kParked, then finish().  wake() is rl::atomic::wake.
@@ -148,6 +150,8 @@ struct relacy_globals {
   bool spurious = false;
   void* parkers[kMaxThreads] = {};
   std::uint64_t clock[kMaxThreads] = {};
+  int preempt[kMaxThreads] = {};
+  bool env_live = false;  // a relacy_env exists (it resets the above per iteration)
 };
 inline relacy_globals g_relacy;
 
@@ -210,14 +214,21 @@ struct relacy_seam {
     ::rl::yield(1, l.info);
   }
   static void os_yield(src_loc l = src_loc::current()) { ::rl::yield(1, l.info); }
-  static void preempt_disable() noexcept {}
-  static void preempt_enable() noexcept {}
+  static void preempt_disable() {
+    RL_ASSERT(g_relacy.env_live && "no relacy_env in this test: make one a test member");
+    ++g_relacy.preempt[me()];
+  }
+  static void preempt_enable() {
+    RL_ASSERT(g_relacy.preempt[me()] > 0 && "preempt_enable without preempt_disable");
+    --g_relacy.preempt[me()];
+  }
+  static int preempt_depth() { return g_relacy.preempt[me()]; }
 
   static unsigned me() { return ::rl::thread_index(); }
 
   static parker_type& current_parker() {
     void* p = g_relacy.parkers[me()];
-    RL_ASSERT(p != nullptr && "no relacy_env in this test: create one as a test member");
+    RL_ASSERT(g_relacy.env_live && p != nullptr && "no relacy_env in this test: make one a test member");
     return *static_cast<parker_type*>(p);
   }
   static std::uint64_t self_id() { return std::uint64_t{me()} + 1; }
@@ -268,18 +279,24 @@ struct relacy_seam {
   }
 };
 
-// Per-test environment: one parker and one clock per Relacy thread.  Make it
-// a member of the rl::test_suite so it is built inside the simulation.
+// Per-test environment: one parker, one clock and one preemption depth per
+// Relacy thread, reset at every iteration (an iteration Relacy abandons on a
+// failure must not leak its state into the history re-run).  Every model test
+// makes one a member (first, so it outlives the algorithm's objects); the
+// seam asserts it exists.
 template <class Parker = basic_parker<relacy_seam>>
 class relacy_env_t {
  public:
   relacy_env_t() {
+    g_relacy.env_live = true;
     for (unsigned i = 0; i < relacy_globals::kMaxThreads; ++i) {
       g_relacy.parkers[i] = &parkers_[i];
       g_relacy.clock[i] = 0;
+      g_relacy.preempt[i] = 0;
     }
   }
   ~relacy_env_t() {
+    g_relacy.env_live = false;
     for (unsigned i = 0; i < relacy_globals::kMaxThreads; ++i) g_relacy.parkers[i] = nullptr;
   }
   Parker& parker(unsigned thread) noexcept { return parkers_[thread]; }

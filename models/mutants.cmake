@@ -1,0 +1,123 @@
+# Planted-bug controls.  Each entry: FIND = exact original text in
+# core/include/<file>, REPLACE = the bug; fiber_mutant(id model case file desc).
+# The mutant test passes only if the named model case rejects it.
+
+# --- parker.hpp ------------------------------------------------------------
+set(FIND [==[if (state_.exchange(kNotified, mo::acq_rel) == kParked) Seam::wake(*this);]==])
+set(REPLACE [==[if (state_.exchange(kNotified, mo::relaxed) == kParked) Seam::wake(*this);]==])
+fiber_mutant(parker_unpark_relaxed parker I-P1 fiber/detail/parker.hpp "unpark exchange relaxed: the token does not publish")
+
+set(FIND [==[if (state_.exchange(kNotified, mo::acq_rel) == kParked) Seam::wake(*this);]==])
+set(REPLACE [==[if (state_.exchange(kNotified, mo::acq_rel) == kNotified) Seam::wake(*this);]==])
+fiber_mutant(parker_wake_wrong_state parker I-P1 fiber/detail/parker.hpp "unpark wakes on the wrong previous state - lost wake-up")
+
+set(FIND [==[    if (state_.compare_exchange_strong(expected, kParked, mo::acq_rel, mo::acquire)) return true;]==])
+set(REPLACE [==[    expected = state_.load(mo::acquire);
+    if (expected == kEmpty) { state_.store(kParked, mo::release); return true; }]==])
+fiber_mutant(parker_commit_split parker I-P1 fiber/detail/parker.hpp "try_commit as check-then-act, load then store, instead of a CAS")
+
+set(FIND [==[    state_.exchange(kEmpty, mo::acquire);
+    return false;]==])
+set(REPLACE [==[    state_.store(kEmpty, mo::relaxed);
+    return false;]==])
+fiber_mutant(parker_commit_blind_store parker I-P3 fiber/detail/parker.hpp "failed commit consumes with a blind store - the bug Relacy found")
+
+set(FIND [==[    return state_.exchange(kEmpty, mo::acquire) == kNotified;]==])
+set(REPLACE [==[    return state_.exchange(kEmpty, mo::relaxed) == kNotified;]==])
+fiber_mutant(parker_consume_relaxed parker I-P1 fiber/detail/parker.hpp "try_consume relaxed: a consumed token does not synchronise")
+
+set(FIND [==[  void finish() noexcept {
+    // acquire: pairs with unpark()'s release when a token is consumed.
+    state_.exchange(kEmpty, mo::acquire);]==])
+set(REPLACE [==[  void finish() noexcept {
+    state_.exchange(kEmpty, mo::relaxed);]==])
+fiber_mutant(parker_finish_relaxed parker I-P1 fiber/detail/parker.hpp "finish relaxed: the wake after a block does not synchronise")
+
+# --- spinlock.hpp ----------------------------------------------------------
+set(FIND [==[      if (locked_.exchange(1, mo::acquire) == 0) return;]==])
+set(REPLACE [==[      if (locked_.exchange(1, mo::relaxed) == 0) return;]==])
+fiber_mutant(spinlock_lock_relaxed spinlock I-S1 fiber/detail/spinlock.hpp "lock exchange relaxed")
+
+set(FIND [==[    locked_.store(0, mo::release);  // release: pairs with lock()'s acquire exchange]==])
+set(REPLACE [==[    locked_.store(0, mo::relaxed);]==])
+fiber_mutant(spinlock_unlock_relaxed spinlock I-S1 fiber/detail/spinlock.hpp "unlock store relaxed")
+
+set(FIND [==[      if (locked_.exchange(1, mo::acquire) == 0) return;]==])
+set(REPLACE [==[      if (locked_.load(mo::acquire) == 0) { locked_.store(1, mo::relaxed); return; }]==])
+fiber_mutant(spinlock_test_then_set spinlock I-S1 fiber/detail/spinlock.hpp "test-then-set instead of an atomic exchange")
+
+set(FIND [==[    Seam::preempt_disable();  // I-S1, before the lock is visible as held]==])
+set(REPLACE [==[]==])
+fiber_mutant(spinlock_no_preempt_disable spinlock I-S1 fiber/detail/spinlock.hpp "lock() forgets to disable preemption")
+
+set(FIND [==[    if (locked_.exchange(1, mo::acquire) == 0) return true;
+    Seam::preempt_enable();]==])
+set(REPLACE [==[    if (locked_.exchange(1, mo::acquire) == 0) return true;]==])
+fiber_mutant(spinlock_trylock_leaks_preempt spinlock I-S1-try fiber/detail/spinlock.hpp "failed try_lock leaves preemption disabled")
+
+# --- run_queue.hpp ---------------------------------------------------------
+set(FIND [==[        if (!cur->pinned.load()) {]==])
+set(REPLACE [==[        if (true) {]==])
+fiber_mutant(runq_steal_pinned run_queue I-Q3 fiber/detail/run_queue.hpp "steal ignores pinned")
+
+set(FIND [==[      std::size_t want = (n + 1) / 2;]==])
+set(REPLACE [==[      std::size_t want = n;]==])
+fiber_mutant(runq_steal_all run_queue I-Q3 fiber/detail/run_queue.hpp "steal takes everything, not half")
+
+set(FIND [==[    if (size_.load(mo::relaxed) == 0) return nullptr;
+    lock_guard<basic_spinlock<Seam>> g(lock_);
+    return pop_locked();]==])
+set(REPLACE [==[    if (size_.load(mo::relaxed) <= 1) return nullptr;
+    lock_guard<basic_spinlock<Seam>> g(lock_);
+    return pop_locked();]==])
+fiber_mutant(runq_pop_hint_off_by_one run_queue I-Q4 fiber/detail/run_queue.hpp "pop emptiness hint off by one - spuriously empty")
+
+set(FIND [==[    lock_guard<basic_spinlock<Seam>> g(lock_);
+    push_locked(n);]==])
+set(REPLACE [==[    push_locked(n);]==])
+fiber_mutant(runq_push_unlocked run_queue I-Q1-Q2 fiber/detail/run_queue.hpp "push without the queue lock")
+
+set(FIND [==[    if (!next) tail_.store(nullptr);]==])
+set(REPLACE [==[]==])
+fiber_mutant(runq_pop_keeps_tail run_queue I-Q1-Q2 fiber/detail/run_queue.hpp "pop of the last node leaves tail dangling - loss")
+
+# --- idle.hpp --------------------------------------------------------------
+set(FIND [==[    Seam::fence(mo::seq_cst);  // forbids the sleepers_ load moving above the work's publication (I-I1)]==])
+set(REPLACE [==[]==])
+fiber_mutant(idle_notify_no_fence idle I-I1 fiber/detail/idle.hpp "notify without its seq_cst fence - store buffering")
+
+set(FIND [==[    Seam::fence(mo::seq_cst);             // forbids the re-check's loads moving above the announce (I-I1)]==])
+set(REPLACE [==[]==])
+fiber_mutant(idle_prepare_no_fence idle I-I1 fiber/detail/idle.hpp "prepare_sleep without its seq_cst fence")
+
+set(FIND [==[    epoch_.fetch_add(1, mo::release);  // release: pairs with prepare_sleep()'s acquire load]==])
+set(REPLACE [==[]==])
+fiber_mutant(idle_no_epoch_bump idle I-I1 fiber/detail/idle.hpp "notify wakes without bumping the epoch")
+
+set(FIND [==[    return epoch_.load(mo::acquire);      // acquire: pairs with notify()'s release bump]==])
+set(REPLACE [==[    return epoch_.load(mo::acquire) + 1;]==])
+fiber_mutant(idle_stale_key idle I-I1 fiber/detail/idle.hpp "sleep key is not the epoch observed")
+
+# --- wait_queue.hpp --------------------------------------------------------
+set(FIND [==[    n->state_.store(kGranted, mo::release);  // release: pairs with granted()'s acquire
+    p->unpark();]==])
+set(REPLACE [==[    p->unpark();
+    n->state_.store(kGranted, mo::release);]==])
+fiber_mutant(waitq_unpark_before_grant wait_queue I-W2-W3 fiber/detail/wait_queue.hpp "grant unparks before publishing - lost wake-up")
+
+set(FIND [==[    n->state_.store(kGranted, mo::release);  // release: pairs with granted()'s acquire]==])
+set(REPLACE [==[    n->state_.store(kGranted, mo::relaxed);]==])
+fiber_mutant(waitq_grant_relaxed wait_queue I-W2-W3 fiber/detail/wait_queue.hpp "grant store relaxed: the grant does not publish")
+
+set(FIND [==[    return state_.load(mo::acquire) == kGranted;  // acquire: pairs with grant()'s release]==])
+set(REPLACE [==[    return state_.load(mo::relaxed) == kGranted;]==])
+fiber_mutant(waitq_granted_relaxed wait_queue I-W2-W3 fiber/detail/wait_queue.hpp "granted() relaxed")
+
+set(FIND [==[    if (!n->queued_.load()) return false;]==])
+set(REPLACE [==[]==])
+fiber_mutant(waitq_remove_ignores_queued wait_queue I-W2-W3 fiber/detail/wait_queue.hpp "remove() succeeds after a waker took the node")
+
+set(FIND [==[    n->queued_.store(false);
+  }]==])
+set(REPLACE [==[  }]==])
+fiber_mutant(waitq_unlink_keeps_queued wait_queue I-W2-W3 fiber/detail/wait_queue.hpp "unlink does not clear queued_")

@@ -1,0 +1,138 @@
+// models/run_queue.cpp - Relacy model of core/include/fiber/detail/run_queue.hpp (I-Q1..I-Q4).
+#include "fiber/detail/run_queue.hpp"
+#include "model_runner.hpp"
+
+namespace {
+
+using seam = fiber::detail::seam;
+using fiber::detail::mo;
+
+struct node {
+  seam::var<node*> rq_next{nullptr};  // guarded by the queue's lock while queued
+  seam::var<bool> pinned{false};      // idem
+  unsigned id = 0;                    // immutable
+};
+using queue = fiber::detail::run_queue<seam, node>;
+
+// I-Q1/I-Q2: producers 1..N-1 each push K nodes; thread 0 concurrently tries
+// (N-1)*K pops (no spinning, so full search stays finite); after() drains the
+// rest.  Every node exactly once, each producer's nodes in push order.
+template <unsigned N, unsigned K>
+struct fifo_no_loss : rl::test_suite<fifo_no_loss<N, K>, N> {
+  fiber::detail::relacy_env_t<> env;
+  queue q;
+  node nodes[N][K];
+  unsigned next[N] = {};  // per producer: index of the next node expected
+  fifo_no_loss() {
+    for (unsigned p = 0; p < N; ++p)
+      for (unsigned k = 0; k < K; ++k) nodes[p][k].id = p * 100 + k;
+  }
+  void take(node* n) {
+    unsigned p = n->id / 100, k = n->id % 100;
+    RL_ASSERT(p >= 1 && p < N);
+    RL_ASSERT(k == next[p]);  // I-Q2 FIFO per producer; also catches duplicates (I-Q1)
+    next[p] = k + 1;
+  }
+  void thread(unsigned t) {
+    if (t != 0) {
+      for (unsigned k = 0; k < K; ++k) q.push_back(&nodes[t][k]);
+      return;
+    }
+    for (unsigned i = 0; i < (N - 1) * K; ++i)
+      if (node* n = q.pop_front()) take(n);
+  }
+  void after() {
+    while (node* n = q.pop_front()) take(n);
+    for (unsigned p = 1; p < N; ++p) RL_ASSERT(next[p] == K);  // I-Q1: none lost
+  }
+};
+
+// I-Q4: once a push is known to have happened (acquire on a flag the pusher
+// released), a pop does not report the queue empty.  Thread 2, if present,
+// pushes and pops concurrently; the queue never drops below one node.
+template <unsigned N>
+struct never_spuriously_empty : rl::test_suite<never_spuriously_empty<N>, N> {
+  fiber::detail::relacy_env_t<> env;
+  queue q;
+  node a, b;
+  seam::atomic<unsigned> pushed{0};
+  void thread(unsigned t) {
+    if (t == 1) {
+      q.push_back(&a);
+      pushed.store(1, mo::release);  // pairs with thread 0's acquire
+    } else if (t == 2) {
+      q.push_back(&b);
+      RL_ASSERT(q.pop_front() != nullptr);  // its own push is there at least
+    } else {
+      unsigned spins = 0;
+      while (pushed.load(mo::acquire) == 0) seam::spin_hint(spins++);  // pairs with the release above
+      RL_ASSERT(q.pop_front() != nullptr);
+    }
+  }
+};
+
+// I-Q3/I-Q1: the owner (thread 0) pushes kNodes nodes, node 0 pinned, then
+// pops kPops times; thieves 1..N-1 each steal half into their own queue concurrently.
+// Every node ends up exactly once somewhere; thieves never take a pinned node,
+// take at most ceil(kNodes/2), and keep the relative order of what they take
+// and what they leave.
+template <unsigned N, unsigned kNodes = 4, unsigned kPops = 2>
+struct steal_half : rl::test_suite<steal_half<N, kNodes, kPops>, N> {
+  fiber::detail::relacy_env_t<> env;
+  queue q[N];
+  node nodes[kNodes];
+  node* popped[kPops] = {};  // thread 0 only
+  unsigned moved[N] = {};                // thief t only
+  steal_half() {
+    for (unsigned i = 0; i < kNodes; ++i) nodes[i].id = i;
+  }
+  void thread(unsigned t) {
+    if (t == 0) {
+      nodes[0].pinned.store(true);  // owned by the pusher until queued
+      for (auto& n : nodes) q[0].push_back(&n);
+      for (auto& p : popped) p = q[0].pop_front();
+    } else {
+      moved[t] = static_cast<unsigned>(q[0].steal_half_into(q[t]));
+      RL_ASSERT(moved[t] <= (kNodes + 1) / 2);
+    }
+  }
+  void after() {
+    unsigned seen[kNodes] = {};
+    for (node* n : popped) if (n) ++seen[n->id];
+    for (unsigned t = 0; t < N; ++t) {
+      unsigned count = 0, last = 0;
+      bool first = true;
+      while (node* n = q[t].pop_front()) {
+        ++seen[n->id];
+        ++count;
+        if (t != 0) RL_ASSERT(!n->pinned.load());  // I-Q3: pinned never stolen
+        RL_ASSERT(first || n->id > last);           // I-Q3: relative order kept
+        first = false;
+        last = n->id;
+      }
+      if (t != 0) RL_ASSERT(count == moved[t]);
+    }
+    for (unsigned i = 0; i < kNodes; ++i) RL_ASSERT(seen[i] == 1);  // I-Q1
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace fiber::models;
+  std::vector<model_case> cases = {
+      {"I-Q1-Q2", "no loss, no duplicate, FIFO per producer",
+       {with<fifo_no_loss<2, 2>>(full()), with<fifo_no_loss<3, 1>>(bound(2)),
+        with<fifo_no_loss<3, 2>>(bound(2)), with<fifo_no_loss<3, 2>>(random(100000)),
+        deep<fifo_no_loss<3, 2>>(bound(3)), deep<fifo_no_loss<4, 1>>(bound(3)),
+        deep<fifo_no_loss<3, 2>>(random(1000000))}},
+      {"I-Q4", "a queued node is never reported empty to a pop",
+       {with<never_spuriously_empty<2>>(full()), with<never_spuriously_empty<3>>(bound(2)),
+        with<never_spuriously_empty<3>>(random(100000)), deep<never_spuriously_empty<3>>(bound(3))}},
+      {"I-Q3", "steal: <= ceil(n/2), never pinned, order kept, no loss",
+       {with<steal_half<2>>(bound(3)), with<steal_half<3>>(bound(2)),
+        with<steal_half<3>>(random(100000)), deep<steal_half<2>>(bound(4)),
+        deep<steal_half<3>>(bound(3))}},
+  };
+  return run_model(argc, argv, "run_queue", cases);
+}
