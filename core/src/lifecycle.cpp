@@ -189,10 +189,9 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   f->saved_errno = 0;
   f->saved_eh = {nullptr, 0};
   f->asan_fake_stack = nullptr;
-  f->preempt_count.store(0, std::memory_order_relaxed);   // relaxed: not yet published
+  f->preempt_count.store(1, std::memory_order_relaxed);   // relaxed: not yet published; fiber_entry drops it (I5)
   f->preempt_pending.store(false, std::memory_order_relaxed);
   f->join.reset(f->id, detached);
-  f->sp = ctx_make(f->stack_hi(), fiber_entry, f);
   rt->live.fetch_add(1, std::memory_order_relaxed);  // relaxed: the queue push publishes f
   *id = f->id;  // before f can run
   klt* k = this_klt();

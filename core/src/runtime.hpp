@@ -84,8 +84,10 @@ struct fcb {
   void* (*start)(void*) = nullptr;
   void* arg = nullptr;
   void* retval = nullptr;
-  char* map_base = nullptr;  // guard page at map_base, stack above it
-  std::size_t map_size = 0;
+  char* map_base = nullptr;  // guarded: guard page at map_base, stack above it;
+  std::size_t map_size = 0;  // unguarded: canary at map_base (slots.cpp)
+  std::size_t want_stack = 0;  // bytes asked for
+  bool guarded = true;
   // Owned by the running fiber, read by the tick handler of its KLT (I5).
   std::atomic<std::uint32_t> preempt_count{0};
   std::atomic<bool> preempt_pending{false};
@@ -97,7 +99,8 @@ struct fcb {
   void* tsan_fiber = nullptr;
   fcb* free_next = nullptr;  // guarded by rt.slot_lock
 
-  char* stack_lo() const noexcept { return map_base + page_size(); }
+  char* stack_lo() const noexcept { return map_base + (guarded ? page_size() : kCanaryBytes); }
+  static constexpr std::size_t kCanaryBytes = 64;
   char* stack_hi() const noexcept { return map_base + map_size; }
   static std::size_t page_size() noexcept;
 };
@@ -170,7 +173,9 @@ void fiber_entry(void* arg);
 void klt_publish_self(klt* k) noexcept;
 
 // slots.cpp / stack.cpp
-fcb* slot_alloc(std::size_t stack_size) noexcept;  // nullptr: EAGAIN
+fcb* slot_alloc(std::size_t stack_size) noexcept;  // with its stack mapped; nullptr: EAGAIN
+bool stack_ensure(fcb* f) noexcept;   // maps f's stack unless a pooled one fits; false: ENOMEM
+bool stack_canary_ok(const fcb* f) noexcept;  // unguarded stacks: the canary is intact
 void slot_free(fcb* f) noexcept;
 fcb* slot_lookup(fiber_t id) noexcept;            // nullptr: no such slot
 void slots_reset() noexcept;

@@ -103,14 +103,26 @@ void switch_out(klt_action a) noexcept {
 // First frame of every fiber (arch/context.hpp: entry(arg)).
 void fiber_entry(void* arg) {
   san_finish_switch(nullptr);
+  // A new fiber starts with preempt_count 1 (fiber_create), so the window
+  // between the scheduler's k->current = f and this point is covered by I5
+  // like every other switch; a tick that landed there is taken now.
+  native_seam::preempt_enable();
   fcb* f = static_cast<fcb*>(arg);
   f->retval = f->start(f->arg);
   switch_out(klt_action::exit);
   __builtin_unreachable();
 }
 
+[[noreturn]] static void report_canary(const fcb* f) noexcept {
+  char msg[128];
+  std::snprintf(msg, sizeof msg, "fiber %llu: stack overflow (canary of an unguarded stack overwritten)",
+                static_cast<unsigned long long>(f->id));
+  fatal(msg);
+}
+
 // Scheduler side: run f on k until it switches out; returns its action.
 static klt_action run_fiber(klt* k, fcb* f) noexcept {
+  if (!f->sp) f->sp = ctx_make(f->stack_hi(), fiber_entry, f);  // first run: first frame (slots.cpp)
   k->current = f;
   f->last_klt = k->index;
   if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) errno = f->saved_errno;  // I4
@@ -120,18 +132,22 @@ static klt_action run_fiber(klt* k, fcb* f) noexcept {
   fiber_ctx_switch(&k->sched_sp, f->sp);
   san_finish_switch(k->asan_fake_stack);
   k->current = nullptr;
+  if (!stack_canary_ok(f)) report_canary(f);
   klt_action a = k->action;
   k->action = klt_action::none;
   return a;
 }
 
 static void finish_exit(runtime& rt, fcb* f) noexcept {
-  if (f->join.exit(f->retval) == join_state<native_seam>::free_by::caller) slot_free(f);
+  // live first, so a joiner woken below never sees the fiber still counted.
+  // A shutdown woken here waits for this KLT to leave its loop before it
+  // frees anything, so finishing the join protocol afterwards is safe.
   // seq_cst: the "store live" of a store-buffering pair with fiber_shutdown
   // (store waiter; load live).  One of the two sees the other (I7).
   if (rt.live.fetch_sub(1, std::memory_order_seq_cst) == 1) {
     if (parker* p = rt.shutdown_waiter.load(std::memory_order_seq_cst)) p->unpark();
   }
+  if (f->join.exit(f->retval) == join_state<native_seam>::free_by::caller) slot_free(f);
 }
 
 // ---- timers (I6) -----------------------------------------------------------

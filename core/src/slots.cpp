@@ -6,17 +6,31 @@
 // sequence, so ids are never reused while the process lives, even across
 // fiber_shutdown/fiber_init.
 //
-// Stacks are mmap'ed with MAP_NORESERVE (only touched pages cost memory) and a
-// PROT_NONE guard page at the low end; an overflow faults there and
-// preempt.cpp's SIGSEGV handler (on the KLT's sigaltstack) names the fiber.
+// Stacks are mapped when the fiber is created (so fiber_create can report
+// EAGAIN) with MAP_NORESERVE, and the first frame is written only when the
+// fiber first runs: a fiber that has not started costs address space, not
+// memory (a breadth-first spawn tree of a million fibers touches stack pages
+// only for those that started).  A PROT_NONE guard page sits at the low end; an overflow faults there and preempt.cpp's SIGSEGV handler (on
+// the KLT's sigaltstack) names the fiber.
+//
+// Each guarded stack costs two VMAs, and vm.max_map_count (65530 by default)
+// would cap live fibers near 32k.  So guarded stacks are budgeted (half of
+// max_map_count less a margin; FIBER_MAX_GUARDED_STACKS overrides) and past
+// the budget stacks are unguarded: mapped without mprotect (adjacent anonymous
+// mappings merge into few VMAs), never unmapped before shutdown, with a canary
+// at the low end checked every time the fiber leaves its KLT.  An overflow of
+// an unguarded stack is then reported ("stack overflow (canary)") at the next
+// switch instead of at the faulting instruction.
+//
 // A freed fiber keeps its stack for the next fiber of the same size (free
 // slots are reused LIFO, so the stack is warm); at most kMaxPooled idle
-// stacks are kept, the rest are unmapped.  Each guarded stack is two VMAs:
-// vm.max_map_count (65530 by default) caps live fibers at about 32k; past it
-// fiber_create returns EAGAIN.
+// guarded stacks are kept, the rest are unmapped.
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "runtime.hpp"
@@ -30,7 +44,8 @@ constexpr std::uint64_t kSlotMask = (std::uint64_t{1} << kSlotBits) - 1;
 constexpr unsigned kChunkBits = 12;
 constexpr unsigned kChunk = 1u << kChunkBits;
 constexpr unsigned kMaxChunks = 1u << (kSlotBits - kChunkBits);
-constexpr std::size_t kMaxPooled = 4096;
+constexpr std::size_t kMaxPooled = 16384;
+constexpr std::uint64_t kCanary = 0xF1BE5CA7C0DEC0DEull;
 
 std::atomic<fcb*> g_chunks[kMaxChunks];  // published with release, never freed until shutdown
 spinlock g_slot_lock;
@@ -39,6 +54,23 @@ std::uint32_t g_nslots = 0;       // guarded by g_slot_lock
 std::size_t g_pooled = 0;         // free slots holding a stack; guarded by g_slot_lock
 std::atomic<std::uint64_t> g_seq{1};  // process-wide: ids are never reused
 std::size_t g_page = 0;
+std::atomic<long> g_guarded{0};        // guarded mappings alive (in use or pooled)
+std::atomic<long> g_guarded_max{-1};   // budget; -1 until read
+
+long guarded_budget() noexcept {
+  long b = g_guarded_max.load(std::memory_order_relaxed);  // relaxed: idempotent computation
+  if (b >= 0) return b;
+  long maps = 65530;
+  if (FILE* fp = std::fopen("/proc/sys/vm/max_map_count", "r")) {
+    if (std::fscanf(fp, "%ld", &maps) != 1) maps = 65530;
+    std::fclose(fp);
+  }
+  b = maps / 2 - 8192;  // the margin: libraries, heaps, sanitizer shadow
+  if (const char* e = std::getenv("FIBER_MAX_GUARDED_STACKS")) b = std::atol(e);
+  if (b < 0) b = 0;
+  g_guarded_max.store(b, std::memory_order_relaxed);
+  return b;
+}
 }  // namespace
 
 std::size_t fcb::page_size() noexcept {
@@ -85,25 +117,21 @@ static fcb* new_slot_locked() noexcept {
 
 fcb* slot_alloc(std::size_t stack_size) noexcept {
   std::size_t pg = fcb::page_size();
-  std::size_t want = ((stack_size + pg - 1) / pg) * pg + pg;
   fcb* f;
   {
     lock_guard<spinlock> g(g_slot_lock);
     f = g_free;
     if (f) {
       g_free = f->free_next;
-      if (f->map_base) --g_pooled;
+      if (f->map_base && f->guarded) --g_pooled;
     } else {
       f = new_slot_locked();
       if (!f) return nullptr;
     }
   }
-  if (f->map_base && f->map_size != want) {
-    stack_unmap(f->map_base, f->map_size);
-    f->map_base = nullptr;
-  }
-  if (!f->map_base && !stack_map(stack_size, &f->map_base, &f->map_size)) {
-    f->map_base = nullptr;
+  f->want_stack = ((stack_size + pg - 1) / pg) * pg;
+  f->sp = nullptr;  // the first frame is written at first run: no page is touched before
+  if (!stack_ensure(f)) {
     lock_guard<spinlock> g(g_slot_lock);
     f->free_next = g_free;
     g_free = f;
@@ -114,6 +142,48 @@ fcb* slot_alloc(std::size_t stack_size) noexcept {
   return f;
 }
 
+static bool map_unguarded(std::size_t size, char** base, std::size_t* map_size) noexcept {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (p == MAP_FAILED) return false;
+  *base = static_cast<char*>(p);
+  *map_size = size;
+  return true;
+}
+
+bool stack_ensure(fcb* f) noexcept {
+  std::size_t pg = fcb::page_size();
+  if (f->map_base) {
+    std::size_t have = f->map_size - (f->guarded ? pg : 0);
+    if (have == f->want_stack) return true;
+    if (f->guarded) {  // unguarded mappings stay until shutdown (unmapping could split a VMA)
+      stack_unmap(f->map_base, f->map_size);
+      g_guarded.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a budget, not a synchronisation
+    }
+    f->map_base = nullptr;
+  }
+  bool ok = false;
+  if (g_guarded.load(std::memory_order_relaxed) < guarded_budget()) {  // relaxed: a budget
+    ok = stack_map(f->want_stack, &f->map_base, &f->map_size);
+    if (ok) g_guarded.fetch_add(1, std::memory_order_relaxed);
+    f->guarded = true;
+  }
+  if (!ok) {
+    ok = map_unguarded(f->want_stack, &f->map_base, &f->map_size);
+    f->guarded = false;
+    if (ok) std::memcpy(f->map_base, &kCanary, sizeof kCanary);
+  }
+  if (!ok) f->map_base = nullptr;
+  return ok;
+}
+
+bool stack_canary_ok(const fcb* f) noexcept {
+  if (f->guarded) return true;
+  std::uint64_t v;
+  std::memcpy(&v, f->map_base, sizeof v);
+  return v == kCanary;
+}
+
 void slot_free(fcb* f) noexcept {
   san_destroy_fiber(f->tsan_fiber);
   f->tsan_fiber = nullptr;
@@ -121,12 +191,15 @@ void slot_free(fcb* f) noexcept {
   std::size_t unmap_size = 0;
   {
     lock_guard<spinlock> g(g_slot_lock);
-    if (g_pooled >= kMaxPooled) {  // keep the slot, drop its stack
-      unmap_base = f->map_base;
-      unmap_size = f->map_size;
-      f->map_base = nullptr;
-    } else {
-      ++g_pooled;
+    if (f->map_base && f->guarded) {
+      if (g_pooled >= kMaxPooled) {  // keep the slot, drop its stack
+        unmap_base = f->map_base;
+        unmap_size = f->map_size;
+        f->map_base = nullptr;
+        g_guarded.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a budget
+      } else {
+        ++g_pooled;
+      }
     }
     f->free_next = g_free;
     g_free = f;
@@ -156,6 +229,7 @@ void slots_reset() noexcept {
   g_free = nullptr;
   g_nslots = 0;
   g_pooled = 0;
+  g_guarded.store(0, std::memory_order_relaxed);  // relaxed: quiescent
 }
 
 }  // namespace fiber::detail
