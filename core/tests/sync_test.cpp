@@ -238,9 +238,11 @@ struct std_mutex_lock {
 
 TEST_P(MutexTest, NoWaiterStarves) { overtake_body<c_mutex>(kind(), workers() - 1, 300); }
 
-TEST(MutexNegativeControl, DISABLED_BargingStdMutexIsUnfair) {
-  // Expected: FAILS (many victim acquisitions overtaken thousands of times) -
-  // the bound separates FIFO hand-off from barging.
+TEST(MutexNegativeControl, DISABLED_BargingStdMutexComparison) {
+  // A comparison rather than a reliable control: glibc's barging mutex shows
+  // victims overtaken up to ~30000 times (max) where FIFO hand-off stays at
+  // <= hogs, but how many trials exceed the bound varies from run to run
+  // (1..86 of 300 here), so this fails in some runs only.
   overtake_body<std_mutex_lock>(exec::os_thread, 3, 300);
 }
 
