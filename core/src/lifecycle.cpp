@@ -73,6 +73,9 @@ int init_locked(const fiber_config_t* cfg) noexcept {
   fiber_config_init(&c);
   if (cfg) c = *cfg;
   if (!config_ok(c)) return EINVAL;
+  if (sysconf(_SC_PAGESIZE) != static_cast<long>(fcb::kPage)) {
+    fatal("fiber: this build assumes 4 KiB pages");
+  }
   if (c.klts == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c.klts = n > 0 ? static_cast<unsigned>(n) : 1u;
@@ -294,6 +297,7 @@ int fiber_get_stats(fiber_stats_t* out) {
   out->deferred_pc = rd(s.deferred_pc);
   out->deferred_stack = rd(s.deferred_stack);
   out->switches = rd(s.switches);
+  for (unsigned i = 0; i < rt->nklts; ++i) out->switches += rd(rt->klts[i].switches);
   out->idle_sleeps = rd(s.idle_sleeps);
   out->klts = rt->nklts;
   out->live = rt->live.load(std::memory_order_relaxed);

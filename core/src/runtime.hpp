@@ -102,7 +102,8 @@ struct fcb {
   char* stack_lo() const noexcept { return map_base + (guarded ? page_size() : kCanaryBytes); }
   static constexpr std::size_t kCanaryBytes = 64;
   char* stack_hi() const noexcept { return map_base + map_size; }
-  static std::size_t page_size() noexcept;
+  static std::size_t page_size() noexcept { return kPage; }
+  static constexpr std::size_t kPage = 4096;  // checked against sysconf at init (lifecycle.cpp)
 };
 
 enum class klt_action : unsigned char { none, yield, preempted, park, exit };
@@ -117,7 +118,9 @@ struct alignas(64) klt {
   pthread_t thread{};
   void* sched_sp = nullptr;           // the scheduler context while a fiber runs (I2)
   fcb* volatile current = nullptr;    // I2; read by the tick handler
-  klt_action action = klt_action::none;  // I2
+  klt_action action = klt_action::none;  // I2: what the fiber returning to the scheduler asked
+  fcb* prev = nullptr;                    // I2: a fiber that switched directly to the next one
+  klt_action prev_action = klt_action::none;  //     and what it asked (finish_prev, sched.cpp)
   timer_t timer{};
   bool has_timer = false;
   bool timer_armed = false;
@@ -127,6 +130,7 @@ struct alignas(64) klt {
   eh_globals* eh = nullptr;           // this KLT's __cxa_get_globals()
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
+  std::atomic<std::uint64_t> switches{0};  // written by this KLT only (no RMW on the hot path)
 };
 
 using fifo_t = fifo_policy<native_seam, fcb>;
@@ -175,7 +179,10 @@ void klt_publish_self(klt* k) noexcept;
 // slots.cpp / stack.cpp
 fcb* slot_alloc(std::size_t stack_size) noexcept;  // with its stack mapped; nullptr: EAGAIN
 bool stack_ensure(fcb* f) noexcept;   // maps f's stack unless a pooled one fits; false: ENOMEM
-bool stack_canary_ok(const fcb* f) noexcept;  // unguarded stacks: the canary is intact
+bool stack_canary_ok_slow(const fcb* f) noexcept;
+inline bool stack_canary_ok(const fcb* f) noexcept {  // unguarded stacks: the canary is intact
+  return f->guarded || stack_canary_ok_slow(f);
+}
 void slot_free(fcb* f) noexcept;
 fcb* slot_lookup(fiber_t id) noexcept;            // nullptr: no such slot
 void slots_reset() noexcept;

@@ -2,12 +2,15 @@
 // the native half of the park protocol.  Vocabulary, fiber states and the
 // invariants I1..I7 are in runtime.hpp.
 //
+// Switching: a fiber that leaves its KLT (yield, park, exit, preemption)
+// picks the next runnable fiber itself and switches straight to it; the
+// fiber that lands acts on what the previous one asked (finish_prev: requeue,
+// commit the park, exit), because only then is the previous one off its stack
+// (I1).  When nothing is runnable, a park or exit switches to the KLT's
+// scheduler context (its own stack), which does the same and then sleeps.
+// One switch per yield instead of two through the scheduler.
+//
 // Designs rejected:
-//   * switching fiber -> fiber directly.  Needs a "finish the previous fiber"
-//     hook run on the next fiber's stack; one switch cheaper, but every path
-//     (yield, park, exit, preempt) then has two owners.  Here a fiber always
-//     switches to its KLT's scheduler context, which acts on k->action after
-//     the fiber is off its stack (I1).  Cost: two switches per yield (~13 ns).
 //   * a timer thread for sleeps.  Idle KLTs sleep until the earliest deadline
 //     instead, and busy KLTs check the heap at every scheduling decision.
 //   * ucontext: a sigprocmask syscall per switch (platform-facts).
@@ -75,81 +78,6 @@ bool runtime::has_work() const noexcept {
   return runnext ? runnext->has_work_hint() : fifo->has_work_hint();
 }
 
-// ---- switching -------------------------------------------------------------
-
-// From a fiber: give the KLT back to its scheduler, which then acts on `a`.
-// Runs with the fiber's preempt_count raised so no tick can interleave with
-// setting k->action (I2, I5).  Nothing KLT-local is used after the switch:
-// the fiber may resume on another KLT.
-void switch_out(klt_action a) noexcept {
-  klt* k = this_klt();
-  fcb* f = k->current;
-  f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) + 1,
-                         std::memory_order_relaxed);  // relaxed: only this thread and its handler
-  std::atomic_signal_fence(std::memory_order_seq_cst);  // the handler sees the count before k->action
-  k->action = a;
-  if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) f->saved_errno = errno;  // I4
-  if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) f->saved_eh = *k->eh;      // I4
-  san_start_switch(a == klt_action::exit ? nullptr : &f->asan_fake_stack, k->stack_map,
-                   k->stack_map_size, k->tsan_fiber);
-  fiber_ctx_switch(&f->sp, k->sched_sp);
-  san_finish_switch(f->asan_fake_stack);
-  f->preempt_pending.store(false, std::memory_order_relaxed);  // rescheduled: satisfied
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) - 1,
-                         std::memory_order_relaxed);
-}
-
-// First frame of every fiber (arch/context.hpp: entry(arg)).
-void fiber_entry(void* arg) {
-  san_finish_switch(nullptr);
-  // A new fiber starts with preempt_count 1 (fiber_create), so the window
-  // between the scheduler's k->current = f and this point is covered by I5
-  // like every other switch; a tick that landed there is taken now.
-  native_seam::preempt_enable();
-  fcb* f = static_cast<fcb*>(arg);
-  f->retval = f->start(f->arg);
-  switch_out(klt_action::exit);
-  __builtin_unreachable();
-}
-
-[[noreturn]] static void report_canary(const fcb* f) noexcept {
-  char msg[128];
-  std::snprintf(msg, sizeof msg, "fiber %llu: stack overflow (canary of an unguarded stack overwritten)",
-                static_cast<unsigned long long>(f->id));
-  fatal(msg);
-}
-
-// Scheduler side: run f on k until it switches out; returns its action.
-static klt_action run_fiber(klt* k, fcb* f) noexcept {
-  if (!f->sp) f->sp = ctx_make(f->stack_hi(), fiber_entry, f);  // first run: first frame (slots.cpp)
-  k->current = f;
-  f->last_klt = k->index;
-  if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) errno = f->saved_errno;  // I4
-  if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) *k->eh = f->saved_eh;      // I4
-  san_start_switch(&k->asan_fake_stack, f->stack_lo(), f->map_size - fcb::page_size(),
-                   f->tsan_fiber);
-  fiber_ctx_switch(&k->sched_sp, f->sp);
-  san_finish_switch(k->asan_fake_stack);
-  k->current = nullptr;
-  if (!stack_canary_ok(f)) report_canary(f);
-  klt_action a = k->action;
-  k->action = klt_action::none;
-  return a;
-}
-
-static void finish_exit(runtime& rt, fcb* f) noexcept {
-  // live first, so a joiner woken below never sees the fiber still counted.
-  // A shutdown woken here waits for this KLT to leave its loop before it
-  // frees anything, so finishing the join protocol afterwards is safe.
-  // seq_cst: the "store live" of a store-buffering pair with fiber_shutdown
-  // (store waiter; load live).  One of the two sees the other (I7).
-  if (rt.live.fetch_sub(1, std::memory_order_seq_cst) == 1) {
-    if (parker* p = rt.shutdown_waiter.load(std::memory_order_seq_cst)) p->unpark();
-  }
-  if (f->join.exit(f->retval) == join_state<native_seam>::free_by::caller) slot_free(f);
-}
-
 // ---- timers (I6) -----------------------------------------------------------
 
 static void publish_deadline(runtime& rt) noexcept {
@@ -185,6 +113,141 @@ static void process_timers(runtime& rt) noexcept {
   publish_deadline(rt);
 }
 
+static void finish_exit(runtime& rt, fcb* f) noexcept {
+  // live first, so a joiner woken below never sees the fiber still counted.
+  // A shutdown woken here waits for this KLT to leave its loop before it
+  // frees anything, so finishing the join protocol afterwards is safe.
+  // seq_cst: the "store live" of a store-buffering pair with fiber_shutdown
+  // (store waiter; load live).  One of the two sees the other (I7).
+  if (rt.live.fetch_sub(1, std::memory_order_seq_cst) == 1) {
+    if (parker* p = rt.shutdown_waiter.load(std::memory_order_seq_cst)) p->unpark();
+  }
+  if (f->join.exit(f->retval) == join_state<native_seam>::free_by::caller) slot_free(f);
+}
+
+[[noreturn]] static void report_canary(const fcb* f) noexcept {
+  char msg[128];
+  std::snprintf(msg, sizeof msg, "fiber %llu: stack overflow (canary of an unguarded stack overwritten)",
+                static_cast<unsigned long long>(f->id));
+  fatal(msg);
+}
+
+// Acts on what fiber f asked for when it left KLT k.  Runs only once f is off
+// its stack (I1): in the scheduler, or in the next fiber right after the switch.
+static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
+  if (!stack_canary_ok(f)) report_canary(f);
+  switch (a) {
+    case klt_action::yield: rt.on_yield(f, k->index); break;
+    case klt_action::preempted: rt.on_preempted(f, k->index); break;
+    case klt_action::park:
+      // I-P5/I1: commit only now that f is off its stack.  A token that
+      // arrived meanwhile makes f runnable again at once (I-P1).
+      if (!f->park.try_commit()) rt.on_yield(f, k->index);
+      break;
+    case klt_action::exit: finish_exit(rt, f); break;
+    case klt_action::none: FIBER_ASSERT(false, "fiber switched out without an action"); break;
+  }
+}
+
+// After landing on a stack: finish the fiber that switched directly to us.
+static void finish_prev(klt* k) noexcept {
+  fcb* prev = k->prev;
+  if (!prev) return;
+  k->prev = nullptr;
+  int saved = errno;  // I4: the landing fiber's errno is already in place
+  act_on(*g_rt.load(std::memory_order_relaxed), k, prev, k->prev_action);  // relaxed: set while KLTs run
+  errno = saved;
+}
+
+static void count_switch(klt* k) noexcept {
+  k->switches.store(k->switches.load(std::memory_order_relaxed) + 1,
+                    std::memory_order_relaxed);  // relaxed: statistics, one writer
+}
+
+// Makes `next` the running fiber of k (errno, exception globals, first frame).
+static void install(klt* k, fcb* next) noexcept {
+  if (!next->sp) next->sp = ctx_make(next->stack_hi(), fiber_entry, next);  // first frame (slots.cpp)
+  k->current = next;
+  next->last_klt = k->index;
+  if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) errno = next->saved_errno;  // I4
+  if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) *k->eh = next->saved_eh;      // I4
+  count_switch(k);
+}
+
+// ---- switching -------------------------------------------------------------
+
+// From a fiber: leave the KLT, asking for `a`.  If another fiber is runnable
+// the switch goes straight to it and that fiber acts on `a` once it has
+// landed (finish_prev); otherwise a yield or preemption simply continues, and
+// a park or exit switches to the KLT's scheduler, which acts on it.  Runs
+// with the fiber's preempt_count raised so no tick interleaves (I2, I5).
+// Nothing KLT-local is used after the switch: the fiber may resume on
+// another KLT.
+void switch_out(klt_action a) noexcept {
+  klt* k = this_klt();
+  fcb* f = k->current;
+  f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) + 1,
+                         std::memory_order_relaxed);  // relaxed: only this thread and its handler
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the handler sees the count before k's fields
+  runtime& rt = *g_rt.load(std::memory_order_relaxed);  // relaxed: set while KLTs run
+  // Timers first, so a sleeper that expired during f's quantum queues ahead
+  // of f (wake-up lateness is one quantum, not two).
+  process_timers(rt);
+  fcb* next = rt.pick_next(k->index);
+  if (next || a == klt_action::park || a == klt_action::exit) {
+    if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) f->saved_errno = errno;  // I4
+    if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) f->saved_eh = *k->eh;      // I4
+    void** fake = a == klt_action::exit ? nullptr : &f->asan_fake_stack;
+    if (next) {
+      k->prev = f;
+      k->prev_action = a;
+      install(k, next);
+      san_start_switch(fake, next->stack_lo(), next->stack_hi() - next->stack_lo(), next->tsan_fiber);
+      fiber_ctx_switch(&f->sp, next->sp);
+    } else {
+      k->action = a;
+      san_start_switch(fake, k->stack_map, k->stack_map_size, k->tsan_fiber);
+      fiber_ctx_switch(&f->sp, k->sched_sp);
+    }
+    san_finish_switch(f->asan_fake_stack);
+    finish_prev(this_klt());
+  }
+  f->preempt_pending.store(false, std::memory_order_relaxed);  // rescheduled: satisfied
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) - 1,
+                         std::memory_order_relaxed);
+}
+
+// First frame of every fiber (arch/context.hpp: entry(arg)).
+void fiber_entry(void* arg) {
+  san_finish_switch(nullptr);
+  finish_prev(this_klt());
+  // A new fiber starts with preempt_count 1 (fiber_create), so the window
+  // between install() and this point is covered by I5 like every other
+  // switch; a tick that landed there is taken now.
+  native_seam::preempt_enable();
+  fcb* f = static_cast<fcb*>(arg);
+  f->retval = f->start(f->arg);
+  switch_out(klt_action::exit);
+  __builtin_unreachable();
+}
+
+// Scheduler side: run f on k until a fiber switches back to the scheduler
+// (fibers may have switched among themselves meanwhile), then act on it.
+static void run_fibers(runtime& rt, klt* k, fcb* f) noexcept {
+  install(k, f);
+  san_start_switch(&k->asan_fake_stack, f->stack_lo(), f->stack_hi() - f->stack_lo(), f->tsan_fiber);
+  fiber_ctx_switch(&k->sched_sp, f->sp);
+  san_finish_switch(k->asan_fake_stack);
+  FIBER_ASSERT(k->prev == nullptr, "a direct switch left unfinished on the way to the scheduler");
+  fcb* last = k->current;
+  k->current = nullptr;
+  klt_action a = k->action;
+  k->action = klt_action::none;
+  process_timers(rt);
+  act_on(rt, k, last, a);
+}
+
 // ---- the KLT loop ----------------------------------------------------------
 
 static void idle_wait(runtime& rt, klt* k) noexcept {
@@ -204,23 +267,6 @@ static void idle_wait(runtime& rt, klt* k) noexcept {
   klt_timer_idle(*k, false);
 }
 
-static void after_switch(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
-  // Timers first, so a sleeper that expired during f's quantum queues ahead
-  // of f (wake-up lateness is one quantum, not two).
-  process_timers(rt);
-  switch (a) {
-    case klt_action::yield: rt.on_yield(f, k->index); break;
-    case klt_action::preempted: rt.on_preempted(f, k->index); break;
-    case klt_action::park:
-      // I-P5/I1: commit only now that f is off its stack.  A token that
-      // arrived meanwhile makes f runnable again at once (I-P1).
-      if (!f->park.try_commit()) rt.on_yield(f, k->index);
-      break;
-    case klt_action::exit: finish_exit(rt, f); break;
-    case klt_action::none: FIBER_ASSERT(false, "fiber switched out without an action"); break;
-  }
-}
-
 void* klt_main(void* arg) {
   klt* k = static_cast<klt*>(arg);
   runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: pairs with fiber_init's release
@@ -229,15 +275,15 @@ void* klt_main(void* arg) {
   klt_altstack_install(*k);
   k->tsan_fiber = san_current_fiber();
   klt_timer_start(*k, rt.cfg);
+  process_timers(rt);
   for (;;) {
-    process_timers(rt);
     if (fcb* f = rt.pick_next(k->index)) {
-      rt.stats.switches.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
-      after_switch(rt, k, f, run_fiber(k, f));
+      run_fibers(rt, k, f);
       continue;
     }
     if (rt.stopping.load(std::memory_order_acquire) && !rt.has_work()) break;  // acquire: pairs with shutdown
     idle_wait(rt, k);
+    process_timers(rt);
   }
   klt_timer_stop(*k);
   klt_publish_self(nullptr);

@@ -53,7 +53,6 @@ fcb* g_free = nullptr;            // guarded by g_slot_lock
 std::uint32_t g_nslots = 0;       // guarded by g_slot_lock
 std::size_t g_pooled = 0;         // free slots holding a stack; guarded by g_slot_lock
 std::atomic<std::uint64_t> g_seq{1};  // process-wide: ids are never reused
-std::size_t g_page = 0;
 std::atomic<long> g_guarded{0};        // guarded mappings alive (in use or pooled)
 std::atomic<long> g_guarded_max{-1};   // budget; -1 until read
 
@@ -73,10 +72,6 @@ long guarded_budget() noexcept {
 }
 }  // namespace
 
-std::size_t fcb::page_size() noexcept {
-  if (!g_page) g_page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  return g_page;
-}
 
 bool stack_map(std::size_t size, char** base, std::size_t* map_size) noexcept {
   std::size_t pg = fcb::page_size();
@@ -177,8 +172,7 @@ bool stack_ensure(fcb* f) noexcept {
   return ok;
 }
 
-bool stack_canary_ok(const fcb* f) noexcept {
-  if (f->guarded) return true;
+bool stack_canary_ok_slow(const fcb* f) noexcept {
   std::uint64_t v;
   std::memcpy(&v, f->map_base, sizeof v);
   return v == kCanary;
