@@ -2,6 +2,7 @@
 // threads, fibers and both, plus the layout promises of the C API storage.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
