@@ -121,3 +121,8 @@ set(FIND [==[    n->queued_.store(false);
   }]==])
 set(REPLACE [==[  }]==])
 fiber_mutant(waitq_unlink_keeps_queued wait_queue I-W2-W3 fiber/detail/wait_queue.hpp "unlink does not clear queued_")
+
+# --- mutex.hpp -------------------------------------------------------------
+set(FIND [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::release, mo::relaxed)) return 0;]==])
+set(REPLACE [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::relaxed, mo::relaxed)) return 0;]==])
+fiber_mutant(mutex_unlock_relaxed mutex I-M1 fiber/detail/mutex.hpp "fast unlock CAS relaxed")
