@@ -308,6 +308,7 @@ TEST_F(lifecycle_test, LazyInitByCreateUsesDefaults) {
 // EAGAIN: a stack that cannot be mapped.  In a child with a small address
 // space limit (ASan reserves terabytes of shadow, so not under ASan).
 TEST_F(lifecycle_test, CreateEagainWhenStacksCannotBeMapped) {
+  FIBER_SKIP_UNDER_TSAN("RLIMIT_AS conflicts with TSan's shadow");
 #if defined(FIBER_ASAN) || defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "RLIMIT_AS conflicts with ASan's shadow";
 #endif

@@ -29,6 +29,7 @@ void* wait_go(void* a) {
 }
 
 TEST_P(scale_test, TenThousandFibersAliveAtOnce) {
+  FIBER_SKIP_UNDER_TSAN("more live fibers than its thread limit");
   constexpr unsigned kN = 10000;
   g_started.store(0);
   g_go.store(false);
@@ -55,6 +56,7 @@ class waves_test : public runtime_test, public ::testing::WithParamInterface<int
 };
 
 TEST_P(waves_test, HundredThousandCreatedAndJoinedInWaves) {
+  FIBER_SKIP_UNDER_TSAN("more live fibers than its thread limit");
   constexpr unsigned kWave = 10000, kWaves = 10;
   std::vector<fiber_t> ids(kWave);
   for (unsigned w = 0; w < kWaves; ++w) {

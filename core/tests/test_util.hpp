@@ -35,6 +35,16 @@ inline constexpr bool kPreemptive = false;  // the runtime is cooperative under 
 inline constexpr bool kPreemptive = true;
 #endif
 
+// TSan: __tsan_create_fiber counts against its thread limit (8128), and its
+// shadow reservations conflict with RLIMIT_AS.
+#if defined(FIBER_TSAN) || defined(__SANITIZE_THREAD__)
+#define FIBER_SKIP_UNDER_TSAN(why) GTEST_SKIP() << "TSan: " << (why)
+#else
+#define FIBER_SKIP_UNDER_TSAN(why) \
+  do {                             \
+  } while (0)
+#endif
+
 #define FIBER_SKIP_WITHOUT_PREEMPTION()                                   \
   do {                                                                    \
     if (!::fiber_test::kPreemptive) GTEST_SKIP() << "cooperative build"; \
