@@ -155,6 +155,7 @@ int fiber_shutdown(void) {
   while (rt->live.load(std::memory_order_seq_cst) != 0) me.park();
   rt->shutdown_waiter.store(nullptr, std::memory_order_seq_cst);
   stop_klts(*rt, rt->nklts);
+  preempt_uninstall();  // the tick and fault handlers go back to what they were
   g_rt.store(nullptr, std::memory_order_release);
   slots_reset();
   delete rt;
