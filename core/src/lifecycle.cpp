@@ -271,7 +271,12 @@ int fiber_sleep_ns(uint64_t ns) {
 }
 
 void fiber_preempt_disable(void) { native_seam::preempt_disable(); }
-void fiber_preempt_enable(void) { native_seam::preempt_enable(); }
+void fiber_preempt_enable(void) {
+  // Unbalanced enable (no matching disable) is ignored rather than wrapping
+  // the count around, which would turn preemption off for good.
+  fcb* f = current_fiber();
+  if (f && f->preempt_count.load(std::memory_order_relaxed) != 0) native_seam::preempt_enable();  // relaxed: own count
+}
 
 void fiber_test_set_knob(int knob, int on) {
   bool v = on != 0;

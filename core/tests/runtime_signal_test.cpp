@@ -77,3 +77,35 @@ TEST_F(signal_test, AllowModuleErrorCodes) {
 }
 
 }  // namespace
+
+namespace {
+// After an unbalanced enable the fiber must still be preemptible: a wrapped
+// count would keep the other fiber from ever running on this single KLT.
+void* unbalanced_enable(void*) {
+  fiber_preempt_enable();  // no matching disable: must be ignored
+  fiber_preempt_disable();
+  fiber_preempt_enable();
+  g_other_ran.store(false);
+  g_stop.store(false);
+  fiber_t other;
+  if (fiber_create(&other, nullptr, mark, nullptr) != 0) return nullptr;
+  std::uint64_t t0 = fiber_test::now_ns();
+  while (!g_other_ran.load(std::memory_order_relaxed) && fiber_test::now_ns() - t0 < 3'000'000'000ull) {
+  }
+  bool ran = g_other_ran.load();
+  fiber_join(other, nullptr);
+  return reinterpret_cast<void*>(ran ? 1 : 2);
+}
+}  // namespace
+
+TEST(preempt_section, UnbalancedEnableIsIgnored) {
+  FIBER_SKIP_WITHOUT_PREEMPTION();
+  fiber_config_t c = fiber_test::config(1, 1000, 0);
+  ASSERT_EQ(fiber_init(&c), 0);
+  fiber_t f;
+  void* r = nullptr;
+  ASSERT_EQ(fiber_create(&f, nullptr, unbalanced_enable, nullptr), 0);
+  ASSERT_EQ(fiber_join(f, &r), 0);
+  EXPECT_EQ(r, reinterpret_cast<void*>(1)) << "the fiber was never preempted again";
+  EXPECT_EQ(fiber_shutdown(), 0);
+}

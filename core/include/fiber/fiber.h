@@ -74,7 +74,7 @@ int fiber_sleep_ns(uint64_t ns);           /* parks the fiber, not its KLT */
 /* --- preemption control (beyond the contract) ----------------------------- */
 /* A section in which the calling fiber is not preempted (nests).  A tick that
  * lands inside is taken at the outermost fiber_preempt_enable().  No-ops
- * outside a fiber. */
+ * outside a fiber; an enable without a matching disable is ignored. */
 void fiber_preempt_disable(void);
 void fiber_preempt_enable(void);
 /* Adds the loaded module (executable or shared object) containing `addr` to
