@@ -126,3 +126,46 @@ fiber_mutant(waitq_unlink_keeps_queued wait_queue I-W2-W3 fiber/detail/wait_queu
 set(FIND [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::release, mo::relaxed)) return 0;]==])
 set(REPLACE [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::relaxed, mo::relaxed)) return 0;]==])
 fiber_mutant(mutex_unlock_relaxed mutex I-M1 fiber/detail/mutex.hpp "fast unlock CAS relaxed")
+
+set(FIND [==[      } else if (state_.compare_exchange_weak(s, kContended, mo::relaxed, mo::relaxed)) {]==])
+set(REPLACE [==[      } else {]==])
+fiber_mutant(mutex_enqueue_not_contended mutex I-M1 fiber/detail/mutex.hpp "slow lock queues without setting kContended - the unlock takes the fast path, lost wake-up")
+
+set(FIND [==[      if (q_.empty()) state_.store(kLocked, mo::relaxed);]==])
+set(REPLACE [==[      state_.store(kUnlocked, mo::release);]==])
+fiber_mutant(mutex_handoff_via_unlocked mutex I-M1 fiber/detail/mutex.hpp "slow unlock stores kUnlocked before the hand-off - a fast locker overtakes the grantee")
+
+set(FIND [==[    node_t::grant(next);  // after lk_ is released: our last touch was lk_ (I-M6)]==])
+set(REPLACE [==[    state_.store(kUnlocked, mo::release);
+    next->parker->unpark();]==])
+fiber_mutant(mutex_no_handoff mutex I-M1 fiber/detail/mutex.hpp "slow unlock frees the mutex and unparks the head without granting its node")
+
+# --- condvar.hpp -----------------------------------------------------------
+set(FIND [==[    enqueue(node);  // I-C1: before the mutex is released
+    int rc = m.unlock();]==])
+set(REPLACE [==[    int rc = m.unlock();
+    enqueue(node);]==])
+fiber_mutant(condvar_unlock_before_enqueue condvar I-C1 fiber/detail/condvar.hpp "wait releases the user mutex before queueing - lost wake-up")
+
+set(FIND [==[      while (node_t* n = q_.pop_front()) woken.push_back(n);  // I-C2: exactly the queued ones]==])
+set(REPLACE [==[      if (node_t* n = q_.pop_front()) woken.push_back(n);]==])
+fiber_mutant(condvar_notify_all_pops_one condvar I-C2 fiber/detail/condvar.hpp "notify_all wakes only the head")
+
+set(FIND [==[      if (q_.remove(&node)) return true;
+    }]==])
+set(REPLACE [==[      q_.remove(&node);
+      return true;
+    }]==])
+fiber_mutant(condvar_timeout_ignores_remove condvar I-C3-C4 fiber/detail/condvar.hpp "timed-out wait ignores remove(): a granted waiter reports ETIMEDOUT, the notify is swallowed")
+
+set(FIND [==[    if (withdraw(node)) return ETIMEDOUT;
+    return 0;]==])
+set(REPLACE [==[    withdraw(node);
+    return ETIMEDOUT;]==])
+fiber_mutant(condvar_granted_reports_timeout condvar I-C3-C4 fiber/detail/condvar.hpp "a timed-out waiter that was granted meanwhile still reports ETIMEDOUT - the notify is swallowed")
+
+set(FIND [==[      node* next = reinterpret_cast<node*>(n->data.load());  // before the grant: I-G2
+      node::grant(n);]==])
+set(REPLACE [==[      node::grant(n);
+      node* next = reinterpret_cast<node*>(n->data.load());]==])
+fiber_mutant(grant_list_next_after_grant condvar I-C2 fiber/detail/grant_list.hpp "grant_all reads the successor after granting - the node may be gone (I-G2)")
