@@ -169,3 +169,26 @@ set(FIND [==[      node* next = reinterpret_cast<node*>(n->data.load());  // bef
 set(REPLACE [==[      node::grant(n);
       node* next = reinterpret_cast<node*>(n->data.load());]==])
 fiber_mutant(grant_list_next_after_grant condvar I-C2 fiber/detail/grant_list.hpp "grant_all reads the successor after granting - the node may be gone (I-G2)")
+
+# --- semaphore.hpp ---------------------------------------------------------
+set(FIND [==[      if (word_.compare_exchange_weak(v, v + n, mo::release, mo::relaxed)) n = 0;]==])
+set(REPLACE [==[      if (word_.compare_exchange_weak(v, v + n, mo::relaxed, mo::relaxed)) n = 0;]==])
+fiber_mutant(sem_post_relaxed semaphore I-SEM5 fiber/detail/semaphore.hpp "fast post CAS relaxed: the permit does not publish")
+
+set(FIND [==[      if ((v & kWaiters) != 0) {
+        n -= take_waiters(n, woken);]==])
+set(REPLACE [==[      if (false) {
+        n -= take_waiters(n, woken);]==])
+fiber_mutant(sem_post_ignores_waiters semaphore I-SEM4 fiber/detail/semaphore.hpp "post adds to the count even with waiters queued - barging, the waiter is never granted")
+
+set(FIND [==[    if (q_.empty() && word_.load(mo::relaxed) == kWaiters) word_.store(0, mo::relaxed);]==])
+set(REPLACE [==[]==])
+fiber_mutant(sem_drain_keeps_waiters_bit semaphore I-SEM3 fiber/detail/semaphore.hpp "draining the queue leaves kWaiters set (I-SEM1)")
+
+set(FIND [==[    FIBER_ASSERT(granted, "semaphore: popped node never granted (I-W2)");
+    (void)granted;
+    return 0;]==])
+set(REPLACE [==[    FIBER_ASSERT(granted, "semaphore: popped node never granted (I-W2)");
+    (void)granted;
+    return ETIMEDOUT;]==])
+fiber_mutant(sem_granted_reports_timeout semaphore I-SEM6 fiber/detail/semaphore.hpp "a timed-out waiter granted meanwhile reports ETIMEDOUT - its permit is lost")

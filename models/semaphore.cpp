@@ -1,0 +1,139 @@
+// models/semaphore.cpp - Relacy model of core/include/fiber/detail/semaphore.hpp
+// (I-SEM1..I-SEM6) with the production spinlock, wait_queue, grant_list and
+// parker.  Holders are counted in a plain var: two holders of one permit at
+// once is a DATA RACE; a lost post wake-up is a DEADLOCK.
+#include <cerrno>
+
+#include "fiber/detail/semaphore.hpp"
+#include "model_runner.hpp"
+
+namespace {
+
+using seam = fiber::detail::seam;
+using fiber::detail::mo;
+using semaphore = fiber::detail::basic_semaphore<seam>;
+
+// I-SEM3 (conservation) with one permit: N threads x K rounds of wait / plain
+// counter increment / post.  More holders than permits = DATA RACE; a lost
+// wake-up = DEADLOCK; every permit is back at the end.
+template <unsigned N, unsigned K>
+struct permits_conserved : rl::test_suite<permits_conserved<N, K>, N> {
+  fiber::detail::relacy_env_t<> env;
+  semaphore s{1};
+  seam::var<unsigned> counter{0};
+  void thread(unsigned) {
+    for (unsigned i = 0; i < K; ++i) {
+      RL_ASSERT(s.wait() == 0);
+      counter.store(counter.load() + 1);
+      RL_ASSERT(s.post() == 0);
+    }
+  }
+  void after() {
+    RL_ASSERT(counter.load() == N * K);
+    RL_ASSERT(s.value() == 1 && !s.has_waiters());  // I-SEM1, I-SEM3
+    RL_ASSERT(s.check_destroy() == 0);
+  }
+};
+
+// I-SEM5 (no lost wake-up on post, and the post publishes): threads
+// 0..N-2 wait on an empty semaphore and read the payload; thread N-1 writes
+// it and posts N-1 permits (one post(N-1), or N-1 post(1) in the Singles variant).
+template <unsigned N, bool Singles>
+struct post_wakes : rl::test_suite<post_wakes<N, Singles>, N> {
+  fiber::detail::relacy_env_t<> env;
+  semaphore s{0};
+  seam::var<int> payload{0};
+  void thread(unsigned t) {
+    if (t == N - 1) {
+      payload.store(7);
+      if (Singles) {
+        for (unsigned i = 0; i + 1 < N; ++i) RL_ASSERT(s.post() == 0);
+      } else {
+        RL_ASSERT(s.post(N - 1) == 0);
+      }
+      return;
+    }
+    RL_ASSERT(s.wait() == 0);
+    RL_ASSERT(payload.load() == 7);  // I-SEM5
+  }
+  void after() {
+    RL_ASSERT(s.value() == 0 && !s.has_waiters());
+    RL_ASSERT(s.check_destroy() == 0);
+  }
+};
+
+// I-SEM4 (FIFO hand-off): thread 0 waits on an empty semaphore; thread 1 sees
+// it queued (kWaiters), posts one permit and tries to take it back at once.
+// The permit is owed to the queued waiter, so try_wait must fail and thread 0
+// must get it.
+struct fifo_handoff : rl::test_suite<fifo_handoff, 2> {
+  fiber::detail::relacy_env_t<> env;
+  semaphore s{0};
+  void thread(unsigned t) {
+    if (t == 0) {
+      RL_ASSERT(s.wait() == 0);
+      return;
+    }
+    for (unsigned iter = 0; !s.has_waiters(); ++iter) seam::spin_hint(iter);
+    RL_ASSERT(s.post() == 0);
+    RL_ASSERT(s.try_wait() == EAGAIN);  // I-SEM4: no barging past the queue
+  }
+  void after() { RL_ASSERT(s.value() == 0 && !s.has_waiters()); }
+};
+
+// I-SEM6: timed waiters 0..N-2 race posts of thread N-1 (one permit each
+// post, N-2 posts, so with N >= 3 somebody may time out).  A waiter reports
+// ETIMEDOUT only at its deadline and then holds no permit; permits taken +
+// permits left == permits posted (a granted node reported as a timeout loses
+// its permit).
+template <unsigned N>
+struct timeout_vs_post : rl::test_suite<timeout_vs_post<N>, N> {
+  static constexpr unsigned kPosts = N > 2 ? N - 2 : 1;
+  fiber::detail::relacy_env_t<> env;
+  semaphore s{0};
+  seam::atomic<unsigned> taken{0};
+  void thread(unsigned t) {
+    if (t == N - 1) {
+      for (unsigned i = 0; i < kPosts; ++i) RL_ASSERT(s.post() == 0);
+      return;
+    }
+    const std::uint64_t deadline = seam::now_ns() + 10;
+    const int rc = s.wait(deadline);
+    RL_ASSERT(rc == 0 || rc == ETIMEDOUT);
+    if (rc == ETIMEDOUT) RL_ASSERT(seam::now_ns() >= deadline);  // never early
+    if (rc == 0) taken.fetch_add(1, mo::relaxed);                // relaxed: read in after()
+  }
+  void after() {
+    RL_ASSERT(taken.load(mo::relaxed) + s.value() == kPosts);  // I-SEM3, I-SEM6
+    RL_ASSERT(!s.has_waiters());                              // I-SEM1
+    RL_ASSERT(s.check_destroy() == 0);
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace fiber::models;
+  // Bounded searches run without spurious wake-ups: with them Relacy's
+  // context bound does not terminate on these waits (a spurious wake-up costs
+  // no preemption).  Random searches have them on.  Full search (and any
+  // bounded search of 3 threads with a timed wait) takes minutes: --long.
+  std::vector<model_case> cases = {
+      {"I-SEM3", "permits conserved: never more holders than permits",
+       {with<permits_conserved<2, 1>>(bound(3, false)), with<permits_conserved<2, 2>>(random(100000)),
+        with<permits_conserved<3, 1>>(bound(2, false)), with<permits_conserved<3, 1>>(random(100000)),
+        deep<permits_conserved<2, 1>>(full()), deep<permits_conserved<2, 2>>(bound(3, false)), deep<permits_conserved<3, 2>>(random(1000000))}},
+      {"I-SEM5", "no lost wake-up on post; post publishes",
+       {with<post_wakes<2, false>>(full()), with<post_wakes<3, false>>(bound(2, false)),
+        with<post_wakes<3, true>>(bound(2, false)), with<post_wakes<3, true>>(random(100000)),
+        deep<post_wakes<3, false>>(random(1000000)), deep<post_wakes<4, true>>(bound(2, false))}},
+      {"I-SEM4", "FIFO hand-off: a queued waiter's permit cannot be barged",
+       {with<fifo_handoff>(bound(3, false)), with<fifo_handoff>(random(100000)), deep<fifo_handoff>(full())}},
+      {"I-SEM6", "timed wait racing post: a granted waiter never times out",
+       {with<timeout_vs_post<2>>(bound(3, false)), with<timeout_vs_post<2>>(random(100000)),
+        with<timeout_vs_post<3>>(random(200000)), deep<timeout_vs_post<2>>(full()),
+        deep<timeout_vs_post<3>>(bound(1, false)),
+        deep<timeout_vs_post<4>>(random(1000000))}},
+  };
+  return run_model(argc, argv, "semaphore", cases);
+}
