@@ -192,3 +192,59 @@ set(REPLACE [==[    FIBER_ASSERT(granted, "semaphore: popped node never granted 
     (void)granted;
     return ETIMEDOUT;]==])
 fiber_mutant(sem_granted_reports_timeout semaphore I-SEM6 fiber/detail/semaphore.hpp "a timed-out waiter granted meanwhile reports ETIMEDOUT - its permit is lost")
+
+# --- barrier.hpp -----------------------------------------------------------
+set(FIND [==[    arrived_.store(0);
+    generation_.store(gen + 1);]==])
+set(REPLACE [==[    generation_.store(gen + 1);]==])
+fiber_mutant(barrier_no_reset barrier I-B2-B3 fiber/detail/barrier.hpp "the last arrival does not reset arrived_ - the next generation breaks")
+
+set(FIND [==[      const bool granted = node.wait(kNoDeadline);
+      FIBER_ASSERT(granted, "barrier: untimed wait returned without a grant");]==])
+set(REPLACE [==[      const bool granted = true;
+      FIBER_ASSERT(granted, "barrier: untimed wait returned without a grant");]==])
+fiber_mutant(barrier_leave_without_grant barrier I-B4 fiber/detail/barrier.hpp "a waiter leaves without waiting for its grant")
+
+set(FIND [==[    on_complete();
+    woken.grant_all();  // after lk_ is released (I-B5, I-G2)]==])
+set(REPLACE [==[    woken.grant_all();
+    on_complete();]==])
+fiber_mutant(barrier_grant_before_completion barrier I-B4 fiber/detail/barrier.hpp "waiters are released before the completion step ran")
+
+# --- join.hpp --------------------------------------------------------------
+set(FIND [==[      joiner = joiner_.load();
+    }]==])
+set(REPLACE [==[    }
+    joiner = joiner_.load();]==])
+fiber_mutant(join_exit_reads_joiner_unlocked join I-J3 fiber/detail/join.hpp "exit reads joiner_ after dropping the lock")
+
+set(FIND [==[    if (exited_.load()) {]==])
+set(REPLACE [==[    if (false) {]==])
+fiber_mutant(join_detach_ignores_exited join I-J2 fiber/detail/join.hpp "detach of an exited fiber marks it detached instead of freeing it - leaked")
+
+set(FIND [==[    {
+      lock_guard<basic_spinlock<Seam>> g(lock_);
+      retval_.store(retval);
+      exited_.store(true);
+      if (detached_.load()) {
+        id_.store(0);  // I-J2
+        return free_by::caller;
+      }
+      joiner = joiner_.load();
+    }
+    if (joiner) joiner->unpark();  // I-J3; the parker is type-stable (I-P4)]==])
+set(REPLACE [==[    {
+      lock_guard<basic_spinlock<Seam>> g(lock_);
+      joiner = joiner_.load();
+    }
+    if (joiner) joiner->unpark();
+    {
+      lock_guard<basic_spinlock<Seam>> g(lock_);
+      retval_.store(retval);
+      exited_.store(true);
+      if (detached_.load()) {
+        id_.store(0);  // I-J2
+        return free_by::caller;
+      }
+    }]==])
+fiber_mutant(join_exit_unpark_before_exited join I-J3 fiber/detail/join.hpp "exit unparks the joiner before setting exited_ - lost wake-up")
