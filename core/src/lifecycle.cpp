@@ -302,7 +302,7 @@ int fiber_get_stats(fiber_stats_t* out) {
   out->deferred_count = rd(s.deferred_count);
   out->deferred_pc = rd(s.deferred_pc);
   out->deferred_stack = rd(s.deferred_stack);
-  out->switches = rd(s.switches);
+  out->switches = 0;
   for (unsigned i = 0; i < rt->nklts; ++i) out->switches += rd(rt->klts[i].switches);
   out->idle_sleeps = rd(s.idle_sleeps);
   out->klts = rt->nklts;

@@ -286,20 +286,14 @@ bool klt_timer_start(klt& k, const fiber_config_t& cfg) noexcept {
   return true;
 }
 
+// Arms (every quantum) or disarms k's timer.  A CPU-time timer stays armed:
+// an idle KLT uses no CPU, so it gets no ticks.  A CLOCK_MONOTONIC timer
+// (quanta below a jiffy) is disarmed while the KLT sleeps.
 void klt_timer_idle(klt& k, bool idle) noexcept {
   runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: set before KLTs start
-  if (!k.has_timer || !rt || !use_monotonic(rt->cfg)) {
-    if (k.has_timer && !k.timer_armed && !idle) {
-      struct itimerspec its;
-      long ns = static_cast<long>(rt->cfg.timeslice_us) * 1000;
-      its.it_interval = {ns / 1000000000, ns % 1000000000};
-      its.it_value = its.it_interval;
-      timer_settime(k.timer, 0, &its, nullptr);
-      k.timer_armed = true;
-    }
-    return;
-  }
-  if (idle == !k.timer_armed) return;
+  if (!k.has_timer || !rt) return;
+  if (idle && !use_monotonic(rt->cfg)) return;
+  if (idle == !k.timer_armed) return;  // already in the wanted state
   struct itimerspec its;
   std::memset(&its, 0, sizeof its);
   if (!idle) {

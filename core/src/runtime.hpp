@@ -110,7 +110,7 @@ enum class klt_action : unsigned char { none, yield, preempted, park, exit };
 
 struct stats_counters {
   std::atomic<std::uint64_t> ticks{0}, preemptions{0}, deferred_count{0}, deferred_pc{0},
-      deferred_stack{0}, switches{0}, steals{0}, idle_sleeps{0};
+      deferred_stack{0}, idle_sleeps{0};  // switches: per KLT (klt::switches)
 };
 
 struct alignas(64) klt {
