@@ -248,3 +248,59 @@ set(REPLACE [==[    {
       }
     }]==])
 fiber_mutant(join_exit_unpark_before_exited join I-J3 fiber/detail/join.hpp "exit unparks the joiner before setting exited_ - lost wake-up")
+
+# --- preempt_gate.hpp --------------------------------------------------------
+set(FIND [==[  void enter_switch() noexcept { disable(); }
+
+  // The fiber has been rescheduled: any tick refused before or during the
+  // switch is satisfied (I-G3).  Pending is cleared while still inside the
+  // section, so a tick cannot set it again unseen between the two stores.
+  void leave_switch() noexcept {
+    pending_.store(false, mo::relaxed);
+    Seam::signal_fence();
+    count_.store(count_.load(mo::relaxed) - 1, mo::relaxed);
+  }]==])
+set(REPLACE [==[  void enter_switch() noexcept {}
+
+  // The fiber has been rescheduled: any tick refused before or during the
+  // switch is satisfied (I-G3).  Pending is cleared while still inside the
+  // section, so a tick cannot set it again unseen between the two stores.
+  void leave_switch() noexcept {
+    pending_.store(false, mo::relaxed);
+    Seam::signal_fence();
+  }]==])
+fiber_mutant(gate_switch_unguarded preempt I-G1-G3 fiber/detail/preempt_gate.hpp "switch_out does not raise the count: a tick preempts inside the switch")
+
+set(FIND [==[    if (count_.load(mo::relaxed) == 0) return false;
+    pending_.store(true, mo::relaxed);
+    return true;]==])
+set(REPLACE [==[    if (count_.load(mo::relaxed) == 0) return false;
+    return true;]==])
+fiber_mutant(gate_refuse_forgets preempt I-G1-G3 fiber/detail/preempt_gate.hpp "a refused tick is not marked pending - it is lost")
+
+set(FIND [==[    if (count_.load(mo::relaxed) == 0) return false;
+    pending_.store(true, mo::relaxed);]==])
+set(REPLACE [==[    if (count_.load(mo::relaxed) <= 1) return false;
+    pending_.store(true, mo::relaxed);]==])
+fiber_mutant(gate_refuse_off_by_one preempt I-G1-G3 fiber/detail/preempt_gate.hpp "the handler refuses only nested sections (count > 1)")
+
+set(FIND [==[    const std::uint32_t c = count_.load(mo::relaxed) - 1;
+    count_.store(c, mo::relaxed);
+    Seam::signal_fence();
+    return c == 0 && pending_.load(mo::relaxed);]==])
+set(REPLACE [==[    const bool p = pending_.load(mo::relaxed);
+    const std::uint32_t c = count_.load(mo::relaxed) - 1;
+    count_.store(c, mo::relaxed);
+    return c == 0 && p;]==])
+fiber_mutant(gate_enable_check_then_drop preempt I-G1-G3 fiber/detail/preempt_gate.hpp "enable reads pending before dropping the count (check-then-act split)")
+
+set(FIND [==[  void leave_switch() noexcept {
+    pending_.store(false, mo::relaxed);
+    Seam::signal_fence();]==])
+set(REPLACE [==[  void leave_switch() noexcept {
+    Seam::signal_fence();]==])
+fiber_mutant(gate_leave_keeps_pending preempt I-G1-G3 fiber/detail/preempt_gate.hpp "a switch does not clear pending: a stale flag forces a second switch")
+
+set(FIND [==[    return c == 0 && pending_.load(mo::relaxed);]==])
+set(REPLACE [==[    return c == 0 && pending_.load(mo::relaxed) && c != 0;]==])
+fiber_mutant(gate_enable_never_yields preempt I-G1-G3 fiber/detail/preempt_gate.hpp "enable never takes a pending tick (removed wake-up)")

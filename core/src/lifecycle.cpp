@@ -193,8 +193,7 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   f->saved_errno = 0;
   f->saved_eh = {nullptr, 0};
   f->asan_fake_stack = nullptr;
-  f->preempt_count.store(1, std::memory_order_relaxed);   // relaxed: not yet published; fiber_entry drops it (I5)
-  f->preempt_pending.store(false, std::memory_order_relaxed);
+  f->gate.reset(1);  // not yet published; fiber_entry drops it (I5, I-G1)
   f->join.reset(f->id, detached);
   rt->live.fetch_add(1, std::memory_order_relaxed);  // relaxed: the queue push publishes f
   *id = f->id;  // before f can run
@@ -275,7 +274,7 @@ void fiber_preempt_enable(void) {
   // Unbalanced enable (no matching disable) is ignored rather than wrapping
   // the count around, which would turn preemption off for good.
   fcb* f = current_fiber();
-  if (f && f->preempt_count.load(std::memory_order_relaxed) != 0) native_seam::preempt_enable();  // relaxed: own count
+  if (f && f->gate.in_section()) native_seam::preempt_enable();
 }
 
 void fiber_test_set_knob(int knob, int on) {

@@ -167,9 +167,8 @@ void on_tick(int, siginfo_t*, void* ucv) {
     auto lo = reinterpret_cast<std::uintptr_t>(f->stack_lo());
     auto hi = reinterpret_cast<std::uintptr_t>(f->stack_hi());
     std::atomic<std::uint64_t>* deferred = nullptr;
-    if (f->preempt_count.load(std::memory_order_relaxed) != 0 &&  // relaxed: same thread
-        !knobs.no_count_check.load(std::memory_order_relaxed))
-      deferred = &st.deferred_count;
+    if (!knobs.no_count_check.load(std::memory_order_relaxed) && f->gate.tick_refused())
+      deferred = &st.deferred_count;  // I-G1: in a section, owed (pending set)
     else if (!pc_allowed(pc) && !knobs.no_pc_check.load(std::memory_order_relaxed))
       deferred = &st.deferred_pc;
     else if ((sp < lo + trampoline_room() || sp > hi) &&
@@ -177,7 +176,7 @@ void on_tick(int, siginfo_t*, void* ucv) {
       deferred = &st.deferred_stack;
     if (deferred) {
       deferred->fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
-      f->preempt_pending.store(true, std::memory_order_relaxed);  // relaxed: same thread (I5)
+      f->gate.defer();  // owed: taken at the next safe point (I-G2)
     } else {
       // Below the red zone: [sp] = rip, [sp+8] = rsp for the trampoline's iretq.
       std::uintptr_t orig_sp = sp;

@@ -29,8 +29,9 @@
 //      fibers migrate only at voluntary runtime calls.
 //   I4 errno and the C++ exception globals are per fiber: saved when a fiber
 //      leaves its KLT, restored before it runs again.
-//   I5 A fiber with preempt_count > 0 is never preempted; a tick that lands
-//      then sets preempt_pending, honoured when the count returns to 0.  Every
+//   I5 A fiber in a section (gate count > 0) is never preempted; a tick that
+//      lands then is marked pending, honoured when the count returns to 0
+//      (preempt_gate.hpp, I-G1..I-G3, model-checked in models/preempt.cpp).  Every
 //      runtime entry point that touches KLT or scheduler state raises the count
 //      (the runtime itself is never preempted), and so does every spinlock (I-S1).
 //   I6 Timers expire under rt.timer_lock and unpark under it, so a cancel that
@@ -51,6 +52,7 @@
 #include "fiber/detail/join.hpp"
 #include "fiber/detail/parker.hpp"
 #include "fiber/detail/policy.hpp"
+#include "fiber/detail/preempt_gate.hpp"
 #include "fiber/detail/seam.hpp"
 #include "fiber/detail/spinlock.hpp"
 #include "fiber/detail/timer_heap.hpp"
@@ -60,6 +62,7 @@ namespace fiber::detail {
 
 using parker = basic_parker<native_seam>;
 using spinlock = basic_spinlock<native_seam>;
+using preempt_gate = basic_preempt_gate<native_seam>;
 
 struct eh_globals {  // libstdc++'s __cxa_eh_globals
   void* caught;
@@ -88,9 +91,9 @@ struct fcb {
   std::size_t map_size = 0;  // unguarded: canary at map_base (slots.cpp)
   std::size_t want_stack = 0;  // bytes asked for
   bool guarded = true;
-  // Owned by the running fiber, read by the tick handler of its KLT (I5).
-  std::atomic<std::uint32_t> preempt_count{0};
-  std::atomic<bool> preempt_pending{false};
+  // Preempt count and pending flag: the running fiber and the tick handler
+  // of its KLT (I5, preempt_gate.hpp I-G1..I-G3).
+  preempt_gate gate;
   // Saved per-fiber thread state (I4).
   int saved_errno = 0;
   eh_globals saved_eh{nullptr, 0};

@@ -186,9 +186,7 @@ static void install(klt* k, fcb* next) noexcept {
 void switch_out(klt_action a) noexcept {
   klt* k = this_klt();
   fcb* f = k->current;
-  f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) + 1,
-                         std::memory_order_relaxed);  // relaxed: only this thread and its handler
-  std::atomic_signal_fence(std::memory_order_seq_cst);  // the handler sees the count before k's fields
+  f->gate.enter_switch();  // I-G1: the handler sees the count before k's fields
   runtime& rt = *g_rt.load(std::memory_order_relaxed);  // relaxed: set while KLTs run
   // Timers first, so a sleeper that expired during f's quantum queues ahead
   // of f (wake-up lateness is one quantum, not two).
@@ -212,10 +210,7 @@ void switch_out(klt_action a) noexcept {
     san_finish_switch(f->asan_fake_stack);
     finish_prev(this_klt());
   }
-  f->preempt_pending.store(false, std::memory_order_relaxed);  // rescheduled: satisfied
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) - 1,
-                         std::memory_order_relaxed);
+  f->gate.leave_switch();  // rescheduled: a refused tick is satisfied (I-G3)
 }
 
 // First frame of every fiber (arch/context.hpp: entry(arg)).
@@ -330,22 +325,13 @@ std::uint64_t native_seam::now_ns() noexcept {
 }
 
 void native_seam::preempt_disable() noexcept {
-  if (fcb* f = current_fiber()) {
-    f->preempt_count.store(f->preempt_count.load(std::memory_order_relaxed) + 1,
-                           std::memory_order_relaxed);  // relaxed: only this thread and its handler
-    std::atomic_signal_fence(std::memory_order_seq_cst);  // the section stays after the count
-  }
+  if (fcb* f = current_fiber()) f->gate.disable();
 }
 
 void native_seam::preempt_enable() noexcept {
   fcb* f = current_fiber();
-  if (!f) return;
-  std::atomic_signal_fence(std::memory_order_seq_cst);  // the section stays before the count
-  std::uint32_t c = f->preempt_count.load(std::memory_order_relaxed) - 1;
-  f->preempt_count.store(c, std::memory_order_relaxed);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  // I5: a tick that was refused meanwhile is taken now, at a safe point.
-  if (c == 0 && f->preempt_pending.load(std::memory_order_relaxed)) switch_out(klt_action::yield);
+  // I5, I-G2: a tick that was refused meanwhile is taken now, at a safe point.
+  if (f && f->gate.enable()) switch_out(klt_action::yield);
 }
 
 // OS threads' parkers: type-stable (I-P4), recycled through a free list.

@@ -20,13 +20,17 @@
 //   template <class T> using var = ...;     // a plain shared variable,
 //       load()/store(v); Relacy reports a data race on unsynchronised access.
 //   static void fence(mo);                  // atomic_thread_fence
+//   static void signal_fence();             // atomic_signal_fence: orders against
+//       an asynchronous handler on the same thread (preempt_gate.hpp); nothing
+//       under Relacy, where that handler runs inline at an interrupt point.
 //   static void spin_hint(unsigned iter);   // every retry loop calls it; the
 //       native seam pauses (and sched_yield()s after many tries), the Relacy
 //       seam calls rl::yield so bounded searches terminate.
 //   static void preempt_disable();          // the native seam bumps the
 //   static void preempt_enable();           //  running fiber's counter (I5
 //       in core/src/sched.cpp); a preemption that arrived meanwhile is taken
-//       in preempt_enable.  No-ops under Relacy.
+//       in preempt_enable (preempt_gate.hpp).  Under Relacy they only count a
+//       per-thread depth that models read to check I-S1.
 //   using parker_platform = ...;            // the platform half of the park
 //       protocol, see parker.hpp: block(parker&, deadline) and wake(parker&).
 //   static parker_type& current_parker();   // the caller's parker: the running

@@ -97,6 +97,8 @@ struct native_seam {
   static void fence(mo m, src_loc = src_loc::current()) noexcept {
     std::atomic_thread_fence(to_std(m));
   }
+  // Orders against the tick handler of this same thread (preempt_gate.hpp).
+  static void signal_fence() noexcept { std::atomic_signal_fence(std::memory_order_seq_cst); }
 
   // Retry-loop hint.  Bounded spinning: a holder of a runtime spinlock never
   // blocks while holding it and has preemption disabled, but it may be an OS

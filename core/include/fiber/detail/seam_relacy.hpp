@@ -152,10 +152,41 @@ struct relacy_globals {
   std::uint64_t clock[kMaxThreads] = {};
   int preempt[kMaxThreads] = {};
   bool env_live = false;  // a relacy_env exists (it resets the above per iteration)
+  // A simulated asynchronous interrupt (a signal) of one Relacy thread: when
+  // armed, `handler` runs at every interrupt point of `thread` - before each
+  // of its seam atomic and var operations - except inside the handler itself
+  // (the signal is blocked while it runs).  The handler decides whether a
+  // signal is pending and what it does; when it returns true, `after` runs
+  // next, with the signal unblocked again: the code a handler redirects the
+  // interrupted context into (the preemption trampoline).  models/preempt.cpp.
+  struct irq_t {
+    unsigned thread = 0;
+    bool (*handler)(void*) = nullptr;
+    void (*after)(void*) = nullptr;
+    void* ctx = nullptr;
+    bool in_handler = false;
+  } irq;
 };
 inline relacy_globals g_relacy;
 
 inline void relacy_set_spurious(bool on) noexcept { g_relacy.spurious = on; }
+
+// Arms (handler != nullptr) or disarms the simulated interrupt of `thread`.
+inline void relacy_set_irq(unsigned thread, bool (*handler)(void*), void (*after)(void*),
+                           void* ctx) noexcept {
+  g_relacy.irq = relacy_globals::irq_t{thread, handler, after, ctx, false};
+}
+
+// An interrupt point: a signal may be delivered to this thread here.
+inline void relacy_irq_point() {
+  relacy_globals::irq_t& q = g_relacy.irq;
+  if (q.handler == nullptr || q.in_handler || ::rl::thread_index() != q.thread) return;
+  q.in_handler = true;
+  const bool redirect = q.handler(q.ctx);
+  q.in_handler = false;
+  if (redirect) q.after(q.ctx);
+}
+
 inline bool relacy_spurious() noexcept { return g_relacy.spurious; }
 
 template <class T>
@@ -166,19 +197,42 @@ class relacy_atomic {
   relacy_atomic(const relacy_atomic&) = delete;
   relacy_atomic& operator=(const relacy_atomic&) = delete;
 
-  T load(mo m, src_loc l = src_loc::current()) const { return a_.load(to_rl(m), l.info); }
-  void store(T v, mo m, src_loc l = src_loc::current()) { a_.store(v, to_rl(m), l.info); }
-  T exchange(T v, mo m, src_loc l = src_loc::current()) { return a_.exchange(v, to_rl(m), l.info); }
+  T load(mo m, src_loc l = src_loc::current()) const {
+    relacy_irq_point();
+    return a_.load(to_rl(m), l.info);
+  }
+  void store(T v, mo m, src_loc l = src_loc::current()) {
+    relacy_irq_point();
+    a_.store(v, to_rl(m), l.info);
+  }
+  T exchange(T v, mo m, src_loc l = src_loc::current()) {
+    relacy_irq_point();
+    return a_.exchange(v, to_rl(m), l.info);
+  }
   bool compare_exchange_strong(T& e, T d, mo ok, mo fail, src_loc l = src_loc::current()) {
+    relacy_irq_point();
     return a_.compare_exchange_strong(e, d, to_rl(ok), l.info, to_rl_fail(fail), l.info);
   }
   bool compare_exchange_weak(T& e, T d, mo ok, mo fail, src_loc l = src_loc::current()) {
+    relacy_irq_point();
     return a_.compare_exchange_weak(e, d, to_rl(ok), l.info, to_rl_fail(fail), l.info);
   }
-  T fetch_add(T v, mo m, src_loc l = src_loc::current()) { return a_.fetch_add(v, to_rl(m), l.info); }
-  T fetch_sub(T v, mo m, src_loc l = src_loc::current()) { return a_.fetch_sub(v, to_rl(m), l.info); }
-  T fetch_or(T v, mo m, src_loc l = src_loc::current()) { return a_.fetch_or(v, to_rl(m), l.info); }
-  T fetch_and(T v, mo m, src_loc l = src_loc::current()) { return a_.fetch_and(v, to_rl(m), l.info); }
+  T fetch_add(T v, mo m, src_loc l = src_loc::current()) {
+    relacy_irq_point();
+    return a_.fetch_add(v, to_rl(m), l.info);
+  }
+  T fetch_sub(T v, mo m, src_loc l = src_loc::current()) {
+    relacy_irq_point();
+    return a_.fetch_sub(v, to_rl(m), l.info);
+  }
+  T fetch_or(T v, mo m, src_loc l = src_loc::current()) {
+    relacy_irq_point();
+    return a_.fetch_or(v, to_rl(m), l.info);
+  }
+  T fetch_and(T v, mo m, src_loc l = src_loc::current()) {
+    relacy_irq_point();
+    return a_.fetch_and(v, to_rl(m), l.info);
+  }
 
   // Relacy-only: the word the platform half waits on.
   ::rl::atomic<T>& raw() noexcept { return a_; }
@@ -195,8 +249,8 @@ class relacy_var {
   relacy_var(const relacy_var&) = delete;
   relacy_var& operator=(const relacy_var&) = delete;
 
-  T load(src_loc l = src_loc::current()) const { return v_(l.info).load(); }
-  void store(T v, src_loc l = src_loc::current()) { v_(l.info).store(v); }
+  T load(src_loc l = src_loc::current()) const { relacy_irq_point(); return v_(l.info).load(); }
+  void store(T v, src_loc l = src_loc::current()) { relacy_irq_point(); v_(l.info).store(v); }
 
  private:
   ::rl::var<T> v_;
@@ -210,6 +264,8 @@ struct relacy_seam {
   static void fence(mo m, src_loc l = src_loc::current()) {
     ::rl::atomic_thread_fence(to_rl(m), l.info);
   }
+  // Same thread as the handler it orders against: program order suffices.
+  static void signal_fence(src_loc = src_loc::current()) {}
   static void spin_hint(unsigned /*iter*/, src_loc l = src_loc::current()) {
     ::rl::yield(1, l.info);
   }
@@ -294,9 +350,11 @@ class relacy_env_t {
       g_relacy.clock[i] = 0;
       g_relacy.preempt[i] = 0;
     }
+    g_relacy.irq = relacy_globals::irq_t{};
   }
   ~relacy_env_t() {
     g_relacy.env_live = false;
+    g_relacy.irq = relacy_globals::irq_t{};
     for (unsigned i = 0; i < relacy_globals::kMaxThreads; ++i) g_relacy.parkers[i] = nullptr;
   }
   Parker& parker(unsigned thread) noexcept { return parkers_[thread]; }
