@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
         with<no_sleep_with_work<3>>(bound(2, false)), with<no_sleep_with_work<3>>(random(100000)),
         deep<no_sleep_with_work<3>>(bound(3, false)), deep<no_sleep_with_work<3>>(random(1000000, false))}},
       {"I-I1-all", "notify_all: two sleepers, neither sleeps with work queued",
-       {with<two_sleepers>(bound(2, false)), with<two_sleepers>(random(100000, false)),
+       {with<two_sleepers>(bound(2, false)), with<two_sleepers>(random(100000)),
         deep<two_sleepers>(bound(3, false))}},
   };
   return run_model(argc, argv, "idle", cases);

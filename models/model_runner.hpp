@@ -17,6 +17,9 @@
 //   --variant K          run only variant K of the selected case
 //   --long               also run the long variants (deeper searches)
 //   --iters N            override the iteration count of random searches
+//   --search S           override the search of the selected variants:
+//                        full | boundK | random (iterations: --iters), with
+//                        "+spurious" to turn spurious wake-ups on
 //   --expect-fail        mutant mode: stop at the first failing variant; exit 0
 //                        only if Relacy reported a failure (history suppressed)
 //   --replay STATE       re-run one failing iteration (needs --case and
@@ -104,7 +107,25 @@ struct options {
   bool expect_fail = false;
   std::string replay;
   bool list = false;
+  bool has_search = false;
+  search_cfg search{};
 };
+
+// "full", "bound3", "random+spurious"...: the inverse of search_label().
+inline bool parse_search(const std::string& text, search_cfg& out) {
+  std::string s = text;
+  bool spurious = false;
+  if (auto plus = s.find("+spurious"); plus != std::string::npos) {
+    spurious = true;
+    s.erase(plus);
+  }
+  if (s == "full") out = full(spurious);
+  else if (s == "random") out = random(100000, spurious);
+  else if (s.rfind("bound", 0) == 0 && s.size() > 5)
+    out = bound(static_cast<unsigned>(std::atoi(s.c_str() + 5)), spurious);
+  else return false;
+  return true;
+}
 
 inline options parse(int argc, char** argv) {
   options o;
@@ -121,6 +142,10 @@ inline options parse(int argc, char** argv) {
     else if (a == "--expect-fail") o.expect_fail = true;
     else if (a == "--replay") o.replay = next();
     else if (a == "--list") o.list = true;
+    else if (a == "--search") {
+      o.has_search = parse_search(next(), o.search);
+      if (!o.has_search) { std::fprintf(stderr, "--search: full, boundK or random[+spurious]\n"); std::exit(2); }
+    }
     else { std::fprintf(stderr, "unknown argument %s (see models/model_runner.hpp)\n", a.c_str()); std::exit(2); }
   }
   return o;
@@ -205,8 +230,9 @@ inline bool run_variant(const char* model, const char* argv0, const model_case& 
     std::string state = p.final_state.empty() ? o.replay : std::string(p.final_state.c_str());
     std::printf("%s: %s on %s (%s), iteration %llu\n", model, verdict, c.id.c_str(),
                 search_label(v.cfg).c_str(), iters);
-    std::printf("replay just this iteration:\n  %s --case %s --variant %d --replay %s\n", argv0,
-                c.id.c_str(), k, shell_quote(state).c_str());
+    std::string search = o.has_search ? " --search " + search_label(v.cfg) : "";
+    std::printf("replay just this iteration:\n  %s --case %s --variant %d%s --replay %s\n", argv0,
+                c.id.c_str(), k, search.c_str(), shell_quote(state).c_str());
   }
   std::fflush(stdout);
   return ok;
@@ -233,7 +259,8 @@ inline int run_model(int argc, char** argv, const char* model, const std::vector
   for (auto& c : cases) {
     if (!selected(o, c)) continue;
     for (std::size_t k = 0; k < c.variants.size(); ++k) {
-      const variant& v = c.variants[k];
+      variant v = c.variants[k];
+      if (o.has_search) v.cfg = o.search;
       if (o.variant >= 0 ? static_cast<int>(k) != o.variant : (v.long_only && !o.long_run)) continue;
       ++ran;
       if (!run_variant(model, argv[0], c, static_cast<int>(k), v, o)) {
