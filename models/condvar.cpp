@@ -130,30 +130,35 @@ struct timeout_vs_notify : rl::test_suite<timeout_vs_notify<N>, N> {
 
 int main(int argc, char** argv) {
   using namespace fiber::models;
-  // Full search is out of reach here (two mutex round trips plus a condvar
-  // wait per thread: still running after 300 s), so 2 threads use a deep
-  // context bound without spurious wake-ups; Relacy's bounded search with
-  // spurious wake-ups does not terminate on these waits (a spurious wake-up
-  // costs no preemption), so they are exercised by the random searches.
-  // A timed wait makes bounded search of 3 threads costly (I-C3-C4 at bound
-  // 1: ~1.6 M iterations, ~20 s).
+  // Full search of 2 threads is out of reach here: two mutex round trips plus
+  // a condvar wait, each over spinlocks, grow ~5x per extra preemption
+  // (I-C1 at bound 3/4/5/6: 8.8k/59k/332k/1.5M iterations) and a full search
+  // was still running after 300 s.  So 2 threads use the deepest context
+  // bound that fits the default budget (5; 4 for the timed wait, where bound
+  // 5 is 5.9M iterations, 48 s: --long), without spurious wake-ups: Relacy's
+  // bounded search with them does not terminate on these waits (a spurious
+  // wake-up costs no preemption), so they are exercised by the random
+  // searches.  The full searches stay as --long variants.  A timed wait makes
+  // bounded search of 3 threads costly (I-C3-C4 at bound 1: ~1.6 M
+  // iterations, ~20 s).
   std::vector<model_case> cases = {
       {"I-C1", "no lost wake-up: notify_one per ticket, predicate under the mutex",
-       {with<no_lost_wakeup<2>>(bound(3, false)), with<no_lost_wakeup<2>>(random(100000)),
+       {with<no_lost_wakeup<2>>(bound(5, false)), with<no_lost_wakeup<2>>(random(100000)),
         with<no_lost_wakeup<3>>(bound(2, false)), with<no_lost_wakeup<3>>(random(100000)),
         deep<no_lost_wakeup<2>>(full()), deep<no_lost_wakeup<3>>(bound(3, false)),
         deep<no_lost_wakeup<3>>(random(2000000))}},
       {"I-C2", "notify_all wakes every queued waiter",
-       {with<notify_all_wakes_all<2, false>>(bound(3, false)),
+       {with<notify_all_wakes_all<2, false>>(bound(5, false)),
         with<notify_all_wakes_all<3, false>>(bound(2, false)),
         with<notify_all_wakes_all<3, true>>(bound(1, false)),
         with<notify_all_wakes_all<3, false>>(random(100000)),
         deep<notify_all_wakes_all<3, true>>(bound(2, false)),
         deep<notify_all_wakes_all<4, false>>(random(1000000))}},
       {"I-C3-C4", "timeout racing notify: a signalled waiter is never timed out",
-       {with<timeout_vs_notify<2>>(bound(3, false)), with<timeout_vs_notify<2>>(random(100000)),
+       {with<timeout_vs_notify<2>>(bound(4, false)), with<timeout_vs_notify<2>>(random(100000)),
         with<timeout_vs_notify<3>>(random(200000)), with<timeout_vs_notify<3>>(bound(1, false)),
-        deep<timeout_vs_notify<2>>(full()), deep<timeout_vs_notify<3>>(random(2000000))}},
+        deep<timeout_vs_notify<2>>(bound(5, false)), deep<timeout_vs_notify<2>>(full()),
+        deep<timeout_vs_notify<3>>(random(2000000))}},
   };
   return run_model(argc, argv, "condvar", cases);
 }
