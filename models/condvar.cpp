@@ -130,35 +130,36 @@ struct timeout_vs_notify : rl::test_suite<timeout_vs_notify<N>, N> {
 
 int main(int argc, char** argv) {
   using namespace fiber::models;
-  // Full search of 2 threads is out of reach here: two mutex round trips plus
-  // a condvar wait, each over spinlocks, grow ~5x per extra preemption
-  // (I-C1 at bound 3/4/5/6: 8.8k/59k/332k/1.5M iterations) and a full search
-  // was still running after 300 s.  So 2 threads use the deepest context
-  // bound that fits the default budget (5; 4 for the timed wait, where bound
-  // 5 is 5.9M iterations, 48 s: --long), without spurious wake-ups: Relacy's
-  // bounded search with them does not terminate on these waits (a spurious
-  // wake-up costs no preemption), so they are exercised by the random
-  // searches.  The full searches stay as --long variants.  A timed wait makes
-  // bounded search of 3 threads costly (I-C3-C4 at bound 1: ~1.6 M
-  // iterations, ~20 s).
+  // Full search of 2 threads did not finish here (I-C1, I-C2: > 300 s; I-C3-C4:
+  // > 900 s on 2 vCPUs): two mutex round trips plus a condvar wait, each over
+  // spinlocks, grow ~5x per extra preemption (I-C1 at bound 3/4/5/6:
+  // 8.8k/59k/332k/1.5M iterations).  So 2 threads use context bound 6 (1.5 M
+  // iterations, ~8 s; 5 for the timed wait: 5.9 M, ~48 s) and the full
+  // searches are exhaustive variants (models-exhaustive).  Bounded searches
+  // run without spurious wake-ups: Relacy's bounded search with them does not
+  // terminate on these waits (a spurious wake-up costs no preemption), so they
+  // are exercised by the random searches.  A timed wait makes bounded search
+  // of 3 threads costly: I-C3-C4 at bound 1 takes ~1.6 M iterations, ~20 s,
+  // and at bound 2 ran > 400 s (exhaustive).
   std::vector<model_case> cases = {
       {"I-C1", "no lost wake-up: notify_one per ticket, predicate under the mutex",
-       {with<no_lost_wakeup<2>>(bound(5, false)), with<no_lost_wakeup<2>>(random(100000)),
+       {with<no_lost_wakeup<2>>(bound(6, false)), with<no_lost_wakeup<2>>(random(100000)),
         with<no_lost_wakeup<3>>(bound(2, false)), with<no_lost_wakeup<3>>(random(100000)),
-        deep<no_lost_wakeup<2>>(full()), deep<no_lost_wakeup<3>>(bound(3, false)),
-        deep<no_lost_wakeup<3>>(random(2000000))}},
+        deep<no_lost_wakeup<3>>(bound(3, false)), deep<no_lost_wakeup<3>>(random(2000000)),
+        exhaustive<no_lost_wakeup<2>>(full())}},
       {"I-C2", "notify_all wakes every queued waiter",
-       {with<notify_all_wakes_all<2, false>>(bound(5, false)),
+       {with<notify_all_wakes_all<2, false>>(bound(6, false)),
         with<notify_all_wakes_all<3, false>>(bound(2, false)),
-        with<notify_all_wakes_all<3, true>>(bound(1, false)),
+        with<notify_all_wakes_all<3, true>>(bound(2, false)),
         with<notify_all_wakes_all<3, false>>(random(100000)),
-        deep<notify_all_wakes_all<3, true>>(bound(2, false)),
-        deep<notify_all_wakes_all<4, false>>(random(1000000))}},
+        deep<notify_all_wakes_all<3, true>>(bound(3, false)),
+        deep<notify_all_wakes_all<4, false>>(random(1000000)),
+        exhaustive<notify_all_wakes_all<2, false>>(full())}},
       {"I-C3-C4", "timeout racing notify: a signalled waiter is never timed out",
-       {with<timeout_vs_notify<2>>(bound(4, false)), with<timeout_vs_notify<2>>(random(100000)),
+       {with<timeout_vs_notify<2>>(bound(5, false)), with<timeout_vs_notify<2>>(random(100000)),
         with<timeout_vs_notify<3>>(random(200000)), with<timeout_vs_notify<3>>(bound(1, false)),
-        deep<timeout_vs_notify<2>>(bound(5, false)), deep<timeout_vs_notify<2>>(full()),
-        deep<timeout_vs_notify<3>>(random(2000000))}},
+        deep<timeout_vs_notify<3>>(random(2000000)), exhaustive<timeout_vs_notify<2>>(full()),
+        exhaustive<timeout_vs_notify<3>>(bound(2, false))}},
   };
   return run_model(argc, argv, "condvar", cases);
 }

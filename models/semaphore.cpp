@@ -118,9 +118,11 @@ int main(int argc, char** argv) {
   // context bound does not terminate on these waits (a spurious wake-up costs
   // no preemption).  Random searches have them on.  Full search of 2 threads
   // finishes for I-SEM3 (3.1M iterations, ~24 s) but not in minutes for the
-  // hand-off and timed cases (I-SEM4: > 14 min), so those use context bound 5
-  // (120k/322k iterations) and their full searches are --long variants, as is
-  // any bounded search of 3 threads with a timed wait.
+  // hand-off and timed cases (I-SEM4: > 14 min, I-SEM6: > 15 min), so those
+  // use context bound 5 (120k/322k iterations) and their full searches are
+  // exhaustive variants (models-exhaustive).  A timed wait makes bounded
+  // search of 3 threads costly: I-SEM6 at bound 1 takes 18.8 M iterations,
+  // ~140 s, and at bound 2 ran > 400 s (exhaustive).
   std::vector<model_case> cases = {
       {"I-SEM3", "permits conserved: never more holders than permits",
        {with<permits_conserved<2, 1>>(full()), with<permits_conserved<2, 2>>(random(100000)),
@@ -132,12 +134,12 @@ int main(int argc, char** argv) {
         with<post_wakes<3, true>>(bound(2, false)), with<post_wakes<3, true>>(random(100000)),
         deep<post_wakes<3, false>>(random(1000000)), deep<post_wakes<4, true>>(bound(2, false))}},
       {"I-SEM4", "FIFO hand-off: a queued waiter's permit cannot be barged",
-       {with<fifo_handoff>(bound(5, false)), with<fifo_handoff>(random(100000)), deep<fifo_handoff>(full())}},
+       {with<fifo_handoff>(bound(5, false)), with<fifo_handoff>(random(100000)), exhaustive<fifo_handoff>(full())}},
       {"I-SEM6", "timed wait racing post: a granted waiter never times out",
        {with<timeout_vs_post<2>>(bound(5, false)), with<timeout_vs_post<2>>(random(100000)),
-        with<timeout_vs_post<3>>(random(200000)), deep<timeout_vs_post<2>>(full()),
-        deep<timeout_vs_post<3>>(bound(1, false)),
-        deep<timeout_vs_post<4>>(random(1000000))}},
+        with<timeout_vs_post<3>>(random(200000)), with<timeout_vs_post<3>>(bound(1, false)),
+        deep<timeout_vs_post<4>>(random(1000000)), exhaustive<timeout_vs_post<2>>(full()),
+        exhaustive<timeout_vs_post<3>>(bound(2, false))}},
   };
   return run_model(argc, argv, "semaphore", cases);
 }
