@@ -130,17 +130,17 @@ struct timeout_vs_notify : rl::test_suite<timeout_vs_notify<N>, N> {
 
 int main(int argc, char** argv) {
   using namespace fiber::models;
-  // Full search of 2 threads did not finish here (I-C1, I-C2: > 300 s; I-C3-C4:
-  // > 900 s on 2 vCPUs): two mutex round trips plus a condvar wait, each over
-  // spinlocks, grow ~5x per extra preemption (I-C1 at bound 3/4/5/6:
-  // 8.8k/59k/332k/1.5M iterations).  So 2 threads use context bound 6 (1.5 M
-  // iterations, ~8 s; 5 for the timed wait: 5.9 M, ~48 s) and the full
-  // searches are exhaustive variants (models-exhaustive).  Bounded searches
-  // run without spurious wake-ups: Relacy's bounded search with them does not
-  // terminate on these waits (a spurious wake-up costs no preemption), so they
-  // are exercised by the random searches.  A timed wait makes bounded search
-  // of 3 threads costly: I-C3-C4 at bound 1 takes ~1.6 M iterations, ~20 s,
-  // and at bound 2 ran > 400 s (exhaustive).
+  // Full search of 2 threads did not finish here (I-C1: > 31 min; I-C2:
+  // > 300 s; I-C3-C4: > 900 s on 2 vCPUs): two mutex round trips plus a
+  // condvar wait, each over spinlocks, grow ~5x per extra preemption (I-C1 at
+  // bound 3/4/5/6: 8.8k/59k/332k/1.5M iterations).  So 2 threads use context
+  // bound 6 (1.5 M iterations, ~8 s; 5 for the timed wait: 5.9 M, ~48 s) and
+  // the full searches are exhaustive variants (models-exhaustive).  Bounded
+  // searches run without spurious wake-ups: Relacy's bounded search with them
+  // does not terminate on these waits (a spurious wake-up costs no
+  // preemption), so they are exercised by the random searches.  A timed wait
+  // makes bounded search of 3 threads costly: I-C3-C4 at bound 1 takes ~1.6 M
+  // iterations, ~20 s, and at bound 2 ran > 400 s (exhaustive).
   std::vector<model_case> cases = {
       {"I-C1", "no lost wake-up: notify_one per ticket, predicate under the mutex",
        {with<no_lost_wakeup<2>>(bound(6, false)), with<no_lost_wakeup<2>>(random(100000)),
