@@ -36,6 +36,7 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -47,6 +48,7 @@
 
 #include "fiber/detail/parker.hpp"  // relacy_env_t holds parkers
 #include "fiber/detail/seam.hpp"
+#include "split_search.hpp"
 
 #ifndef FIBER_MUTANT_ID
 #define FIBER_MUTANT_ID ""
@@ -76,11 +78,13 @@ struct variant {
   search_cfg cfg;
   bool (*run)(rl::test_params&);
   tier level;
+  void (*run_split)(rl::test_params&);  // the same test under split_scheduler
 };
 
 template <class Test>
 variant with(search_cfg c, tier level = tier::normal) {
-  return {static_cast<unsigned>(Test::params::thread_count), c, &rl::simulate<Test>, level};
+  return {static_cast<unsigned>(Test::params::thread_count), c, &rl::simulate<Test>, level,
+          &run_split<Test>};
 }
 template <class Test>
 variant deep(search_cfg c) { return with<Test>(c, tier::deep); }
@@ -123,6 +127,10 @@ struct options {
   bool list = false;
   bool has_search = false;
   search_cfg search{};
+  unsigned long long estimate = 0;  // --estimate N: probes
+  int split_depth = -1;             // --split-depth K
+  bool has_prefix = false;          // --prefix a.b.c ("" = the root: whole search)
+  std::vector<unsigned> prefix;
 };
 
 // "full", "bound3", "random+spurious"...: the inverse of search_label().
@@ -157,6 +165,20 @@ inline options parse(int argc, char** argv) {
     else if (a == "--expect-fail") o.expect_fail = true;
     else if (a == "--replay") o.replay = next();
     else if (a == "--list") o.list = true;
+    else if (a == "--estimate") o.estimate = std::strtoull(next().c_str(), nullptr, 10);
+    else if (a == "--split-depth") o.split_depth = std::atoi(next().c_str());
+    else if (a == "--prefix") {
+      o.has_prefix = true;
+      std::string t = next();
+      if (t == "root") t.clear();
+      for (std::size_t at = 0; at < t.size();) {
+        std::size_t dot = t.find('.', at);
+        if (dot == std::string::npos) dot = t.size();
+        o.prefix.push_back(static_cast<unsigned>(std::strtoul(t.substr(at, dot - at).c_str(), nullptr, 10)));
+        at = dot + 1;
+      }
+      if (o.prefix.size() > split_state::kMaxPrefix) { std::fprintf(stderr, "--prefix: too long\n"); std::exit(2); }
+    }
     else if (a == "--search") {
       o.has_search = parse_search(next(), o.search);
       if (!o.has_search) { std::fprintf(stderr, "--search: full, boundK or random[+spurious]\n"); std::exit(2); }
@@ -223,10 +245,72 @@ inline bool run_variant(const char* model, const char* argv0, const model_case& 
   }
   fiber::detail::relacy_set_spurious(v.cfg.spurious);
 
+  // --estimate / --split-depth / --prefix: the same search under split_scheduler.
+  const bool split = o.estimate != 0 || o.split_depth >= 0 || o.has_prefix;
+  std::string prefix_text;
+  if (split) {
+    if (v.cfg.type == rl::sched_random) {
+      std::printf("%-10s %-8s variant %d: random search, not a tree (skipped)\n", model, c.id.c_str(), k);
+      return true;
+    }
+    g_split = split_state{};
+    g_split.bounded = v.cfg.type == rl::sched_bound;
+    g_split.bound = v.cfg.bound;
+    if (o.estimate != 0) {
+      g_split.mode = split_state::probe;
+      g_split.probes_wanted = o.estimate;
+    } else if (o.split_depth >= 0) {
+      g_split.mode = split_state::enumerate;
+      g_split.depth = static_cast<unsigned>(o.split_depth);
+    } else {
+      g_split.mode = split_state::dfs;
+      g_split.prefix_len = static_cast<unsigned>(o.prefix.size());
+      for (std::size_t i = 0; i < o.prefix.size(); ++i) {
+        g_split.prefix[i] = o.prefix[i];
+        prefix_text += (i ? "." : "") + std::to_string(o.prefix[i]);
+      }
+    }
+  }
+
   auto t0 = std::chrono::steady_clock::now();
-  v.run(p);
+  if (split) v.run_split(p); else v.run(p);
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   bool ok = p.test_result == rl::test_result_success;
+  if (split && g_split.mode == split_state::probe && ok) {
+    const double n = static_cast<double>(g_split.probes);
+    const double mean = g_split.sum / n;
+    const double var = g_split.sumsq / n - mean * mean;
+    const double rel = mean > 0 && var > 0 ? std::sqrt(var / n) / mean : 0.0;
+    const double us = ms * 1000.0 / n;
+    std::printf("%-10s %-8s %-16s thr=%u probes=%.0f  leaves~%.3g (+-%.0f%%)  depth mean %.0f max %u"
+                "  %.1f us/iter  ~%.3g h on one core\n",
+                model, c.id.c_str(), search_label(v.cfg).c_str(), v.threads, n, mean, rel * 100,
+                g_split.depth_sum / n, g_split.depth_max, us, mean * us / 3.6e9);
+    static const char* const kind[split_state::kKinds] = {"thread", "load", "cas_fail", "free", "wake"};
+    std::printf("  branching choices per path:");
+    for (unsigned i = 0; i < split_state::kKinds; ++i)
+      if (g_split.kind_nodes[i] > 0)
+        std::printf(" %s %.1f (2^%.1f)", kind[i], g_split.kind_nodes[i] / n, g_split.kind_log2[i] / n);
+    std::printf("\n");
+    std::printf("ESTIMATE\tmodel=%s\tcase=%s\tvariant=%d\tsearch=%s\tbound=%u\tthreads=%u\tprobes=%.0f"
+                "\tleaves=%.6g\trel_err=%.4f\tdepth_mean=%.1f\tdepth_max=%u\tus_per_iter=%.2f\thours=%.4g\n",
+                model, c.id.c_str(), k, search_name(v.cfg), v.cfg.bound, v.threads, n, mean, rel,
+                g_split.depth_sum / n, g_split.depth_max, us, mean * us / 3.6e9);
+    std::fflush(stdout);
+    return true;
+  }
+  if (split && g_split.mode == split_state::enumerate && ok) {
+    std::printf("SPLIT\tmodel=%s\tcase=%s\tvariant=%d\tsearch=%s\tdepth=%d\tjobs=%llu\ttime_ms=%.1f\n",
+                model, c.id.c_str(), k, search_label(v.cfg).c_str(), o.split_depth, g_split.enumerated, ms);
+    std::fflush(stdout);
+    return true;
+  }
+  if (split && g_split.prefix_missing) {
+    std::printf("%s %s variant %d: prefix %s is not a node of this search\n", model, c.id.c_str(), k,
+                prefix_text.c_str());
+    std::fflush(stdout);
+    return false;
+  }
   const char* verdict = rl::test_result_str(p.test_result);
   unsigned long long iters = p.stop_iteration;
 
@@ -237,6 +321,8 @@ inline bool run_variant(const char* model, const char* argv0, const model_case& 
               model, c.id.c_str(), k, search_name(v.cfg), v.cfg.bound, v.cfg.spurious ? 1 : 0,
               v.threads, iters, ms, verdict, static_cast<int>(v.level), FIBER_MUTANT_ID,
               c.what.c_str());
+  if (split) std::printf("JOB\tprefix=%s\titers=%llu\ttime_ms=%.1f\tverdict=%s\n",
+                         prefix_text.empty() ? "root" : prefix_text.c_str(), iters, ms, verdict);
   if (!ok) {
     if (!o.expect_fail || !o.replay.empty()) {
       std::string_view t = out_buf.text();
@@ -246,7 +332,8 @@ inline bool run_variant(const char* model, const char* argv0, const model_case& 
     std::string state = p.final_state.empty() ? o.replay : std::string(p.final_state.c_str());
     std::printf("%s: %s on %s (%s), iteration %llu\n", model, verdict, c.id.c_str(),
                 search_label(v.cfg).c_str(), iters);
-    std::string search = o.has_search ? " --search " + search_label(v.cfg) : "";
+    // A split job's state replays under Relacy's own scheduler of the same search.
+    std::string search = o.has_search || split ? " --search " + search_label(v.cfg) : "";
     std::printf("replay just this iteration:\n  %s --case %s --variant %d%s --replay %s\n", argv0,
                 c.id.c_str(), k, search.c_str(), shell_quote(state).c_str());
   }
