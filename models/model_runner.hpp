@@ -29,6 +29,12 @@
 //                        only if Relacy reported a failure (history suppressed)
 //   --replay STATE       re-run one failing iteration (needs --case and
 //                        --variant) and print Relacy's full history
+//   --estimate N         Knuth's estimate of the size of the selected full or
+//                        bounded searches, from N random paths (split_search.hpp)
+//   --split-depth D      list the prefixes of D choices (those extending
+//                        --prefix, if given): the jobs of a campaign
+//   --prefix a.b.c       run only the subtree under that prefix ("root": the
+//                        whole search, under split_scheduler)
 // Output: a human line per variant, and a machine line starting "RESULT\t"
 // (key=value fields) that papers/scripts/models_table.py parses.  On failure:
 // Relacy's history (call sites are core/ source lines, via src_loc) and the
@@ -259,11 +265,10 @@ inline bool run_variant(const char* model, const char* argv0, const model_case& 
     if (o.estimate != 0) {
       g_split.mode = split_state::probe;
       g_split.probes_wanted = o.estimate;
-    } else if (o.split_depth >= 0) {
-      g_split.mode = split_state::enumerate;
-      g_split.depth = static_cast<unsigned>(o.split_depth);
     } else {
-      g_split.mode = split_state::dfs;
+      // dfs of the subtree under --prefix, or (--split-depth) its prefixes.
+      g_split.mode = o.split_depth >= 0 ? split_state::enumerate : split_state::dfs;
+      g_split.depth = o.split_depth >= 0 ? static_cast<unsigned>(o.split_depth) : 0;
       g_split.prefix_len = static_cast<unsigned>(o.prefix.size());
       for (std::size_t i = 0; i < o.prefix.size(); ++i) {
         g_split.prefix[i] = o.prefix[i];
@@ -299,7 +304,7 @@ inline bool run_variant(const char* model, const char* argv0, const model_case& 
     std::fflush(stdout);
     return true;
   }
-  if (split && g_split.mode == split_state::enumerate && ok) {
+  if (split && g_split.mode == split_state::enumerate && ok && !g_split.prefix_missing) {
     std::printf("SPLIT\tmodel=%s\tcase=%s\tvariant=%d\tsearch=%s\tdepth=%d\tjobs=%llu\ttime_ms=%.1f\n",
                 model, c.id.c_str(), k, search_label(v.cfg).c_str(), o.split_depth, g_split.enumerated, ms);
     std::fflush(stdout);

@@ -17,9 +17,10 @@
 //              walk backtracks only below the prefix.  An empty prefix is the
 //              whole search, iteration for iteration the same as Relacy's own
 //              (models/CMakeLists.txt checks the counts agree).
-//   enumerate  the prefixes of length `depth` that exist (each once): the
-//              jobs whose subtrees partition the search.  Choices below
-//              `depth` take their first alternative.
+//   enumerate  the prefixes of length `depth` that exist (each once) and
+//              extend the given prefix: the jobs whose subtrees partition the
+//              search (or the subtree of a job too big to run whole).
+//              Choices below `depth` take their first alternative.
 //   probe      Knuth's estimator of the tree's size: a random path from the
 //              root, weighted by the product of the branching factors on it.
 //              Its mean over many probes is an unbiased estimate of the number
@@ -88,7 +89,7 @@ class split_scheduler
 
   split_scheduler(rl::test_params& params, shared_context_t& ctx, rl::thread_id_t dynamic)
       : base_t(params, ctx, dynamic) {
-    if (g_split.mode == split_state::dfs) {
+    if (g_split.mode != split_state::probe) {
       // count 0: not visited yet; the first visit fills in count and type.
       for (unsigned i = 0; i < g_split.prefix_len; ++i)
         this->stree_.push_back(typename base_t::stree_node{0, g_split.prefix[i], rl::sched_type_sched, 0});
@@ -165,13 +166,17 @@ class split_scheduler
         return g_split.probes >= g_split.probes_wanted;
       }
       case split_state::enumerate: {
+        if (tree.size() < g_split.prefix_len) {
+          g_split.prefix_missing = true;
+          return true;
+        }
         const std::size_t len = tree.size() < g_split.depth ? tree.size() : g_split.depth;
         std::fputs("PREFIX ", g_split.out);
         for (std::size_t i = 0; i < len; ++i)
           std::fprintf(g_split.out, i ? ".%u" : "%u", tree[i].index_);
         std::fputc('\n', g_split.out);
         g_split.enumerated += 1;
-        return backtrack(0, len);
+        return backtrack(g_split.prefix_len, len);
       }
       case split_state::dfs:
       default:

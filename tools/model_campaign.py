@@ -13,8 +13,11 @@ usage:
       writes DIR/jobs.txt, runs every job not yet in DIR/done.tsv, and writes
       DIR/summary.json when all are done.  Stops at the first failing job and
       prints its replay command.  --time-limit: start no new job after that
-      many seconds (the campaign stays resumable).
-  tools/model_campaign.py estimate [--models-dir D=build/models/models]
+      many seconds (the campaign stays resumable).  --job-timeout T=120: a job
+      still running after T seconds is stopped and replaced by the jobs of its
+      subtree (6 choices deeper), so one big subtree does not serialise the
+      campaign.
+  tools/model_campaign.py estimate [--models-dir D=build/models/models or build/main/models]
         [--probes N=300000] [--out papers/results/models-estimates.md]
       Knuth's estimate (--estimate) of every exhaustive-tier search, and of
       the long-tier full searches, as a table.
@@ -58,7 +61,9 @@ def source_hash():
     """Hash of what a model checks: core/include and models/ sources.  A
     checkpoint is only valid for the code it was run on."""
     import hashlib
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.abspath(__file__))
+    while root != "/" and not os.path.isdir(os.path.join(root, "core", "include")):
+        root = os.path.dirname(root)
     h = hashlib.sha256()
     for top in ("core/include", "models"):
         for dirpath, dirnames, files in os.walk(os.path.join(root, top)):
@@ -69,9 +74,12 @@ def source_hash():
                     h.update(os.path.relpath(path, root).encode() + b"\0" + open(path, "rb").read())
     return h.hexdigest()[:16]
 
-def run_job(cmd, prefix):
+def run_job(cmd, prefix, timeout):
     t0 = time.time()
-    p = subprocess.run(cmd + ["--prefix", prefix], capture_output=True, text=True)
+    try:
+        p = subprocess.run(cmd + ["--prefix", prefix], capture_output=True, text=True, timeout=timeout or None)
+    except subprocess.TimeoutExpired:
+        return prefix, None, "timeout"
     job = [fields(l) for l in p.stdout.splitlines() if l.startswith("JOB\t")]
     if p.returncode == 0 and job:
         return prefix, job[0], None
@@ -105,7 +113,10 @@ def cmd_run(args):
         for l in open(done_path):
             r = fields("x\t" + l)
             done[r["prefix"]] = r
-    todo = [j for j in jobs if j not in done]
+    # Jobs that ran past --job-timeout were replaced by their sub-jobs.
+    split_path = os.path.join(d, "split.tsv")
+    split = set(l.strip() for l in open(split_path)) if os.path.exists(split_path) else set()
+    todo = [j for j in jobs if j not in done and j not in split]
     print("%s: %d/%d jobs done, %d to run on %d workers" % (name, len(done), len(jobs), len(todo), args.j), flush=True)
     # The variant's search label, for the replay command and the summary.
     p = subprocess.run([args.model, "--list"], capture_output=True, text=True)
@@ -116,19 +127,24 @@ def cmd_run(args):
             label, threads = m.group(3), int(m.group(4))
     if args.search:
         label = args.search
+    meta = {"model": os.path.basename(args.model).replace("model_", ""), "case": args.case,
+            "variant": args.variant, "search": label, "threads": threads, "jobs": len(jobs), "prefix_depth": depth}
+    json.dump(meta, open(os.path.join(d, "meta.json"), "w"), indent=1)
     started = time.time()
     failure = None
     cmd = model_cmd(args)
-    with cf.ThreadPoolExecutor(max_workers=args.j) as pool, open(done_path, "a") as out:
+    unsplittable = set()
+    with cf.ThreadPoolExecutor(max_workers=args.j) as pool, open(done_path, "a") as out, \
+            open(meta_path, "a") as jobs_out, open(split_path, "a") as split_out:
         pending = set()
-        it = iter(todo)
+        todo.reverse()  # a stack: sub-jobs of a split job run next
         def submit():
             if failure or (args.time_limit and time.time() - started > args.time_limit):
                 return False
-            j = next(it, None)
-            if j is None:
+            if not todo:
                 return False
-            pending.add(pool.submit(run_job, cmd, j))
+            j = todo.pop()
+            pending.add(pool.submit(run_job, cmd, j, 0 if j in unsplittable else args.job_timeout))
             return True
         for _ in range(args.j):
             submit()
@@ -138,6 +154,30 @@ def cmd_run(args):
             for f in fin:
                 pending.discard(f)
                 prefix, r, text = f.result()
+                if text == "timeout":
+                    # Too big for one job: replace it by the jobs of its subtree.
+                    base = [] if prefix == "root" else [prefix]
+                    depth_here = 0 if prefix == "root" else prefix.count(".") + 1
+                    p = subprocess.run(cmd + ["--prefix", prefix, "--split-depth", str(depth_here + 6)],
+                                       capture_output=True, text=True)
+                    kids = [l.split()[1] for l in p.stdout.splitlines() if l.startswith("PREFIX") and len(l.split()) > 1]
+                    if p.returncode != 0:
+                        failure = (prefix, {"verdict": "failure while splitting"}, p.stdout + p.stderr)
+                    elif len(kids) <= 1 or prefix in kids:
+                        unsplittable.add(prefix)
+                        todo.append(prefix)
+                    else:
+                        jobs_out.write("\n".join(kids) + "\n")
+                        jobs_out.flush()
+                        split_out.write(prefix + "\n")
+                        split_out.flush()
+                        jobs.extend(kids)
+                        split.add(prefix)
+                        todo.extend(reversed(kids))
+                        print("  job %s ran past %g s: split into %d jobs" % (prefix, args.job_timeout, len(kids)),
+                              flush=True)
+                    submit()
+                    continue
                 if text is None and r["verdict"] == "SUCCESS":
                     out.write("prefix=%s\titers=%s\ttime_ms=%s\tverdict=%s\n" % (prefix, r["iters"], r["time_ms"], r["verdict"]))
                     out.flush()
@@ -148,8 +188,8 @@ def cmd_run(args):
             if time.time() - last > 60:
                 last = time.time()
                 it_done = sum(int(x["iters"]) for x in done.values())
-                print("  %d/%d jobs, %d iterations, %.0f s" % (len(done), len(jobs), it_done, time.time() - started),
-                      flush=True)
+                print("  %d/%d jobs, %d iterations, %.0f s" % (len(done), len(jobs) - len(split), it_done,
+                      time.time() - started), flush=True)
     iters = sum(int(x["iters"]) for x in done.values())
     cpu_s = sum(float(x["time_ms"]) for x in done.values()) / 1e3
     if failure:
@@ -157,21 +197,21 @@ def cmd_run(args):
         print(text or "")
         print("%s: job %s: %s (campaign stopped; fix, delete %s, rerun)" % (name, prefix, r["verdict"], d))
         return 1
+    jobs = [j for j in jobs if j not in split]
     if len(done) < len(jobs):
         print("%s: stopped by --time-limit: %d/%d jobs, %d iterations so far; rerun to resume"
               % (name, len(done), len(jobs), iters))
         return 3
-    summary = {"model": os.path.basename(args.model).replace("model_", ""), "case": args.case,
-               "variant": args.variant, "search": label, "threads": threads, "jobs": len(jobs),
-               "prefix_depth": depth, "iterations": iters, "cpu_s": round(cpu_s, 1), "workers": args.j,
-               "verdict": "SUCCESS", "host": os.uname().nodename, "cpus": os.cpu_count(),
-               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    summary = dict(meta, jobs=len(jobs), iterations=iters, cpu_s=round(cpu_s, 1), workers=args.j, verdict="SUCCESS",
+                   host=os.uname().nodename, cpus=os.cpu_count(),
+                   finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     json.dump(summary, open(os.path.join(d, "summary.json"), "w"), indent=1)
     print("%s: SUCCESS, %d jobs, %d iterations, %.0f CPU-s" % (name, len(jobs), iters, cpu_s))
     return 0
 
 def cmd_estimate(args):
-    mdir = args.models_dir
+    mdir = args.models_dir or next((d for d in ("build/models/models", "build/main/models") if os.path.isdir(d)),
+                                   "build/models/models")
     models = sorted(f for f in os.listdir(mdir) if f.startswith("model_") and not f.endswith(".cmake")
                     and os.access(os.path.join(mdir, f), os.X_OK))
     rows = []
@@ -198,9 +238,9 @@ def cmd_estimate(args):
          "Knuth's estimator (models/split_search.hpp, `MODEL --case ID --variant K --estimate N`): N random paths "
          "through the search tree, each weighted by the product of the branching factors on it; the mean weight "
          "is an unbiased estimate of the number of leaves, i.e. of the iterations the search takes.  `+-` is one "
-         "standard error of that mean.  For full search it has matched the real count within a few per cent "
+         "standard error of that mean.  For full search it has matched the real count within about 10% "
          "where the real count is known (mutex I-M1-try 2t: 8.25e5 estimated, 815,505 run; I-M1 2t: 5.27e6 vs "
-         "5,349,682).  For context-bound search it is unreliable: the few paths that use the whole bound carry "
+         "5,349,682; run_queue I-Q3 2t: 1.37e8 vs 122.7M; semaphore I-SEM4 2t: 3.83e8 vs 422.3M, by campaign).  For context-bound search it is unreliable: the few paths that use the whole bound carry "
          "most of the tree and a random path rarely finds them (mutex I-M1 2t bound 4: 1.4e5 estimated, "
          "734,804 run), so bounded rows are lower bounds at best.  Hours: leaves x the measured time per probe, "
          "on one core.  Probes per search: %d.  Machine: %s, %d CPUs; %s." % (
@@ -229,12 +269,25 @@ def cmd_table(args):
          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in args.dirs:
         s = os.path.join(d, "summary.json")
-        if not os.path.exists(s):
+        if os.path.exists(s):
+            j = json.load(open(s))
+            L.append("| %s | %s | %s | %d | %d | %s | %.2f h | %d | %s | %d CPUs | %s |" % (
+                j["model"], j["case"], j["search"], j["threads"], j["jobs"], format(j["iterations"], ","),
+                j["cpu_s"] / 3600, j["workers"], j["verdict"], j["cpus"], j["finished"]))
             continue
-        j = json.load(open(s))
-        L.append("| %s | %s | %s | %d | %d | %s | %.1f h | %d | %s | %d CPUs | %s |" % (
-            j["model"], j["case"], j["search"], j["threads"], j["jobs"], format(j["iterations"], ","),
-            j["cpu_s"] / 3600, j["workers"], j["verdict"], j["cpus"], j["finished"]))
+        if not os.path.exists(os.path.join(d, "meta.json")):
+            continue
+        # Not finished (stopped by --time-limit): what the checkpoint holds.
+        j = json.load(open(os.path.join(d, "meta.json")))
+        split = set(l.strip() for l in open(os.path.join(d, "split.tsv"))) if os.path.exists(
+            os.path.join(d, "split.tsv")) else set()
+        j["jobs"] = len([l for l in open(os.path.join(d, "jobs.txt")).read().splitlines()[1:] if l and l not in split])
+        done = [fields("x\t" + l) for l in open(os.path.join(d, "done.tsv"))] if os.path.exists(
+            os.path.join(d, "done.tsv")) else []
+        L.append("| %s | %s | %s | %d | %d | %s so far | %.2f h | | **not finished**: %d of %d jobs done, no failure | %d CPUs | |" % (
+            j["model"], j["case"], j["search"], j["threads"], j["jobs"],
+            format(sum(int(x["iters"]) for x in done), ","), sum(float(x["time_ms"]) for x in done) / 3.6e6,
+            len(done), j["jobs"], os.cpu_count()))
     open(args.out, "w").write("\n".join(L) + "\n")
     print("wrote", args.out)
     return 0
@@ -254,16 +307,21 @@ def cmd_selfcheck(args):
         print(("ok    " if cond else "FAIL  ") + what, flush=True)
         ok = ok and cond
     m = args.model
-    for case, k, name in (("I-M1-try", 0, "full, 2 threads"), ("I-M1", 1, "bound 4, 2 threads")):
+    # The bounded one also stops every job running past 0.2 s and splits it.
+    for case, k, name, extra in (("I-M1-try", 0, "full, 2 threads", []),
+                                 ("I-M1", 1, "bound 4, 2 threads", ["--job-timeout", "0.2"])):
         own = iters_of([m, "--case", case, "--variant", str(k)])
         split = iters_of([m, "--case", case, "--variant", str(k), "--prefix", "root"])
         check("%s %s: Relacy %d iterations, split search from the root %d" % (case, name, own, split), own == split)
         tmp = tempfile.mkdtemp(prefix="split_selfcheck.")
         p = subprocess.run([sys.executable, __file__, "run", m, "--case", case, "--variant", str(k),
-                            "--jobs-target", "300", "-j", "2", "--dir", tmp], capture_output=True, text=True)
+                            "--jobs-target", "300", "-j", "2", "--dir", tmp] + extra, capture_output=True, text=True)
         summ = json.load(open(os.path.join(tmp, "summary.json"))) if p.returncode == 0 else {}
-        check("%s %s: campaign of %s jobs adds up to %s iterations" % (case, name, summ.get("jobs"),
-              summ.get("iterations")), p.returncode == 0 and summ.get("iterations") == own and summ.get("jobs", 0) > 1)
+        splits = p.stdout.count(" ran past ")
+        check("%s %s: campaign of %s jobs (%d split on the way) adds up to %s iterations" % (
+              case, name, summ.get("jobs"), splits, summ.get("iterations")),
+              p.returncode == 0 and summ.get("iterations") == own and summ.get("jobs", 0) > 1
+              and (splits > 0 or not extra))
         shutil.rmtree(tmp)
     tmp = tempfile.mkdtemp(prefix="split_selfcheck.")
     p = subprocess.run([sys.executable, __file__, "run", args.mutant, "--case", "I-M1", "--variant", "1",
@@ -291,8 +349,9 @@ def main():
     r.add_argument("-j", type=int, default=os.cpu_count())
     r.add_argument("--dir", default="")
     r.add_argument("--time-limit", type=float, default=0)
+    r.add_argument("--job-timeout", type=float, default=120)
     e = sub.add_parser("estimate")
-    e.add_argument("--models-dir", default="build/models/models")
+    e.add_argument("--models-dir", default="")
     e.add_argument("--probes", type=int, default=300000)
     e.add_argument("--out", default="papers/results/models-estimates.md")
     t = sub.add_parser("table")
