@@ -126,6 +126,116 @@ struct timeout_vs_notify : rl::test_suite<timeout_vs_notify<N>, N> {
   }
 };
 
+// The same properties through basic_condvar::wait_any, the wait of
+// fiber::condition_variable_any (condition_variable.hpp), around a user lock
+// that is not the fiber mutex: Relacy's own std::mutex, one scheduling step
+// per lock or unlock.  This separates the condvar's algorithm from the
+// production mutex's (model_mutex checks that one), which makes a 2-thread
+// full search affordable: I-C1 with the fiber mutex is ~7e10 iterations, with
+// this lock ~6e3 (models/README.md).
+struct relacy_lock {
+  rl::mutex m;
+  void lock() { m.lock(RL_INFO); }
+  void unlock() { m.unlock(RL_INFO); }
+};
+inline int wait_any(condvar& cv, relacy_lock& lock, std::uint64_t deadline = fiber::detail::kNoDeadline) {
+  return cv.wait_any(lock, deadline);
+}
+
+template <unsigned N>
+struct no_lost_wakeup_any : rl::test_suite<no_lost_wakeup_any<N>, N> {
+  fiber::detail::relacy_env_t<> env;
+  relacy_lock m;
+  condvar cv;
+  seam::var<unsigned> tickets{0};  // guarded by m
+  void thread(unsigned t) {
+    if (t == N - 1) {
+      for (unsigned i = 0; i + 1 < N; ++i) {
+        m.lock();
+        tickets.store(tickets.load() + 1);
+        m.unlock();
+        cv.notify_one();
+      }
+      return;
+    }
+    m.lock();
+    while (tickets.load() == 0) RL_ASSERT(wait_any(cv, m) == 0);
+    tickets.store(tickets.load() - 1);
+    m.unlock();
+  }
+  void after() {
+    RL_ASSERT(tickets.load() == 0);
+    RL_ASSERT(cv.check_destroy() == 0);
+  }
+};
+
+template <unsigned N>
+struct notify_all_any : rl::test_suite<notify_all_any<N>, N> {
+  fiber::detail::relacy_env_t<> env;
+  relacy_lock m;
+  condvar cv;
+  seam::var<bool> flag{false};  // guarded by m
+  void thread(unsigned t) {
+    if (t == N - 1) {
+      m.lock();
+      flag.store(true);
+      m.unlock();
+      cv.notify_all();
+      return;
+    }
+    m.lock();
+    while (!flag.load()) RL_ASSERT(wait_any(cv, m) == 0);
+    m.unlock();
+  }
+  void after() { RL_ASSERT(cv.check_destroy() == 0); }
+};
+
+template <unsigned N>
+struct timeout_vs_notify_any : rl::test_suite<timeout_vs_notify_any<N>, N> {
+  fiber::detail::relacy_env_t<> env;
+  relacy_lock m;
+  condvar cv;
+  seam::var<unsigned> tickets{0};  // guarded by m
+  seam::var<bool> a_got{false};    // guarded by m
+  void thread(unsigned t) {
+    if (t == N - 1) {  // notifier
+      m.lock();
+      tickets.store(1);
+      m.unlock();
+      cv.notify_one();
+      return;
+    }
+    m.lock();
+    if (t == 0) {  // timed waiter
+      const std::uint64_t deadline = seam::now_ns() + 10;
+      bool gave_up = false;
+      while (tickets.load() == 0) {
+        const int rc = wait_any(cv, m, deadline);
+        RL_ASSERT(rc == 0 || rc == ETIMEDOUT);
+        if (rc == ETIMEDOUT) {
+          RL_ASSERT(seam::now_ns() >= deadline);  // I-C3
+          gave_up = true;
+          break;
+        }
+      }
+      if (!gave_up) {
+        tickets.store(tickets.load() - 1);
+        a_got.store(true);
+      }
+      m.unlock();
+      if (!gave_up && N > 2) cv.notify_one();
+      return;
+    }
+    while (tickets.load() == 0 && !a_got.load()) RL_ASSERT(wait_any(cv, m) == 0);
+    if (tickets.load() != 0) tickets.store(tickets.load() - 1);
+    m.unlock();
+  }
+  void after() {
+    if (N > 2) RL_ASSERT(tickets.load() == 0);
+    RL_ASSERT(cv.check_destroy() == 0);
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -141,6 +251,11 @@ int main(int argc, char** argv) {
   // preemption), so they are exercised by the random searches.  A timed wait
   // makes bounded search of 3 threads costly: I-C3-C4 at bound 1 takes ~1.6 M
   // iterations, ~20 s, and at bound 2 ran > 400 s (exhaustive).
+  // The -any cases check the same condvar algorithm through wait_any over
+  // Relacy's own mutex, which gives it a completed 2-thread full search
+  // (I-C1-any/I-C2-any: 5.7k iterations; I-C3-C4-any: 641k, ~3 s) and a
+  // 3-thread timed search at bound 2 (396k, ~3 s) and, long tier, bound 3
+  // (3.7 M, ~28 s).  The fiber mutex itself is model_mutex's subject.
   std::vector<model_case> cases = {
       {"I-C1", "no lost wake-up: notify_one per ticket, predicate under the mutex",
        {with<no_lost_wakeup<2>>(bound(6, false)), with<no_lost_wakeup<2>>(random(100000)),
@@ -160,6 +275,15 @@ int main(int argc, char** argv) {
         with<timeout_vs_notify<3>>(random(200000)), with<timeout_vs_notify<3>>(bound(1, false)),
         deep<timeout_vs_notify<3>>(random(2000000)), exhaustive<timeout_vs_notify<2>>(full()),
         exhaustive<timeout_vs_notify<3>>(bound(2, false))}},
+      {"I-C1-any", "I-C1 through condition_variable_any's wait over a Relacy std::mutex",
+       {with<no_lost_wakeup_any<2>>(full()), with<no_lost_wakeup_any<3>>(bound(3, false)),
+        with<no_lost_wakeup_any<3>>(random(100000)), deep<no_lost_wakeup_any<3>>(bound(5, false))}},
+      {"I-C2-any", "I-C2 through condition_variable_any's wait over a Relacy std::mutex",
+       {with<notify_all_any<2>>(full()), with<notify_all_any<3>>(bound(3, false)),
+        with<notify_all_any<3>>(random(100000)), deep<notify_all_any<3>>(bound(5, false))}},
+      {"I-C3-C4-any", "I-C3/I-C4 through condition_variable_any's wait over a Relacy std::mutex",
+       {with<timeout_vs_notify_any<2>>(full()), with<timeout_vs_notify_any<3>>(bound(2, false)),
+        with<timeout_vs_notify_any<3>>(random(200000)), deep<timeout_vs_notify_any<3>>(bound(3, false))}},
   };
   return run_model(argc, argv, "condvar", cases);
 }

@@ -147,6 +147,14 @@ set(REPLACE [==[    int rc = m.unlock();
     enqueue(node);]==])
 fiber_mutant(condvar_unlock_before_enqueue condvar I-C1 fiber/detail/condvar.hpp "wait releases the user mutex before queueing - lost wake-up")
 
+set(FIND [==[    enqueue(node);  // I-C1: before the user lock is released
+    try {
+      lock.unlock();]==])
+set(REPLACE [==[    try {
+      lock.unlock();
+      enqueue(node);]==])
+fiber_mutant(condvar_any_unlock_before_enqueue condvar I-C1-any fiber/detail/condvar.hpp "wait_any (condition_variable_any) releases the user lock before queueing - lost wake-up")
+
 set(FIND [==[      while (node_t* n = q_.pop_front()) woken.push_back(n);  // I-C2: exactly the queued ones]==])
 set(REPLACE [==[      if (node_t* n = q_.pop_front()) woken.push_back(n);]==])
 fiber_mutant(condvar_notify_all_pops_one condvar I-C2 fiber/detail/condvar.hpp "notify_all wakes only the head")

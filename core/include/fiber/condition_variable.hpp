@@ -158,27 +158,12 @@ class condition_variable_any {
   }
 
  private:
-  using node_t = detail::wait_node<detail::seam>;
-
-  // Queue, unlock, park, relock (I-C1).  If unlock() throws, the wait is
-  // cancelled without losing a notify; if the relock throws, std::terminate
-  // is called, as for std::condition_variable_any.
+  // Queue, unlock, park, relock (I-C1): basic_condvar::wait_any, the code
+  // models/condvar.cpp checks (I-C1-any, I-C2-any, I-C3-C4-any).
   template <class Lock>
   int wait_ns(Lock& lock, std::uint64_t deadline) {
-    node_t node(&detail::seam::current_parker());
-    impl_.enqueue(node);
-    try {
-      lock.unlock();
-    } catch (...) {
-      impl_.cancel(node);
-      throw;
-    }
-    const int rc = impl_.await(node, deadline);
-    relock(lock);
-    return rc;
+    return impl_.wait_any(lock, deadline);
   }
-  template <class Lock>
-  static void relock(Lock& lock) noexcept { lock.lock(); }
 
   detail::basic_condvar<detail::seam> impl_;
 };

@@ -79,7 +79,27 @@ class basic_condvar {
     return result;
   }
 
-  // --- steps of a wait, for waits over any lock (fiber::condition_variable_any)
+  // The wait of fiber::condition_variable_any over any BasicLockable `lock`
+  // the caller holds: queue, unlock, park, relock (I-C1, I-C6).  If unlock()
+  // throws, the wait is cancelled without losing a notify and the exception
+  // propagates; if the relock throws, std::terminate is called, as for
+  // std::condition_variable_any.  0 (notified) or ETIMEDOUT.
+  template <class Lock>
+  int wait_any(Lock& lock, std::uint64_t deadline = kNoDeadline) {
+    node_t node(&Seam::current_parker());
+    enqueue(node);  // I-C1: before the user lock is released
+    try {
+      lock.unlock();
+    } catch (...) {
+      cancel(node);
+      throw;
+    }
+    const int rc = await(node, deadline);
+    relock(lock);
+    return rc;
+  }
+
+  // --- steps of a wait, for waits over any lock
   // Under the caller's lock: queue node (I-C1).
   void enqueue(node_t& node) noexcept {
     lock_guard<basic_spinlock<Seam>> g(lk_);
@@ -136,6 +156,9 @@ class basic_condvar {
     (void)granted;
     return false;
   }
+
+  template <class Lock>
+  static void relock(Lock& lock) noexcept { lock.lock(); }
 
   basic_spinlock<Seam> lk_;  // guards q_ (I-W1)
   wait_queue<Seam> q_;       // guarded by lk_
