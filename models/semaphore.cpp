@@ -6,6 +6,7 @@
 
 #include "fiber/detail/semaphore.hpp"
 #include "model_runner.hpp"
+#include "spinlock_spec.hpp"
 
 namespace {
 
@@ -86,21 +87,21 @@ struct fifo_handoff : rl::test_suite<fifo_handoff, 2> {
 // ETIMEDOUT only at its deadline and then holds no permit; permits taken +
 // permits left == permits posted (a granted node reported as a timeout loses
 // its permit).
-template <unsigned N>
-struct timeout_vs_post : rl::test_suite<timeout_vs_post<N>, N> {
+template <class Seam, unsigned N>
+struct timeout_vs_post_t : rl::test_suite<timeout_vs_post_t<Seam, N>, N> {
   static constexpr unsigned kPosts = N > 2 ? N - 2 : 1;
-  fiber::detail::relacy_env_t<> env;
-  semaphore s{0};
-  seam::atomic<unsigned> taken{0};
+  fiber::detail::relacy_env_t<fiber::detail::basic_parker<Seam>> env;
+  fiber::detail::basic_semaphore<Seam> s{0};
+  typename Seam::template atomic<unsigned> taken{0};
   void thread(unsigned t) {
     if (t == N - 1) {
       for (unsigned i = 0; i < kPosts; ++i) RL_ASSERT(s.post() == 0);
       return;
     }
-    const std::uint64_t deadline = seam::now_ns() + 10;
+    const std::uint64_t deadline = Seam::now_ns() + 10;
     const int rc = s.wait(deadline);
     RL_ASSERT(rc == 0 || rc == ETIMEDOUT);
-    if (rc == ETIMEDOUT) RL_ASSERT(seam::now_ns() >= deadline);  // never early
+    if (rc == ETIMEDOUT) RL_ASSERT(Seam::now_ns() >= deadline);  // never early
     if (rc == 0) taken.fetch_add(1, mo::relaxed);                // relaxed: read in after()
   }
   void after() {
@@ -109,6 +110,11 @@ struct timeout_vs_post : rl::test_suite<timeout_vs_post<N>, N> {
     RL_ASSERT(s.check_destroy() == 0);
   }
 };
+template <unsigned N>
+using timeout_vs_post = timeout_vs_post_t<seam, N>;
+// The semaphore's spinlock replaced by its specification (models/spinlock_spec.hpp).
+template <unsigned N>
+using timeout_vs_post_spec = timeout_vs_post_t<fiber::detail::relacy_seam_abs, N>;
 
 }  // namespace
 
@@ -140,6 +146,8 @@ int main(int argc, char** argv) {
         with<timeout_vs_post<3>>(random(200000)), with<timeout_vs_post<3>>(bound(1, false)),
         deep<timeout_vs_post<4>>(random(1000000)), exhaustive<timeout_vs_post<2>>(full()),
         exhaustive<timeout_vs_post<3>>(bound(2, false))}},
+      {"I-SEM6-spec", "I-SEM6 with the semaphore's spinlock replaced by its specification",
+       {with<timeout_vs_post_spec<2>>(bound(5, false)), exhaustive<timeout_vs_post_spec<2>>(full())}},
   };
   return run_model(argc, argv, "semaphore", cases);
 }

@@ -21,8 +21,9 @@ usage:
         [--probes N=300000] [-j J=cpus] [--out papers/results/models-estimates.md]
       Knuth's estimate (--estimate) of every exhaustive-tier search, and of
       the long-tier full searches, as a table.
-  tools/model_campaign.py table DIR... [--out papers/results/models-campaigns.md]
-      The summaries of finished campaigns as a table.
+  tools/model_campaign.py table DIR... [--out papers/results/models-campaigns.md] [--keep]
+      The summaries of finished campaigns as a table (--keep: also the rows
+      already in --out of campaigns whose directories are gone).
   tools/model_campaign.py selfcheck MODEL_MUTEX MUTANT
       The ctest model.split_search: the split search from the root takes
       exactly Relacy's own iterations (full and bounded), a campaign's jobs
@@ -295,6 +296,15 @@ def cmd_table(args):
             j["model"], j["case"], j["search"], j["threads"], j["jobs"],
             format(sum(int(x["iters"]) for x in done), ","), sum(float(x["time_ms"]) for x in done) / 3.6e6,
             len(done), j["jobs"], os.cpu_count()))
+    if args.keep and os.path.exists(args.out):
+        # Rows of campaigns whose directories are gone (build/ is not kept
+        # between machines) stay, unless a directory given here replaces them.
+        key = lambda row: tuple(c.strip() for c in row.split("|")[1:5])
+        start = next(i for i, r in enumerate(L) if r.startswith("|---")) + 1
+        fresh = set(key(r) for r in L[start:])
+        old = [r for r in open(args.out).read().splitlines()
+               if r.startswith("| ") and not r.startswith("| model |") and key(r) not in fresh]
+        L[start:start] = old
     open(args.out, "w").write("\n".join(L) + "\n")
     print("wrote", args.out)
     return 0
@@ -365,6 +375,8 @@ def main():
     t = sub.add_parser("table")
     t.add_argument("dirs", nargs="+")
     t.add_argument("--out", default="papers/results/models-campaigns.md")
+    t.add_argument("--keep", action="store_true",
+                   help="keep the rows already in --out of campaigns not given here")
     c = sub.add_parser("selfcheck")
     c.add_argument("model")
     c.add_argument("mutant")
