@@ -116,6 +116,34 @@ using timeout_vs_post = timeout_vs_post_t<seam, N>;
 template <unsigned N>
 using timeout_vs_post_spec = timeout_vs_post_t<fiber::detail::relacy_seam_abs, N>;
 
+// I-SEM6 with 3 threads and one timed waiter (each timed waiter multiplies
+// the bounded search by the points where its timeout may fire): thread 0 waits
+// with a deadline and passes a permit it got on to thread 1, which waits
+// untimed for the one post of thread 2.  A granted waiter that reports
+// ETIMEDOUT drops the permit and thread 1 sleeps forever (DEADLOCK).
+struct timeout_passes_on : rl::test_suite<timeout_passes_on, 3> {
+  fiber::detail::relacy_env_t<> env;
+  semaphore s{0};
+  void thread(unsigned t) {
+    if (t == 2) {
+      RL_ASSERT(s.post() == 0);
+    } else if (t == 1) {
+      RL_ASSERT(s.wait() == 0);
+    } else {
+      const std::uint64_t deadline = seam::now_ns() + 10;
+      const int rc = s.wait(deadline);
+      RL_ASSERT(rc == 0 || rc == ETIMEDOUT);
+      if (rc == ETIMEDOUT) RL_ASSERT(seam::now_ns() >= deadline);  // never early
+      if (rc == 0) RL_ASSERT(s.post() == 0);                        // pass it on
+    }
+  }
+  void after() {
+    RL_ASSERT(s.value() == 0);  // I-SEM3: the one permit was taken exactly once
+    RL_ASSERT(!s.has_waiters());
+    RL_ASSERT(s.check_destroy() == 0);
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,8 +155,11 @@ int main(int argc, char** argv) {
   // hand-off and timed cases (I-SEM4: > 14 min, I-SEM6: > 15 min), so those
   // use context bound 5 (120k/322k iterations) and their full searches are
   // exhaustive variants (models-exhaustive).  A timed wait makes bounded
-  // search of 3 threads costly: I-SEM6 at bound 1 takes 18.8 M iterations,
-  // ~140 s, and at bound 2 ran > 400 s (exhaustive).
+  // search of 3 threads costly: I-SEM6 with two timed waiters at bound 1
+  // takes 18.8 M iterations, ~140 s, and at bound 2 ran > 400 s (exhaustive);
+  // with one timed waiter (timeout_passes_on) bound 2 takes 5.6 M, ~30 s.
+  // I-SEM6-spec: the semaphore over the spinlock's specification, whose
+  // 2-thread full search (2.2e8 iterations) is a campaign.
   std::vector<model_case> cases = {
       {"I-SEM3", "permits conserved: never more holders than permits",
        {with<permits_conserved<2, 1>>(full()), with<permits_conserved<2, 2>>(random(100000)),
@@ -145,7 +176,7 @@ int main(int argc, char** argv) {
        {with<timeout_vs_post<2>>(bound(5, false)), with<timeout_vs_post<2>>(random(100000)),
         with<timeout_vs_post<3>>(random(200000)), with<timeout_vs_post<3>>(bound(1, false)),
         deep<timeout_vs_post<4>>(random(1000000)), exhaustive<timeout_vs_post<2>>(full()),
-        exhaustive<timeout_vs_post<3>>(bound(2, false))}},
+        exhaustive<timeout_vs_post<3>>(bound(2, false)), with<timeout_passes_on>(bound(2, false))}},
       {"I-SEM6-spec", "I-SEM6 with the semaphore's spinlock replaced by its specification",
        {with<timeout_vs_post_spec<2>>(bound(5, false)), exhaustive<timeout_vs_post_spec<2>>(full())}},
   };
