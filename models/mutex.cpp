@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
         deep<exclusion<4, 1>>(random(1000000)), exhaustive<exclusion<2, 2>>(full()),
         exhaustive<exclusion<4, 1>>(bound(3, false))}},
       {"I-M1-try", "try_lock never admits a second owner",
-       {with<try_vs_lock<2>>(full()), with<try_vs_lock<3>>(random(100000))}},
+       {with<try_vs_lock<2>>(full()), with<try_vs_lock<3>>(random(100000)),
+        with<try_vs_lock<3>>(bound(3, false))}},
   };
   return run_model(argc, argv, "mutex", cases);
 }

@@ -82,6 +82,25 @@ struct fifo_handoff : rl::test_suite<fifo_handoff, 2> {
   void after() { RL_ASSERT(s.value() == 0 && !s.has_waiters()); }
 };
 
+// I-SEM4 with 3 threads: two waiters; the poster, once one is queued, posts,
+// may not take the permit back with try_wait (it belongs to the queue's
+// head), then posts the second waiter's permit.
+struct fifo_handoff3 : rl::test_suite<fifo_handoff3, 3> {
+  fiber::detail::relacy_env_t<> env;
+  semaphore s{0};
+  void thread(unsigned t) {
+    if (t < 2) {
+      RL_ASSERT(s.wait() == 0);
+      return;
+    }
+    for (unsigned iter = 0; !s.has_waiters(); ++iter) seam::spin_hint(iter);
+    RL_ASSERT(s.post() == 0);
+    RL_ASSERT(s.try_wait() == EAGAIN);  // I-SEM4: no barging past the queue
+    RL_ASSERT(s.post() == 0);
+  }
+  void after() { RL_ASSERT(s.value() == 0 && !s.has_waiters()); }
+};
+
 // I-SEM6: timed waiters 0..N-2 race posts of thread N-1 (one permit each
 // post, N-2 posts, so with N >= 3 somebody may time out).  A waiter reports
 // ETIMEDOUT only at its deadline and then holds no permit; permits taken +
@@ -171,7 +190,8 @@ int main(int argc, char** argv) {
         with<post_wakes<3, true>>(bound(2, false)), with<post_wakes<3, true>>(random(100000)),
         deep<post_wakes<3, false>>(random(1000000)), deep<post_wakes<4, true>>(bound(2, false))}},
       {"I-SEM4", "FIFO hand-off: a queued waiter's permit cannot be barged",
-       {with<fifo_handoff>(bound(5, false)), with<fifo_handoff>(random(100000)), exhaustive<fifo_handoff>(full())}},
+       {with<fifo_handoff>(bound(5, false)), with<fifo_handoff>(random(100000)), exhaustive<fifo_handoff>(full()),
+        with<fifo_handoff3>(bound(2, false)), with<fifo_handoff3>(random(100000))}},
       {"I-SEM6", "timed wait racing post: a granted waiter never times out",
        {with<timeout_vs_post<2>>(bound(5, false)), with<timeout_vs_post<2>>(random(100000)),
         with<timeout_vs_post<3>>(random(200000)), with<timeout_vs_post<3>>(bound(1, false)),
