@@ -63,40 +63,23 @@ struct post_wakes : rl::test_suite<post_wakes<N, Singles>, N> {
   }
 };
 
-// I-SEM4 (FIFO hand-off): thread 0 waits on an empty semaphore; thread 1 sees
-// it queued (kWaiters), posts one permit and tries to take it back at once.
-// The permit is owed to the queued waiter, so try_wait must fail and thread 0
-// must get it.
-struct fifo_handoff : rl::test_suite<fifo_handoff, 2> {
+// I-SEM4 (FIFO hand-off): threads 0..W-1 wait on an empty semaphore; thread W
+// sees one queued (kWaiters), posts one permit and tries to take it back at
+// once.  The permit is owed to the queue's head, so try_wait must fail; then
+// it posts the other waiters' permits.
+template <unsigned W>
+struct fifo_handoff : rl::test_suite<fifo_handoff<W>, W + 1> {
   fiber::detail::relacy_env_t<> env;
   semaphore s{0};
   void thread(unsigned t) {
-    if (t == 0) {
+    if (t < W) {
       RL_ASSERT(s.wait() == 0);
       return;
     }
     for (unsigned iter = 0; !s.has_waiters(); ++iter) seam::spin_hint(iter);
     RL_ASSERT(s.post() == 0);
     RL_ASSERT(s.try_wait() == EAGAIN);  // I-SEM4: no barging past the queue
-  }
-  void after() { RL_ASSERT(s.value() == 0 && !s.has_waiters()); }
-};
-
-// I-SEM4 with 3 threads: two waiters; the poster, once one is queued, posts,
-// may not take the permit back with try_wait (it belongs to the queue's
-// head), then posts the second waiter's permit.
-struct fifo_handoff3 : rl::test_suite<fifo_handoff3, 3> {
-  fiber::detail::relacy_env_t<> env;
-  semaphore s{0};
-  void thread(unsigned t) {
-    if (t < 2) {
-      RL_ASSERT(s.wait() == 0);
-      return;
-    }
-    for (unsigned iter = 0; !s.has_waiters(); ++iter) seam::spin_hint(iter);
-    RL_ASSERT(s.post() == 0);
-    RL_ASSERT(s.try_wait() == EAGAIN);  // I-SEM4: no barging past the queue
-    RL_ASSERT(s.post() == 0);
+    for (unsigned i = 1; i < W; ++i) RL_ASSERT(s.post() == 0);
   }
   void after() { RL_ASSERT(s.value() == 0 && !s.has_waiters()); }
 };
@@ -190,8 +173,9 @@ int main(int argc, char** argv) {
         with<post_wakes<3, true>>(bound(2, false)), with<post_wakes<3, true>>(random(100000)),
         deep<post_wakes<3, false>>(random(1000000)), deep<post_wakes<4, true>>(bound(2, false))}},
       {"I-SEM4", "FIFO hand-off: a queued waiter's permit cannot be barged",
-       {with<fifo_handoff>(bound(5, false)), with<fifo_handoff>(random(100000)), exhaustive<fifo_handoff>(full()),
-        with<fifo_handoff3>(bound(2, false)), with<fifo_handoff3>(random(100000))}},
+       {with<fifo_handoff<1>>(bound(5, false)), with<fifo_handoff<1>>(random(100000)),
+        exhaustive<fifo_handoff<1>>(full()), with<fifo_handoff<2>>(bound(2, false)),
+        with<fifo_handoff<2>>(random(100000))}},
       {"I-SEM6", "timed wait racing post: a granted waiter never times out",
        {with<timeout_vs_post<2>>(bound(5, false)), with<timeout_vs_post<2>>(random(100000)),
         with<timeout_vs_post<3>>(random(200000)), with<timeout_vs_post<3>>(bound(1, false)),
