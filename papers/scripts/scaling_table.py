@@ -113,6 +113,7 @@ def plot(rows, recs, path):
     if any(r["skynet_go_us"] for r in rows):
         a.plot(ks, [r["skynet_go_us"] for r in rows], "s--", label="Go")
     a.set_xscale("log", base=2)
+    a.set_yscale("log")
     a.set_xlabel("KLTs (GOMAXPROCS)")
     a.set_ylabel("skynet: us per fiber (lower is better)")
     a.legend()
