@@ -40,6 +40,15 @@ struct runtime_m {
   seam::var<int> mem{0};             // every plain field an API call reads or writes
 };
 
+// Relacy tracks the heap through its replacement of the unsized global
+// operator delete; a plain delete-expression calls the sized one (C++14),
+// which is libstdc++'s and frees Relacy's block with free().
+template <class T>
+void model_delete(T* p) {
+  p->~T();
+  ::operator delete(static_cast<void*>(p));
+}
+
 enum class os_ops { create_join, join_only, create_only };
 
 // The process-wide state of core/src/lifecycle.cpp: g_rt, g_creates, g_calls.
@@ -69,7 +78,7 @@ struct shutdown_vs : rl::test_suite<shutdown_vs<Ops, kReinit>, 3> {
       // (or, created on the second runtime, is still queued there).
       RL_ASSERT(ran.load() == 1 || (second && second->queued.load(mo::relaxed) == 1));
     }
-    delete second;
+    if (second) model_delete(second);
   }
 
   // enter_os_call(): the runtime with `g` held, or nullptr.
@@ -113,7 +122,7 @@ struct shutdown_vs : rl::test_suite<shutdown_vs<Ops, kReinit>, 3> {
     RL_ASSERT(r->live.load(mo::relaxed) == 0);  // L4: no fiber was added behind the wait
     rt.store(nullptr, mo::release);  // release: pairs with enter()'s acquire (L3)
     r->mem.store(kFreed);  // slots_reset / delete write what they free
-    delete r;
+    model_delete(r);
     creates.reopen();
     calls.reopen();
     if (kReinit) {  // fiber_init again (no KLT in this model for it)
