@@ -76,6 +76,8 @@ bool config_ok(const fiber_config_t& c) noexcept {
   if (c.stack_size != 0 && (c.stack_size < FIBER_MIN_STACK_SIZE || c.stack_size > FIBER_MAX_STACK_SIZE))
     return false;
   if (c.timeslice_us > 10u * 1000 * 1000) return false;  // a quantum over 10 s is a mistake
+  // Shorter quanta spend the CPU on ticks (papers/design.md, "Minimum quantum").
+  if (c.timeslice_us != 0 && c.timeslice_us < FIBER_MIN_TIMESLICE_US) return false;
   return true;
 }
 

@@ -168,3 +168,54 @@ TEST_F(lifecycle_race_test, CreateFromOsThreadDuringShutdown) {
 }
 
 }  // namespace
+
+// ---- the quantum's bounds (issue 14 item 2) --------------------------------
+// Seen failing before the bound: fiber_init accepted FIBER_MIN_TIMESLICE_US - 1
+// and 1 (and at 1..5 us the runtime then froze).
+
+namespace {
+
+std::atomic<int> g_last_runner{-1};
+std::atomic<long> g_alternations{0};
+
+void* spin_and_watch(void* a) {
+  const int me = static_cast<int>(reinterpret_cast<std::uintptr_t>(a));
+  std::uint64_t end = fiber_test::now_ns() + 60 * fiber_test::kMs;
+  while (fiber_test::now_ns() < end) {
+    fiber_test::spin(2000);
+    // relaxed: both fibers run on the one KLT; a statistic
+    if (g_last_runner.exchange(me, std::memory_order_relaxed) != me)
+      g_alternations.fetch_add(1, std::memory_order_relaxed);
+  }
+  return nullptr;
+}
+
+TEST_F(lifecycle_race_test, QuantumBounds) {
+  fiber_config_t c = config(1, FIBER_MIN_TIMESLICE_US - 1);
+  EXPECT_EQ(fiber_init(&c), EINVAL);
+  c = config(1, 1);
+  EXPECT_EQ(fiber_init(&c), EINVAL);
+  c = config(1, 0);  // cooperative stays accepted
+  ASSERT_EQ(fiber_init(&c), 0);
+  ASSERT_EQ(fiber_shutdown(), 0);
+}
+
+// At the bound: accepted, and two spinning fibers on one KLT are preempted
+// (they alternate many times) and both finish; shutdown returns.
+TEST_F(lifecycle_race_test, QuantumAtTheBoundWorks) {
+  FIBER_SKIP_WITHOUT_PREEMPTION();
+  start(1, FIBER_MIN_TIMESLICE_US);
+  g_last_runner.store(-1);
+  g_alternations.store(0);
+  fiber_t a = spawn(spin_and_watch, reinterpret_cast<void*>(1));
+  fiber_t b = spawn(spin_and_watch, reinterpret_cast<void*>(2));
+  ASSERT_NE(a, 0u);
+  ASSERT_NE(b, 0u);
+  join(a);
+  join(b);
+  EXPECT_GT(fiber_test::stats().preemptions, 20u);
+  EXPECT_GT(g_alternations.load(), 20);
+  EXPECT_EQ(fiber_shutdown(), 0);
+}
+
+}  // namespace

@@ -40,7 +40,8 @@ typedef uint64_t fiber_t; /* a fiber's id; 0 is never a valid id; ids are not re
 
 typedef struct fiber_config {
   unsigned klts;         /* kernel-level threads; 0 = number of online CPUs */
-  unsigned timeslice_us; /* preemption quantum; 0 = no preemption (cooperative only) */
+  unsigned timeslice_us; /* preemption quantum; 0 = no preemption (cooperative only);
+                            else FIBER_MIN_TIMESLICE_US .. 10 s */
   size_t stack_size;     /* default fiber stack size in bytes; 0 = library default */
 } fiber_config_t;
 
@@ -54,11 +55,19 @@ typedef struct fiber_attr {
 #define FIBER_MAX_STACK_SIZE ((size_t)1 << 30)        /* largest accepted stack_size */
 #define FIBER_MAX_KLTS 1024u
 #define FIBER_DEFAULT_TIMESLICE_US 4000u /* one jiffy at HZ=250 */
+/* Shortest preemptive quantum fiber_init accepts (0, cooperative, is always
+ * accepted; 1..FIBER_MIN_TIMESLICE_US-1 are EINVAL).  A tick (timer signal,
+ * handler, register save, two switches) costs about 12 us of CPU on a loaded
+ * 2-vCPU VM; below ~10x that, ticks eat the quantum, and a quantum shorter
+ * than one tick never lets the fiber run.  Derivation: papers/design.md,
+ * "Minimum quantum"; measured with bench/tick_cost.cpp. */
+#define FIBER_MIN_TIMESLICE_US 100u
 
 void fiber_config_init(fiber_config_t *cfg); /* fills the defaults */
 void fiber_attr_init(fiber_attr_t *attr);
 int fiber_init(const fiber_config_t *cfg); /* NULL = defaults. EBUSY if already running,
-                                              EINVAL for a bad config. */
+                                              EINVAL for a bad config (klts, stack_size,
+                                              timeslice_us out of bounds). */
 int fiber_shutdown(void);                  /* waits for every fiber; EDEADLK from a fiber;
                                               EINVAL if not initialised */
 int fiber_create(fiber_t *id, const fiber_attr_t *attr, void *(*start)(void *), void *arg);
