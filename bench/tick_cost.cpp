@@ -83,9 +83,10 @@ run_result run_once(unsigned quantum_us) {
 
 void calibrate(double work_ms) {
   g_iters = 1000000;
-  std::uint64_t t0 = now_ns();
+  std::uint64_t t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);  // CPU time: a loaded machine does not skew it
   work(nullptr);
-  double per_iter = static_cast<double>(now_ns() - t0) / static_cast<double>(g_iters);
+  double per_iter = static_cast<double>(clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0) /
+                    static_cast<double>(g_iters);
   g_iters = static_cast<std::uint64_t>(work_ms * 1e6 / std::max(per_iter, 0.01));
 }
 

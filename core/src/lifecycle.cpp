@@ -225,9 +225,12 @@ int fiber_shutdown(void) {
 
 int fiber_set_policy(int policy) {
   if (policy != FIBER_POLICY_FIFO && policy != FIBER_POLICY_RUNNEXT) return EINVAL;
-  if (g_rt.load(std::memory_order_acquire)) return EBUSY;  // acquire: pairs with init
-  g_policy = policy;
-  return 0;
+  if (current_fiber()) return EBUSY;  // a runtime is running (and g_init_mu may be held long)
+  pthread_mutex_lock(&g_init_mu);      // g_policy is read by init_locked
+  int r = g_rt.load(std::memory_order_relaxed) ? EBUSY : 0;  // relaxed: under g_init_mu
+  if (r == 0) g_policy = policy;
+  pthread_mutex_unlock(&g_init_mu);
+  return r;
 }
 
 int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), void* arg) {

@@ -219,3 +219,51 @@ TEST_F(lifecycle_race_test, QuantumAtTheBoundWorks) {
 }
 
 }  // namespace
+
+// ---- how many fibers (issue 14 item 7) ---------------------------------------
+// The README used to say fiber_create returns EAGAIN beyond about 32k live
+// fibers (max_map_count / 2).  Past the guarded-stack budget (max_map_count / 2
+// - 8192) stacks are unguarded with a canary instead (slots.cpp), so 40,000
+// fibers alive at once must all be created.  Seen failing with the fallback
+// disabled (FIBER_MAX_GUARDED_STACKS=1000000: every stack guarded): EAGAIN
+// after 32,690 live fibers, once mprotect ran out of VMAs.
+
+namespace {
+
+std::atomic<bool> g_release{false};
+
+void* hog_klt(void*) {  // holds the only KLT (cooperative): the others never start
+  while (!g_release.load(std::memory_order_acquire)) fiber_test::spin(1000);  // pairs with the release
+  return nullptr;
+}
+
+TEST_F(lifecycle_race_test, MoreLiveFibersThanTheGuardedBudget) {
+  FIBER_SKIP_UNDER_TSAN("more live fibers than its thread limit");
+  constexpr unsigned kN = 40000;
+  start(1, 0);
+  g_release.store(false);
+  fiber_t hog = spawn(hog_klt);
+  ASSERT_NE(hog, 0u);
+  std::vector<fiber_t> ids;
+  ids.reserve(kN);
+  int rc = 0;
+  for (unsigned i = 0; i < kN && rc == 0; ++i) {
+    fiber_attr_t a;
+    fiber_attr_init(&a);
+    a.stack_size = FIBER_MIN_STACK_SIZE;
+    fiber_t f = 0;
+    rc = fiber_create(&f, &a, ret_arg, reinterpret_cast<void*>(std::uintptr_t{i}));
+    if (rc == 0) ids.push_back(f);
+  }
+  EXPECT_EQ(rc, 0) << "after " << ids.size() << " live fibers";
+  EXPECT_EQ(fiber_test::stats().live, ids.size() + 1);
+  g_release.store(true, std::memory_order_release);
+  join(hog);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    void* got = nullptr;
+    ASSERT_EQ(fiber_join(ids[i], &got), 0);
+    ASSERT_EQ(got, reinterpret_cast<void*>(std::uintptr_t{i}));
+  }
+}
+
+}  // namespace

@@ -10,13 +10,28 @@
  * ordinary OS thread (such as main) they block that thread.
  *
  * Guarantees: every function returns 0 or a pthread-style error number and
- * never crashes on a detectable misuse; fiber ids are never reused while the
- * process lives (a stale id gives ESRCH).  What preemption will not do (the
+ * never crashes on a detectable misuse; fiber ids are not reused while the
+ * process lives (a stale id gives ESRCH; ids carry a 40-bit sequence, so they
+ * could repeat only after 2^40 creations).  What preemption will not do (the
  * safe-point rules) is in core/README.md.
+ *
+ * Limits: at most 2^24 (16,777,216) fibers exist at once (live, or exited and
+ * not yet joined); past that, or when a stack cannot be mapped, fiber_create
+ * returns EAGAIN.  The first vm.max_map_count / 2 - 8192 stacks alive at once
+ * (24,573 by default; env FIBER_MAX_GUARDED_STACKS overrides) have a guard
+ * page; later ones have a canary checked at every switch instead, so their
+ * overflow is reported at the next switch rather than at the fault.  A stack is
+ * reserved, not committed: a fiber that has not run costs address space.
  *
  * Lifecycle: fiber_init (optional: the first fiber_create initialises with
  * defaults) ... fiber_shutdown (waits for every fiber, stops the KLTs, frees
- * everything); fiber_init may be called again after it.
+ * everything); fiber_init may be called again after it.  A call made from
+ * another OS thread while fiber_shutdown runs either completes against the old
+ * runtime or fails: fiber_create EAGAIN (until the shutdown returned; then it
+ * initialises a new runtime), fiber_join / fiber_detach ESRCH and
+ * fiber_get_stats EINVAL once the fibers are gone.  An OS thread blocked in
+ * fiber_join gets its value.  Calls from fibers always complete: shutdown
+ * waits for their fibers.
  *
  * Example:
  *     static void *work(void *arg) { return arg; }
@@ -71,9 +86,12 @@ int fiber_init(const fiber_config_t *cfg); /* NULL = defaults. EBUSY if already 
 int fiber_shutdown(void);                  /* waits for every fiber; EDEADLK from a fiber;
                                               EINVAL if not initialised */
 int fiber_create(fiber_t *id, const fiber_attr_t *attr, void *(*start)(void *), void *arg);
-                                           /* EINVAL (NULL id/start, bad attr), EAGAIN */
+                                           /* EINVAL (NULL id/start, bad attr), EAGAIN (no
+                                              slot or stack: see Limits; or from an OS
+                                              thread while fiber_shutdown runs) */
 int fiber_join(fiber_t id, void **retval); /* EDEADLK self, EINVAL detached or already being
-                                              joined, ESRCH no such fiber */
+                                              joined, ESRCH no such fiber (or its runtime
+                                              was shut down) */
 int fiber_detach(fiber_t id);              /* EINVAL already detached, ESRCH */
 int fiber_yield(void);                     /* 0; outside a fiber: sched_yield */
 void fiber_exit(void *retval) __attribute__((noreturn)); /* aborts with a message outside a fiber */
