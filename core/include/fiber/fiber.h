@@ -72,9 +72,9 @@ typedef struct fiber_attr {
 #define FIBER_DEFAULT_TIMESLICE_US 4000u /* one jiffy at HZ=250 */
 /* Shortest preemptive quantum fiber_init accepts (0, cooperative, is always
  * accepted; 1..FIBER_MIN_TIMESLICE_US-1 are EINVAL).  A tick (timer signal,
- * handler, register save, two switches) costs about 12 us of CPU on a loaded
- * 2-vCPU VM; below ~10x that, ticks eat the quantum, and a quantum shorter
- * than one tick never lets the fiber run.  Derivation: papers/design.md,
+ * handler, register save, two switches) cost 12-19 us of CPU on a loaded
+ * 2-vCPU VM, so at the bound ticks take up to ~20% of the CPU; a quantum
+ * shorter than one tick never lets the fiber run.  Use >= 1000 for work.  Derivation: papers/design.md,
  * "Minimum quantum"; measured with bench/tick_cost.cpp. */
 #define FIBER_MIN_TIMESLICE_US 100u
 
