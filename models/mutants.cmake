@@ -312,3 +312,33 @@ fiber_mutant(gate_leave_keeps_pending preempt I-G1-G3 fiber/detail/preempt_gate.
 set(FIND [==[    return c == 0 && pending_.load(mo::relaxed);]==])
 set(REPLACE [==[    return c == 0 && pending_.load(mo::relaxed) && c != 0;]==])
 fiber_mutant(gate_enable_never_yields preempt I-G1-G3 fiber/detail/preempt_gate.hpp "enable never takes a pending tick (removed wake-up)")
+
+# --- lifecycle_gate.hpp ----------------------------------------------------
+set(FIND [==[    if ((old & kClosed) == 0) return true;]==])
+set(REPLACE [==[    if (true) return true;]==])
+fiber_mutant(lifecycle_enter_ignores_closed lifecycle L1-L2 fiber/detail/lifecycle_gate.hpp "enter ignores the closed bit: the race before the gate (issue 14)")
+
+set(FIND [==[    word_.fetch_sub(kOne, mo::release);]==])
+set(REPLACE [==[    word_.fetch_sub(kOne, mo::relaxed);]==])
+fiber_mutant(lifecycle_leave_relaxed lifecycle L1-L2 fiber/detail/lifecycle_gate.hpp "leave relaxed: the caller's accesses are not ordered before the free")
+
+set(FIND [==[    for (unsigned i = 0; (word_.load(mo::acquire) & ~kClosed) != 0; ++i) Seam::spin_hint(i);]==])
+set(REPLACE [==[    for (unsigned i = 0; (word_.load(mo::relaxed) & ~kClosed) != 0; ++i) Seam::spin_hint(i);]==])
+fiber_mutant(lifecycle_drain_relaxed lifecycle L2-join fiber/detail/lifecycle_gate.hpp "drain relaxed: seeing the count 0 does not order the free after the calls")
+
+set(FIND [==[    word_.fetch_and(~kClosed, mo::release);]==])
+set(REPLACE [==[    word_.fetch_and(~kClosed, mo::relaxed);]==])
+fiber_mutant(lifecycle_reopen_relaxed lifecycle L3-L4 fiber/detail/lifecycle_gate.hpp "reopen relaxed: a caller entering afterwards may see the freed runtime")
+
+set(FIND [==[  creates.close();
+  creates.drain();  // no OS-thread create can add a fiber from here on
+  wait_no_live();   // fibers still create, join and detach; OS threads join and detach]==])
+set(REPLACE [==[  wait_no_live();
+  creates.close();
+  creates.drain();]==])
+fiber_mutant(lifecycle_wait_before_creates lifecycle L1-L2 fiber/detail/lifecycle_gate.hpp "shutdown waits for live fibers before draining creates: a late fiber is lost")
+
+set(FIND [==[  calls.close();
+  calls.drain();    // the last OS-thread join/detach/stats call has left]==])
+set(REPLACE [==[  calls.close();]==])
+fiber_mutant(lifecycle_no_calls_drain lifecycle L2-join fiber/detail/lifecycle_gate.hpp "shutdown does not drain joins: a join still running when the slot is freed")

@@ -4,6 +4,20 @@
 // Every entry point that touches scheduler state runs either in the
 // scheduler or with the calling fiber's preempt_count raised (I5), so the
 // runtime itself is never preempted.
+//
+// Shutdown versus every other call (lifecycle_gate.hpp, L1..L4).  A call from
+// a fiber needs nothing: its fiber is live, and shutdown waits for live == 0
+// and for the KLTs to leave before it frees anything (I7).  A call from an OS
+// thread enters a gate first: g_creates for fiber_create, g_calls for the
+// others that touch the runtime (join, detach, stats).  fiber_shutdown closes
+// and drains g_creates, waits for the fibers, then closes and drains g_calls
+// (quiesce), frees, clears g_rt and reopens both.  So an OS-thread call racing
+// shutdown either completes against the old runtime or fails: fiber_create
+// EAGAIN while the shutdown runs (then, once it returned, it initialises a new
+// runtime), fiber_join/fiber_detach ESRCH and fiber_get_stats EINVAL once the
+// fibers are gone.  An OS thread blocked in fiber_join keeps its fiber's
+// runtime alive until it returns; a join that starts while shutdown waits for
+// live fibers still works.
 #include <errno.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -14,6 +28,7 @@
 #include <new>
 
 #include "arch/context.hpp"
+#include "fiber/detail/lifecycle_gate.hpp"
 #include "fiber/detail/testing.h"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
@@ -26,6 +41,30 @@ pthread_mutex_t g_init_mu = PTHREAD_MUTEX_INITIALIZER;  // init/shutdown, OS thr
 int g_policy = FIBER_POLICY_FIFO;
 constexpr std::size_t kKltStack = 1024 * 1024;
 
+using lifecycle_gate = basic_lifecycle_gate<native_seam>;
+using pass = lifecycle_pass<native_seam>;
+lifecycle_gate g_creates;  // OS-thread fiber_create calls in flight (L4)
+lifecycle_gate g_calls;    // OS-thread join/detach/stats calls in flight (L4)
+
+// The runtime an OS-thread call may use, or nullptr (no runtime, or a
+// shutdown closed `g`).  On success the caller holds `g` until *held dies.
+runtime* enter_os_call(lifecycle_gate& g, lifecycle_gate** held) noexcept {
+  *held = nullptr;
+  if (!g.try_enter()) return nullptr;
+  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init's release
+  if (!rt) {
+    g.leave();
+    return nullptr;
+  }
+  *held = &g;
+  return rt;
+}
+
+// The runtime a call from a fiber runs on: alive while the fiber is (I7).
+runtime* fiber_runtime() noexcept {
+  return g_rt.load(std::memory_order_acquire);  // acquire: pairs with init's release
+}
+
 // RAII: raise the calling fiber's preempt_count (I5).  No-op on OS threads.
 struct no_preempt {
   no_preempt() noexcept { native_seam::preempt_disable(); }
@@ -37,6 +76,8 @@ bool config_ok(const fiber_config_t& c) noexcept {
   if (c.stack_size != 0 && (c.stack_size < FIBER_MIN_STACK_SIZE || c.stack_size > FIBER_MAX_STACK_SIZE))
     return false;
   if (c.timeslice_us > 10u * 1000 * 1000) return false;  // a quantum over 10 s is a mistake
+  // Shorter quanta spend the CPU on ticks (papers/design.md, "Minimum quantum").
+  if (c.timeslice_us != 0 && c.timeslice_us < FIBER_MIN_TIMESLICE_US) return false;
   return true;
 }
 
@@ -107,6 +148,15 @@ int init_locked(const fiber_config_t* cfg) noexcept {
   return 0;
 }
 
+// I7: returns once no fiber is alive (fiber_shutdown, under g_init_mu).
+void wait_no_live(runtime& rt) noexcept {
+  parker& me = native_seam::current_parker();
+  // seq_cst: store-buffering pair with finish_exit (store live; load waiter), I7.
+  rt.shutdown_waiter.store(&me, std::memory_order_seq_cst);
+  while (rt.live.load(std::memory_order_seq_cst) != 0) me.park();  // seq_cst: the pair above
+  rt.shutdown_waiter.store(nullptr, std::memory_order_seq_cst);  // seq_cst: as above
+}
+
 runtime* ensure_runtime() noexcept {
   runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init's release
   if (rt) return rt;
@@ -114,6 +164,18 @@ runtime* ensure_runtime() noexcept {
   if (!g_rt.load(std::memory_order_relaxed)) init_locked(nullptr);  // relaxed: under the mutex
   pthread_mutex_unlock(&g_init_mu);
   return g_rt.load(std::memory_order_acquire);
+}
+
+// fiber_create from an OS thread: the runtime (initialised if need be) with
+// g_creates held, or nullptr (EAGAIN) while a shutdown runs.  A shutdown that
+// completed between ensure_runtime() and the gate leaves g_rt null: once more.
+runtime* create_enter(lifecycle_gate** held) noexcept {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!ensure_runtime()) return nullptr;
+    if (runtime* rt = enter_os_call(g_creates, held)) return rt;
+    if (g_creates.closed()) return nullptr;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -149,25 +211,26 @@ int fiber_shutdown(void) {
     pthread_mutex_unlock(&g_init_mu);
     return EINVAL;
   }
-  parker& me = native_seam::current_parker();
-  // seq_cst: store-buffering pair with finish_exit (store live; load waiter), I7.
-  rt->shutdown_waiter.store(&me, std::memory_order_seq_cst);
-  while (rt->live.load(std::memory_order_seq_cst) != 0) me.park();
-  rt->shutdown_waiter.store(nullptr, std::memory_order_seq_cst);
+  quiesce(g_creates, g_calls, [rt] { wait_no_live(*rt); });  // L4
   stop_klts(*rt, rt->nklts);
   preempt_uninstall();  // the tick and fault handlers go back to what they were
-  g_rt.store(nullptr, std::memory_order_release);
+  g_rt.store(nullptr, std::memory_order_release);  // release: pairs with the API's acquire loads
   slots_reset();
   delete rt;
+  g_creates.reopen();  // L3: an OS thread entering now sees g_rt == nullptr
+  g_calls.reopen();
   pthread_mutex_unlock(&g_init_mu);
   return 0;
 }
 
 int fiber_set_policy(int policy) {
   if (policy != FIBER_POLICY_FIFO && policy != FIBER_POLICY_RUNNEXT) return EINVAL;
-  if (g_rt.load(std::memory_order_acquire)) return EBUSY;  // acquire: pairs with init
-  g_policy = policy;
-  return 0;
+  if (current_fiber()) return EBUSY;  // a runtime is running (and g_init_mu may be held long)
+  pthread_mutex_lock(&g_init_mu);      // g_policy is read by init_locked
+  int r = g_rt.load(std::memory_order_relaxed) ? EBUSY : 0;  // relaxed: under g_init_mu
+  if (r == 0) g_policy = policy;
+  pthread_mutex_unlock(&g_init_mu);
+  return r;
 }
 
 int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), void* arg) {
@@ -181,9 +244,10 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
     stack = attr->stack_size;
     detached = attr->detached != 0;
   }
-  runtime* rt = ensure_runtime();
+  lifecycle_gate* held = nullptr;
+  runtime* rt = current_fiber() ? fiber_runtime() : create_enter(&held);
+  pass p(held);
   if (!rt) return EAGAIN;
-  if (rt->stopping.load(std::memory_order_relaxed)) return EAGAIN;  // relaxed: advisory
   no_preempt np;
   fcb* f = slot_alloc(stack ? stack : rt->cfg.stack_size);
   if (!f) return EAGAIN;
@@ -203,10 +267,13 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
 }
 
 int fiber_join(fiber_t id, void** retval) {
-  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init
-  if (!rt || id == 0) return ESRCH;
+  if (id == 0) return ESRCH;
   fcb* self = current_fiber();
   if (self && self->id == id) return EDEADLK;
+  lifecycle_gate* held = nullptr;
+  runtime* rt = self ? fiber_runtime() : enter_os_call(g_calls, &held);
+  pass p(held);  // an OS thread parked below keeps the runtime alive (L2)
+  if (!rt) return ESRCH;
   fcb* f = slot_lookup(id);
   if (!f) return ESRCH;
   int r = f->join.join(id, retval);
@@ -218,8 +285,11 @@ int fiber_join(fiber_t id, void** retval) {
 }
 
 int fiber_detach(fiber_t id) {
-  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init
-  if (!rt || id == 0) return ESRCH;
+  if (id == 0) return ESRCH;
+  lifecycle_gate* held = nullptr;
+  runtime* rt = current_fiber() ? fiber_runtime() : enter_os_call(g_calls, &held);
+  pass p(held);
+  if (!rt) return ESRCH;
   fcb* f = slot_lookup(id);
   if (!f) return ESRCH;
   bool must_free = false;
@@ -292,7 +362,9 @@ void fiber_test_set_knob(int knob, int on) {
 
 int fiber_get_stats(fiber_stats_t* out) {
   if (!out) return EINVAL;
-  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init
+  lifecycle_gate* held = nullptr;
+  runtime* rt = current_fiber() ? fiber_runtime() : enter_os_call(g_calls, &held);
+  pass p(held);
   if (!rt) return EINVAL;
   auto& s = rt->stats;
   auto rd = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };

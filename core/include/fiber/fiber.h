@@ -10,13 +10,28 @@
  * ordinary OS thread (such as main) they block that thread.
  *
  * Guarantees: every function returns 0 or a pthread-style error number and
- * never crashes on a detectable misuse; fiber ids are never reused while the
- * process lives (a stale id gives ESRCH).  What preemption will not do (the
+ * never crashes on a detectable misuse; fiber ids are not reused while the
+ * process lives (a stale id gives ESRCH; ids carry a 40-bit sequence, so they
+ * could repeat only after 2^40 creations).  What preemption will not do (the
  * safe-point rules) is in core/README.md.
+ *
+ * Limits: at most 2^24 (16,777,216) fibers exist at once (live, or exited and
+ * not yet joined); past that, or when a stack cannot be mapped, fiber_create
+ * returns EAGAIN.  The first vm.max_map_count / 2 - 8192 stacks alive at once
+ * (24,573 by default; env FIBER_MAX_GUARDED_STACKS overrides) have a guard
+ * page; later ones have a canary checked at every switch instead, so their
+ * overflow is reported at the next switch rather than at the fault.  A stack is
+ * reserved, not committed: a fiber that has not run costs address space.
  *
  * Lifecycle: fiber_init (optional: the first fiber_create initialises with
  * defaults) ... fiber_shutdown (waits for every fiber, stops the KLTs, frees
- * everything); fiber_init may be called again after it.
+ * everything); fiber_init may be called again after it.  A call made from
+ * another OS thread while fiber_shutdown runs either completes against the old
+ * runtime or fails: fiber_create EAGAIN (until the shutdown returned; then it
+ * initialises a new runtime), fiber_join / fiber_detach ESRCH and
+ * fiber_get_stats EINVAL once the fibers are gone.  An OS thread blocked in
+ * fiber_join gets its value.  Calls from fibers always complete: shutdown
+ * waits for their fibers.
  *
  * Example:
  *     static void *work(void *arg) { return arg; }
@@ -40,7 +55,8 @@ typedef uint64_t fiber_t; /* a fiber's id; 0 is never a valid id; ids are not re
 
 typedef struct fiber_config {
   unsigned klts;         /* kernel-level threads; 0 = number of online CPUs */
-  unsigned timeslice_us; /* preemption quantum; 0 = no preemption (cooperative only) */
+  unsigned timeslice_us; /* preemption quantum; 0 = no preemption (cooperative only);
+                            else FIBER_MIN_TIMESLICE_US .. 10 s */
   size_t stack_size;     /* default fiber stack size in bytes; 0 = library default */
 } fiber_config_t;
 
@@ -54,17 +70,28 @@ typedef struct fiber_attr {
 #define FIBER_MAX_STACK_SIZE ((size_t)1 << 30)        /* largest accepted stack_size */
 #define FIBER_MAX_KLTS 1024u
 #define FIBER_DEFAULT_TIMESLICE_US 4000u /* one jiffy at HZ=250 */
+/* Shortest preemptive quantum fiber_init accepts (0, cooperative, is always
+ * accepted; 1..FIBER_MIN_TIMESLICE_US-1 are EINVAL).  A tick (timer signal,
+ * handler, register save, two switches) cost 12-19 us of CPU on a loaded
+ * 2-vCPU VM, so at the bound ticks take up to ~20% of the CPU; a quantum
+ * shorter than one tick never lets the fiber run.  Use >= 1000 for work.  Derivation: papers/design.md,
+ * "Minimum quantum"; measured with bench/tick_cost.cpp. */
+#define FIBER_MIN_TIMESLICE_US 100u
 
 void fiber_config_init(fiber_config_t *cfg); /* fills the defaults */
 void fiber_attr_init(fiber_attr_t *attr);
 int fiber_init(const fiber_config_t *cfg); /* NULL = defaults. EBUSY if already running,
-                                              EINVAL for a bad config. */
+                                              EINVAL for a bad config (klts, stack_size,
+                                              timeslice_us out of bounds). */
 int fiber_shutdown(void);                  /* waits for every fiber; EDEADLK from a fiber;
                                               EINVAL if not initialised */
 int fiber_create(fiber_t *id, const fiber_attr_t *attr, void *(*start)(void *), void *arg);
-                                           /* EINVAL (NULL id/start, bad attr), EAGAIN */
+                                           /* EINVAL (NULL id/start, bad attr), EAGAIN (no
+                                              slot or stack: see Limits; or from an OS
+                                              thread while fiber_shutdown runs) */
 int fiber_join(fiber_t id, void **retval); /* EDEADLK self, EINVAL detached or already being
-                                              joined, ESRCH no such fiber */
+                                              joined, ESRCH no such fiber (or its runtime
+                                              was shut down) */
 int fiber_detach(fiber_t id);              /* EINVAL already detached, ESRCH */
 int fiber_yield(void);                     /* 0; outside a fiber: sched_yield */
 void fiber_exit(void *retval) __attribute__((noreturn)); /* aborts with a message outside a fiber */
