@@ -180,6 +180,14 @@ runtime* create_enter(lifecycle_gate** held) noexcept {
 
 }  // namespace
 
+namespace fiber::detail {
+// make_runnable() from an OS thread (sched.cpp).  try_enter cannot fail there:
+// the fiber being woken is parked, so live > 0 and g_calls is still open (L4);
+// a false return is tolerated anyway (nothing to leave).
+bool os_wake_enter() noexcept { return g_calls.try_enter(); }
+void os_wake_leave() noexcept { g_calls.leave(); }
+}  // namespace fiber::detail
+
 extern "C" {
 
 void fiber_config_init(fiber_config_t* cfg) {

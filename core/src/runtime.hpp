@@ -179,6 +179,10 @@ void timer_cancel(fcb* f) noexcept;
 void fiber_entry(void* arg);
 void klt_publish_self(klt* k) noexcept;
 
+// lifecycle.cpp: an OS thread waking a parked fiber holds the call gate (L2, L4)
+bool os_wake_enter() noexcept;
+void os_wake_leave() noexcept;
+
 // slots.cpp / stack.cpp
 fcb* slot_alloc(std::size_t stack_size) noexcept;  // with its stack mapped; nullptr: EAGAIN
 bool stack_ensure(fcb* f) noexcept;   // maps f's stack unless a pooled one fits; false: ENOMEM

@@ -286,9 +286,15 @@ void* klt_main(void* arg) {
 }
 
 void make_runnable(fcb* f) noexcept {
-  runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: as above
   klt* k = this_klt();
+  // An OS-thread waker holds the runtime's call gate across the queue push and
+  // the idle notify: once f is queued it may run, exit, and let a shutdown
+  // finish, which must not free the runtime under this notify (L2).  The gate
+  // is open here because f is parked, hence live (L4).
+  bool gated = !k && os_wake_enter();
+  runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: as above
   rt.on_wake(f, k ? k->index : kNoKlt);
+  if (gated) os_wake_leave();
 }
 
 // ---- the native seam's out-of-line half --------------------------------------
