@@ -48,6 +48,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "diag.hpp"
 #include "fiber/detail/idle.hpp"
 #include "fiber/detail/join.hpp"
 #include "fiber/detail/parker.hpp"
@@ -101,6 +102,8 @@ struct fcb {
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
   fcb* free_next = nullptr;  // guarded by rt.slot_lock
+  // Explicit state, what it waits on, name (diag.hpp): diagnostics only.
+  fiber_diag diag;
 
   char* stack_lo() const noexcept { return map_base + (guarded ? page_size() : kCanaryBytes); }
   static constexpr std::size_t kCanaryBytes = 64;
@@ -134,6 +137,10 @@ struct alignas(64) klt {
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
   std::atomic<std::uint64_t> switches{0};  // written by this KLT only (no RMW on the hot path)
+  // Diagnostics (dump.cpp, deadlock.cpp): written by this KLT only, read racily.
+  std::atomic<bool> idle{false};              // between idle_wait's decision and wake-up
+  std::atomic<std::uint64_t> ticks{0};        // ticks that landed on a fiber (preempt.cpp)
+  std::atomic<std::uint64_t> deferred{0};     // of which refused and owed
 };
 
 using fifo_t = fifo_policy<native_seam, fcb>;
@@ -156,6 +163,7 @@ struct runtime {
   std::atomic<parker*> shutdown_waiter{nullptr};
   std::atomic<bool> stopping{false};
   std::atomic<unsigned> started{0};
+  std::atomic<unsigned> internal_threads{0};  // runtime threads that are not KLTs (diag ticker)
   stats_counters stats;
 
   void on_new(fcb* f, unsigned k) noexcept;
@@ -179,6 +187,27 @@ void timer_cancel(fcb* f) noexcept;
 void fiber_entry(void* arg);
 void klt_publish_self(klt* k) noexcept;
 
+// OS threads that blocked in the runtime (sched.cpp), for dump and detector.
+struct os_waiter_info {
+  long tid;
+  bool parked;    // committed and not yet woken
+  bool untimed;   // no deadline: only another party can wake it
+  wait_kind kind;
+  const void* obj;
+};
+// Calls fn for every OS thread that ever blocked in the runtime.  Lock-free,
+// no allocation (async-signal-safe); the entries are racy snapshots.
+void os_waiters_visit(void (*fn)(const os_waiter_info&, void*), void* ctx) noexcept;
+std::uint64_t os_blocks() noexcept;  // OS-thread park commits so far (detector's progress)
+
+// diag.cpp / dump.cpp / deadlock.cpp
+void diag_start(runtime& rt) noexcept;  // the ticker; marked: to move into monitor.cpp at merge
+void diag_stop(runtime& rt) noexcept;
+void deadlock_check(runtime& rt) noexcept;  // one detector step (deadlock.cpp)
+void dump_install_sigquit() noexcept;   // at init, unless the program has its own handler
+void dump_uninstall_sigquit() noexcept;  // at shutdown, if still ours
+void dump_write(int fd) noexcept;       // fiber_dump's body
+
 // slots.cpp / stack.cpp
 fcb* slot_alloc(std::size_t stack_size) noexcept;  // with its stack mapped; nullptr: EAGAIN
 bool stack_ensure(fcb* f) noexcept;   // maps f's stack unless a pooled one fits; false: ENOMEM
@@ -188,6 +217,9 @@ inline bool stack_canary_ok(const fcb* f) noexcept {  // unguarded stacks: the c
 }
 void slot_free(fcb* f) noexcept;
 fcb* slot_lookup(fiber_t id) noexcept;            // nullptr: no such slot
+// Diagnostics: every control block ever allocated (chunks are never freed
+// while the runtime runs); lock-free, async-signal-safe; fn sees racy states.
+void slots_visit(void (*fn)(fcb&, void*), void* ctx) noexcept;
 void slots_reset() noexcept;
 bool stack_map(std::size_t size, char** base, std::size_t* map_size) noexcept;
 void stack_unmap(char* base, std::size_t map_size) noexcept;
