@@ -110,6 +110,7 @@ bool quiet(runtime& rt) noexcept {
     return false;  // relaxed: confirmed by the progress counters
   long expect = static_cast<long>(rt.nklts) +
                 static_cast<long>(rt.internal_threads.load(std::memory_order_relaxed)) + c.parked_untimed;
+  if (knobs.deadlock_no_thread_check.load(std::memory_order_relaxed)) return true;  // planted bug (tests)
   return process_threads() == expect;
 }
 
@@ -233,7 +234,7 @@ void report_cycle(cycle_ctx&, const member* ms, int n) noexcept {
       put(" held by ");
     }
     put_fiber(ms[(i + 1) % n].f);
-    put(i + 1 < n ? ", which " : "\n");
+    put(i + 1 < n ? "; " : "\n");
   }
   dump_write(2);
 }

@@ -236,7 +236,8 @@ int preempt_signal() noexcept;
 // test knobs (testing.h)
 struct knobs_t {
   std::atomic<bool> no_pc_check{false}, no_count_check{false}, no_errno_swap{false},
-      no_eh_swap{false}, no_stack_check{false}, migrate_preempted{false};
+      no_eh_swap{false}, no_stack_check{false}, migrate_preempted{false},
+      deadlock_no_thread_check{false};
 };
 extern knobs_t knobs;
 
