@@ -28,7 +28,8 @@
 //    in the same untimed wait from its first read to its last (a wake bumps
 //    wakes_, a new wait bumps waits_), so no member could release a mutex or
 //    exit while the edges were re-read: the cycle existed at one instant and
-//    none of its waits can end.  Reported once per cycle, within one period.
+//    none of its waits can end.  Reported once per cycle, within kCycleEvery
+//    periods (0.3 s): the scan reads every control block, so it is rarer.
 //    Cycles through OS threads are left to rule 1.
 //
 // Reports: rule 1 prints "fiber: all fibers are asleep - deadlock!", the
@@ -50,6 +51,9 @@ namespace fiber::detail {
 namespace {
 
 constexpr int kMaxCycle = 16;
+// The cycle scan reads every control block (O(fibers), a few ms per million
+// fibers), so it runs every kCycleEvery periods only.
+constexpr unsigned kCycleEvery = 3;
 constexpr int kMaxReported = 64;
 
 struct progress {
@@ -250,6 +254,7 @@ struct ticker {
   bool prev_quiet = false;
   progress prev_pre;
   cycle_ctx cycles{};
+  unsigned tick = 0;
 };
 ticker g_ticker;
 
@@ -264,7 +269,9 @@ void deadlock_check(runtime& rt) noexcept {
   progress pre = read_progress(rt);
   bool q = quiet(rt);
   progress post = read_progress(rt);
+  t.cycles.rt = &rt;
   if (q && t.have_prev && t.prev_quiet && t.prev_pre == post) {
+    slots_visit(find_cycle_from, &t.cycles);  // name the cycles too, if any
     put("fiber: all fibers are asleep - deadlock!\n");
     dump_write(2);
     if (t.mode == 1) _exit(2);
@@ -274,7 +281,7 @@ void deadlock_check(runtime& rt) noexcept {
   t.have_prev = true;
   t.prev_quiet = q;
   t.prev_pre = pre;
-  t.cycles.rt = &rt;
+  if (++t.tick % kCycleEvery != 0) return;
   slots_visit(find_cycle_from, &t.cycles);
 }
 

@@ -99,10 +99,15 @@ int fiber_set_preempt_signal(int signo); /* default SIGPROF; EINVAL, EBUSY while
  * fiber_dump(fd) writes one line per fiber (id, name, state, what it waits on,
  * pinned, seconds in state) followed by its backtrace, then one line per
  * OS thread blocked in the runtime and one per KLT (what it runs, ticks,
- * deferred ticks); it returns 0 (EINVAL: no runtime) and the program goes on.
- * It takes no lock and allocates nothing (write(2) only), so it may be called
- * from a signal handler and while fibers come and go: what it prints is a
- * racy snapshot.  It must not race with fiber_shutdown.
+ * deferred ticks); it returns 0 (EINVAL: no runtime, bad fd) and the program
+ * goes on.  It allocates nothing and takes none of the runtime's locks; it
+ * reads the fiber tables racily (a snapshot, fibers may come and go) and
+ * writes with write(2).  Frame names come from dladdr(), which takes the
+ * dynamic loader's lock: call it from a signal handler only if that signal
+ * cannot interrupt dlopen/dlclose (the runtime's SIGQUIT dump prints bare
+ * addresses instead).  Backtraces follow frame pointers (the fiber:: CMake
+ * targets and fiber.pc add -fno-omit-frame-pointer).  It must not race with
+ * fiber_shutdown.
  *
  * SIGQUIT: when the program has no handler of its own at fiber_init, the
  * runtime installs one that dumps to stderr and exits with status 2 (as Go).
@@ -113,7 +118,8 @@ int fiber_set_preempt_signal(int signo); /* default SIGPROF; EINVAL, EBUSY while
  * deadlock!" and the dump to stderr and exits with status 2; a cycle of
  * fibers waiting on fiber mutexes and joins held by each other is reported
  * ("fiber: deadlock cycle: ...") and the program exits the same way, even
- * while other fibers run.  Both within about 0.3 s (three 100 ms periods).
+ * while other fibers run.  Both within about 0.3 s (checks every 100 ms;
+ * a cycle scan every 300 ms).
  * FIBER_DEADLOCK=0 in the environment turns detection off (=report: print,
  * do not exit). */
 #define FIBER_NAME_MAX 32
