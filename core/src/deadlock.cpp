@@ -290,7 +290,7 @@ static void* ticker_main(void*) {
   ticker& t = g_ticker;
   for (;;) {
     std::uint64_t now = mono_ns();
-    g_diag_now.store(now, std::memory_order_relaxed);  // relaxed: a timestamp for humans
+    g_diag_now.ns.store(now, std::memory_order_relaxed);  // relaxed: a timestamp for humans
     if (t.stop.load(mo::acquire)) break;  // acquire: pairs with diag_stop's release
     deadlock_check(*t.rt);
     native_seam::os_wait(t.stop, 0, now + std::uint64_t{kDiagPeriodMs} * 1000000u);
@@ -306,7 +306,8 @@ void diag_start(runtime& rt) noexcept {
   t.have_prev = false;
   t.cycles = cycle_ctx{};
   t.stop.store(0, mo::relaxed);  // relaxed: published by pthread_create
-  g_diag_now.store(mono_ns(), std::memory_order_relaxed);  // relaxed: a timestamp
+  g_diag_now.ns.store(mono_ns(), std::memory_order_relaxed);  // relaxed: a timestamp
+  module_table_refresh();  // for SIGQUIT dumps, which cannot call dl_iterate_phdr
   rt.internal_threads.fetch_add(1, std::memory_order_relaxed);  // relaxed: published by pthread_create
   if (pthread_create(&t.thread, nullptr, ticker_main, nullptr) != 0) {
     rt.internal_threads.fetch_sub(1, std::memory_order_relaxed);  // relaxed: no ticker

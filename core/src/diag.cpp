@@ -16,7 +16,7 @@
 
 namespace fiber::detail {
 
-std::atomic<std::uint64_t> g_diag_now{0};
+diag_clock g_diag_now;
 
 const char* fstate_name(fstate s) noexcept {
   switch (s) {
@@ -43,14 +43,22 @@ const char* wait_kind_name(wait_kind k) noexcept {
   return "?";
 }
 
-// Caller holds name_lock_.
+// Caller holds name_lock_.  Bytes past the NUL are left as they were:
+// readers stop at the first NUL.
 static void store_name(char* dst, const char* s) noexcept {
   std::size_t n = s ? std::strlen(s) : 0;
-  for (std::size_t i = 0; i < kNameMax; ++i)
+  for (std::size_t i = 0; i <= n; ++i)
     __atomic_store_n(&dst[i], i < n ? s[i] : '\0', __ATOMIC_RELAXED);  // relaxed: racy readers only
 }
 
+// At create, before the fiber is published.  An unnamed fiber in a slot
+// whose last name is already empty skips the lock (the common case: create
+// stays as cheap as before).  The price: a fiber_setname with the previous
+// fiber's id that passed its id check just before that fiber exited, was
+// joined and its slot reused may still land on this fiber's name (a
+// diagnostic, never memory safety).
 void fiber_diag::set_name(const char* s) noexcept {
+  if (!s && __atomic_load_n(&name_[0], __ATOMIC_RELAXED) == '\0') return;  // relaxed: see above
   lock_guard<basic_spinlock<native_seam>> g(name_lock_);
   store_name(name_, s);
 }

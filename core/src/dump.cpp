@@ -20,16 +20,8 @@
 // inside the fiber's own stack mapping.  It must not race with
 // fiber_shutdown, which frees the chunks.
 //
-// Backtraces: a frame-pointer walk from the saved context (arch/context.hpp:
-// [sp+6*8] = rbp, [sp+7*8] = return address into switch_out), through the
-// preemption trampoline's frame (interrupted rip at [rbp+88]).  Chosen over
-// libunwind: async-signal-safe, bounded by the stack, no new dependency, and
-// libunwind.so exports _Unwind_* symbols that would interpose libgcc's C++
-// exception unwinder in programs that link it before libgcc_s.  The price:
-// frames compiled without frame pointers are skipped or end the walk, so
-// libfiber is built with -fno-omit-frame-pointer, and programs that want
-// complete dumps should be too (`fiber bt` in gdb uses DWARF and has no such
-// limit).
+// Backtraces: backtrace.cpp (frame 0 exact, then a stack scan, or a
+// frame-pointer walk when built with FIBER_FRAME_POINTERS=ON).
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
@@ -37,7 +29,6 @@
 
 #include <cstring>
 
-#include "arch/context.hpp"
 #include "fiber/detail/mutex.hpp"
 #include "runtime.hpp"
 
@@ -115,35 +106,12 @@ void put_frame(dump_ctx& d, int i, std::uintptr_t pc) noexcept {
   o.c('\n');
 }
 
-bool in_asm(std::uintptr_t pc) noexcept {
-  return pc >= reinterpret_cast<std::uintptr_t>(fiber_asm_begin) &&
-         pc < reinterpret_cast<std::uintptr_t>(fiber_asm_end);
-}
-
-// Frame-pointer walk of a fiber that is not running, from its saved context.
 void backtrace(dump_ctx& d, const fcb& f) noexcept {
-  auto lo = reinterpret_cast<std::uintptr_t>(f.stack_lo());
-  auto hi = reinterpret_cast<std::uintptr_t>(f.stack_hi());
-  auto sp = reinterpret_cast<std::uintptr_t>(__atomic_load_n(&f.sp, __ATOMIC_RELAXED));  // racy
-  auto ok = [&](std::uintptr_t a, std::size_t n) { return a >= lo && a + n <= hi && (a & 7) == 0; };
-  if (!ok(sp, 8 * 8)) return;
-  auto rd = [](std::uintptr_t a) { return __atomic_load_n(reinterpret_cast<std::uintptr_t*>(a), __ATOMIC_RELAXED); };
-  std::uintptr_t pc = rd(sp + 7 * 8);
-  std::uintptr_t fp = rd(sp + 6 * 8);
-  for (int i = 0; i < kMaxFrames && pc; ++i) {
-    put_frame(d, i, pc);
-    if (in_asm(pc)) {  // returned into the preemption trampoline: its frame holds the interrupted rip
-      if (!ok(fp, 96)) return;
-      pc = rd(fp + 88);
-      fp = rd(fp);
-      continue;
-    }
-    if (!ok(fp, 16)) return;
-    std::uintptr_t next = rd(fp);
-    pc = rd(fp + 8);
-    if (next <= fp) return;  // the chain must go up the stack
-    fp = next;
-  }
+  std::uintptr_t pcs[kMaxFrames];
+  bool scanned = false;
+  int n = fiber_backtrace(f, pcs, kMaxFrames, &scanned);
+  if (scanned && n > 1) d.o->s("    (frames above #0 found by a stack scan: backtrace.cpp)\n");
+  for (int i = 0; i < n; ++i) put_frame(d, i, pcs[i]);
 }
 
 void put_secs(out_buf& o, std::uint64_t now, std::uint64_t since) noexcept {
@@ -228,6 +196,7 @@ void dump_write(int fd) noexcept {
     return;
   }
   dump_ctx d{&o, g_in_signal_dump.load(std::memory_order_relaxed), diag_now(), 0};
+  if (!d.in_signal) module_table_refresh();  // dlopened modules since init
   o.s("fiber dump: pid ").u(static_cast<std::uint64_t>(getpid())).s(", ").u(rt->nklts).s(" KLTs, ");
   o.u(rt->live.load(std::memory_order_relaxed)).s(" live fibers\n");  // relaxed: snapshot
   slots_visit(dump_fiber, &d);

@@ -207,6 +207,10 @@ void deadlock_check(runtime& rt) noexcept;  // one detector step (deadlock.cpp)
 void dump_install_sigquit() noexcept;   // at init, unless the program has its own handler
 void dump_uninstall_sigquit() noexcept;  // at shutdown, if still ours
 void dump_write(int fd) noexcept;       // fiber_dump's body
+// backtrace.cpp: frames of a fiber that is not running (pcs[0] exact); sets
+// *scanned when the frames above #0 come from a stack scan.  Async-signal-safe.
+int fiber_backtrace(const fcb& f, std::uintptr_t* pcs, int max, bool* scanned) noexcept;
+void module_table_refresh() noexcept;   // executable segments for the scan (not AS-safe)
 
 // slots.cpp / stack.cpp
 fcb* slot_alloc(std::size_t stack_size) noexcept;  // with its stack mapped; nullptr: EAGAIN

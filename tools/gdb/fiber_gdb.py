@@ -9,10 +9,13 @@
 # to ~/.gdbinit).  It reads the runtime's own tables (core/src/slots.cpp's
 # control-block chunks, core/src/diag.hpp's state mirror), so it needs the
 # library's debug info (the RelWithDebInfo or Debug build, or -g).  Like
-# fiber_dump (core/src/dump.cpp), `fiber bt` follows frame pointers (the
-# fiber:: targets compile with -fno-omit-frame-pointer) and reads only inside
-# the fiber's stack, so it works the same on a core file.  For a running
-# fiber, select its KLT's thread (`info klts`, `thread N`) and use `bt`.
+# fiber_dump (core/src/backtrace.cpp), `fiber bt` takes frame 0 from the saved
+# context and finds the frames above it by a stack scan (words that point
+# just after a call instruction in a function gdb knows; a stale one may show
+# up), or, with `fiber bt ID fp`, by following frame pointers (exact when the
+# program and libfiber are built with FIBER_FRAME_POINTERS=ON).  It reads only
+# the fiber's stack and the code, so it works the same on a core file.  For a
+# running fiber, select its KLT's thread (`info klts`, `thread N`) and use `bt`.
 import struct
 
 import gdb
@@ -179,6 +182,9 @@ class FiberBt(gdb.Command):
         sp = f["sp"]
         if not ok(sp, 64):
             raise gdb.GdbError("fiber %d has no saved context" % fid)
+        if "fp" not in arg.split()[1:]:
+            self.scan(sp, hi)
+            return
         pc, fp = _u64(sp + 56), _u64(sp + 48)
         for i in range(64):
             if pc == 0:
@@ -196,6 +202,33 @@ class FiberBt(gdb.Command):
             if nxt <= fp:
                 break
             fp = nxt
+
+    @staticmethod
+    def _after_call(w):
+        try:
+            if gdb.block_for_pc(w - 1) is None:
+                return False
+            b = _mem(w - 7, 7)
+        except (RuntimeError, gdb.MemoryError):
+            return False
+        m1, m2, m5, m6 = b[6], b[5], b[2], b[1]
+        return (b[2] == 0xE8 or (b[5] == 0xFF and (m1 & 0x38) == 0x10 and (m1 >> 6) == 3) or
+                (b[4] == 0xFF and (m2 & 0x38) == 0x10 and (m2 >> 6) == 1) or
+                (b[1] == 0xFF and (m5 & 0x38) == 0x10 and ((m5 >> 6) == 2 or (m5 & 0xC7) == 0x05)) or
+                (b[0] == 0xFF and (m6 & 0x38) == 0x10 and (m6 & 7) == 4) or
+                (b[4] == 0xFF and (m2 & 0x38) == 0x10 and (m2 & 0xC7) == 0x04))
+
+    def scan(self, sp, hi):
+        gdb.write("#0  %s\n" % _describe(_u64(sp + 56)))
+        raw = _mem(sp + 64, hi - sp - 64)
+        n = 1
+        for off in range(0, len(raw) - 7, 8):
+            w = struct.unpack_from("<Q", raw, off)[0]
+            if w > 0x10000 and self._after_call(w):
+                gdb.write("#%-2d %s\n" % (n, _describe(w)))
+                n += 1
+                if n == 64:
+                    break
 
 
 class FiberPrefix(gdb.Command):
