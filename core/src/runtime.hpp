@@ -18,6 +18,8 @@
 //             heap (timed park), guarded by rt.timer_lock.
 //   exited    off its stack; join_state decides who frees it (I-J2).
 //   free      slot on the free list, stack kept for reuse.
+// fcb::diag (diag.hpp) mirrors these states explicitly for fiber_dump, the
+// deadlock detector and gdb; the scheduler never reads it.
 //
 // Invariants of the scheduler (cited as I1..I7 in sched.cpp/preempt.cpp):
 //   I1 A fiber's stack is in use by at most one KLT at a time: a fiber becomes
