@@ -2,7 +2,7 @@
 """core/tests/gdb/gdb_test.py TARGET EXTENSION - runs the gdb extension
 (tools/gdb/fiber_gdb.py) in batch mode on gdb_target, live and on a core file
 written with gcore, and checks `info fibers`, `info klts` and `fiber bt`.
-Exit 77 (ctest: skipped) when gdb is absent."""
+Exit 77 (ctest: skipped) when gdb is absent or the build has no debug info."""
 import os
 import re
 import shutil
@@ -34,6 +34,10 @@ def main():
     target, ext = sys.argv[1], sys.argv[2]
     if shutil.which("gdb") is None:
         print("SKIP: gdb is not installed; the gdb extension was not tested")
+        return 77
+    probe = gdb(["-ex", "python print('fcb-size', gdb.lookup_type('fiber::detail::fcb').sizeof)", target])
+    if "fcb-size" not in probe:
+        print("SKIP: %s has no debug info for libfiber (a Release build); the extension needs it" % target)
         return 77
     with tempfile.TemporaryDirectory() as tmp:
         core = os.path.join(tmp, "target.core")
