@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 static long n;
-static volatile int stop;
 static fiber_mutex_t m = FIBER_MUTEX_INITIALIZER;
 static fiber_cond_t cv = FIBER_COND_INITIALIZER;
 static int turn;
