@@ -31,6 +31,7 @@ static void *pp(void *a) {
   return 0;
 }
 int main(int argc, char **argv) {
+  if (argc != 3) return 2;
   n = atol(argv[2]);
   fiber_config_t c; fiber_config_init(&c); c.klts = 1; c.timeslice_us = 0;
   fiber_init(&c);
