@@ -25,6 +25,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "arch/context.hpp"
@@ -145,12 +146,15 @@ int init_locked(const fiber_config_t* cfg) noexcept {
       return EAGAIN;
     }
   }
+  diag_start(*rt);         // diag ticker + deadlock detector (to move into monitor.cpp at merge)
+  dump_install_sigquit();  // only if the program has no SIGQUIT handler of its own
   return 0;
 }
 
 // I7: returns once no fiber is alive (fiber_shutdown, under g_init_mu).
 void wait_no_live(runtime& rt) noexcept {
   parker& me = native_seam::current_parker();
+  native_seam::note_wait(me, wait_kind::shutdown, &rt);
   // seq_cst: store-buffering pair with finish_exit (store live; load waiter), I7.
   rt.shutdown_waiter.store(&me, std::memory_order_seq_cst);
   while (rt.live.load(std::memory_order_seq_cst) != 0) me.park();  // seq_cst: the pair above
@@ -201,6 +205,7 @@ void fiber_attr_init(fiber_attr_t* attr) {
   if (!attr) return;
   attr->stack_size = 0;
   attr->detached = 0;
+  attr->name = nullptr;
 }
 
 int fiber_init(const fiber_config_t* cfg) {
@@ -220,6 +225,7 @@ int fiber_shutdown(void) {
     return EINVAL;
   }
   quiesce(g_creates, g_calls, [rt] { wait_no_live(*rt); });  // L4
+  diag_stop(*rt);
   stop_klts(*rt, rt->nklts);
   preempt_uninstall();  // the tick and fault handlers go back to what they were
   g_rt.store(nullptr, std::memory_order_release);  // release: pairs with the API's acquire loads
@@ -245,7 +251,10 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   if (!id || !start) return EINVAL;
   std::size_t stack = 0;
   bool detached = false;
+  const char* name = nullptr;
   if (attr) {
+    if (attr->name && std::strlen(attr->name) >= kNameMax) return ERANGE;
+    name = attr->name;
     if (attr->stack_size != 0 &&
         (attr->stack_size < FIBER_MIN_STACK_SIZE || attr->stack_size > FIBER_MAX_STACK_SIZE))
       return EINVAL;
@@ -267,6 +276,8 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   f->asan_fake_stack = nullptr;
   f->gate.reset(1);  // not yet published; fiber_entry drops it (I5, I-G1)
   f->join.reset(f->id, detached);
+  f->diag.set_name(name);
+  f->diag.move(fstate::free, fstate::runnable);
   rt->live.fetch_add(1, std::memory_order_relaxed);  // relaxed: the queue push publishes f
   *id = f->id;  // before f can run
   klt* k = this_klt();
@@ -342,6 +353,7 @@ int fiber_sleep_ns(uint64_t ns) {
     return 0;
   }
   parker& p = native_seam::current_parker();
+  native_seam::note_wait(p, wait_kind::sleep, nullptr);
   while (!p.park_until(deadline)) {  // spurious wake-ups loop (I-P4)
   }
   return 0;
@@ -364,6 +376,7 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_NO_EH_SWAP: knobs.no_eh_swap.store(v); break;
     case FIBER_KNOB_NO_STACK_CHECK: knobs.no_stack_check.store(v); break;
     case FIBER_KNOB_MIGRATE_PREEMPTED: knobs.migrate_preempted.store(v); break;
+    case FIBER_KNOB_DEADLOCK_NO_THREAD_CHECK: knobs.deadlock_no_thread_check.store(v); break;
     default: break;
   }
 }

@@ -164,6 +164,8 @@ void on_tick(int, siginfo_t*, void* ucv) {
     auto sp = static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
     auto& st = rt->stats;
     st.ticks.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+    k->ticks.store(k->ticks.load(std::memory_order_relaxed) + 1,  // per KLT for fiber_dump:
+                   std::memory_order_relaxed);  // relaxed: statistics, this handler is the one writer
     auto lo = reinterpret_cast<std::uintptr_t>(f->stack_lo());
     auto hi = reinterpret_cast<std::uintptr_t>(f->stack_hi());
     std::atomic<std::uint64_t>* deferred = nullptr;
@@ -176,6 +178,8 @@ void on_tick(int, siginfo_t*, void* ucv) {
       deferred = &st.deferred_stack;
     if (deferred) {
       deferred->fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+      k->deferred.store(k->deferred.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);  // relaxed: as k->ticks above
       f->gate.defer();  // owed: taken at the next safe point (I-G2)
     } else {
       // Below the red zone: [sp] = rip, [sp+8] = rsp for the trampoline's iretq.

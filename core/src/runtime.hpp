@@ -18,6 +18,8 @@
 //             heap (timed park), guarded by rt.timer_lock.
 //   exited    off its stack; join_state decides who frees it (I-J2).
 //   free      slot on the free list, stack kept for reuse.
+// fcb::diag (diag.hpp) mirrors these states explicitly for fiber_dump, the
+// deadlock detector and gdb; the scheduler never reads it.
 //
 // Invariants of the scheduler (cited as I1..I7 in sched.cpp/preempt.cpp):
 //   I1 A fiber's stack is in use by at most one KLT at a time: a fiber becomes
@@ -48,6 +50,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "diag.hpp"
 #include "fiber/detail/idle.hpp"
 #include "fiber/detail/join.hpp"
 #include "fiber/detail/parker.hpp"
@@ -101,6 +104,8 @@ struct fcb {
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
   fcb* free_next = nullptr;  // guarded by rt.slot_lock
+  // Explicit state, what it waits on, name (diag.hpp): diagnostics only.
+  fiber_diag diag;
 
   char* stack_lo() const noexcept { return map_base + (guarded ? page_size() : kCanaryBytes); }
   static constexpr std::size_t kCanaryBytes = 64;
@@ -134,6 +139,10 @@ struct alignas(64) klt {
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
   std::atomic<std::uint64_t> switches{0};  // written by this KLT only (no RMW on the hot path)
+  // Diagnostics (dump.cpp, deadlock.cpp): written by this KLT only, read racily.
+  std::atomic<bool> idle{false};              // between idle_wait's decision and wake-up
+  std::atomic<std::uint64_t> ticks{0};        // ticks that landed on a fiber (preempt.cpp)
+  std::atomic<std::uint64_t> deferred{0};     // of which refused and owed
 };
 
 using fifo_t = fifo_policy<native_seam, fcb>;
@@ -156,6 +165,7 @@ struct runtime {
   std::atomic<parker*> shutdown_waiter{nullptr};
   std::atomic<bool> stopping{false};
   std::atomic<unsigned> started{0};
+  std::atomic<unsigned> internal_threads{0};  // runtime threads that are not KLTs (diag ticker)
   stats_counters stats;
 
   void on_new(fcb* f, unsigned k) noexcept;
@@ -183,6 +193,31 @@ void klt_publish_self(klt* k) noexcept;
 bool os_wake_enter() noexcept;
 void os_wake_leave() noexcept;
 
+// OS threads that blocked in the runtime (sched.cpp), for dump and detector.
+struct os_waiter_info {
+  long tid;
+  bool parked;    // committed and not yet woken
+  bool untimed;   // no deadline: only another party can wake it
+  wait_kind kind;
+  const void* obj;
+};
+// Calls fn for every OS thread that ever blocked in the runtime.  Lock-free,
+// no allocation (async-signal-safe); the entries are racy snapshots.
+void os_waiters_visit(void (*fn)(const os_waiter_info&, void*), void* ctx) noexcept;
+std::uint64_t os_blocks() noexcept;  // OS-thread park commits so far (detector's progress)
+
+// diag.cpp / dump.cpp / deadlock.cpp
+void diag_start(runtime& rt) noexcept;  // the ticker; marked: to move into monitor.cpp at merge
+void diag_stop(runtime& rt) noexcept;
+void deadlock_check(runtime& rt) noexcept;  // one detector step (deadlock.cpp)
+void dump_install_sigquit() noexcept;   // at init, unless the program has its own handler
+void dump_uninstall_sigquit() noexcept;  // at shutdown, if still ours
+void dump_write(int fd) noexcept;       // fiber_dump's body
+// backtrace.cpp: frames of a fiber that is not running (pcs[0] exact); sets
+// *scanned when the frames above #0 come from a stack scan.  Async-signal-safe.
+int fiber_backtrace(const fcb& f, std::uintptr_t* pcs, int max, bool* scanned) noexcept;
+void module_table_refresh() noexcept;   // executable segments for the scan (not AS-safe)
+
 // slots.cpp / stack.cpp
 fcb* slot_alloc(std::size_t stack_size) noexcept;  // with its stack mapped; nullptr: EAGAIN
 bool stack_ensure(fcb* f) noexcept;   // maps f's stack unless a pooled one fits; false: ENOMEM
@@ -192,6 +227,9 @@ inline bool stack_canary_ok(const fcb* f) noexcept {  // unguarded stacks: the c
 }
 void slot_free(fcb* f) noexcept;
 fcb* slot_lookup(fiber_t id) noexcept;            // nullptr: no such slot
+// Diagnostics: every control block ever allocated (chunks are never freed
+// while the runtime runs); lock-free, async-signal-safe; fn sees racy states.
+void slots_visit(void (*fn)(fcb&, void*), void* ctx) noexcept;
 void slots_reset() noexcept;
 bool stack_map(std::size_t size, char** base, std::size_t* map_size) noexcept;
 void stack_unmap(char* base, std::size_t map_size) noexcept;
@@ -208,7 +246,8 @@ int preempt_signal() noexcept;
 // test knobs (testing.h)
 struct knobs_t {
   std::atomic<bool> no_pc_check{false}, no_count_check{false}, no_errno_swap{false},
-      no_eh_swap{false}, no_stack_check{false}, migrate_preempted{false};
+      no_eh_swap{false}, no_stack_check{false}, migrate_preempted{false},
+      deadlock_no_thread_check{false};
 };
 extern knobs_t knobs;
 

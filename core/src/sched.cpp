@@ -114,6 +114,7 @@ static void process_timers(runtime& rt) noexcept {
 }
 
 static void finish_exit(runtime& rt, fcb* f) noexcept {
+  f->diag.move(fstate::running, fstate::exited);  // before join.exit may free it
   // live first, so a joiner woken below never sees the fiber still counted.
   // A shutdown woken here waits for this KLT to leave its loop before it
   // frees anything, so finishing the join protocol afterwards is safe.
@@ -137,12 +138,24 @@ static void finish_exit(runtime& rt, fcb* f) noexcept {
 static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
   if (!stack_canary_ok(f)) report_canary(f);
   switch (a) {
-    case klt_action::yield: rt.on_yield(f, k->index); break;
-    case klt_action::preempted: rt.on_preempted(f, k->index); break;
+    case klt_action::yield:
+      f->diag.move(fstate::running, fstate::runnable);
+      rt.on_yield(f, k->index);
+      break;
+    case klt_action::preempted:
+      f->diag.move(fstate::running, fstate::runnable);
+      rt.on_preempted(f, k->index);
+      break;
     case klt_action::park:
       // I-P5/I1: commit only now that f is off its stack.  A token that
-      // arrived meanwhile makes f runnable again at once (I-P1).
-      if (!f->park.try_commit()) rt.on_yield(f, k->index);
+      // arrived meanwhile makes f runnable again at once (I-P1).  The diag
+      // state says parked before the commit, so the waker's "runnable"
+      // (wake) is always the later store.
+      f->diag.move(fstate::running, fstate::parked);
+      if (!f->park.try_commit()) {
+        f->diag.move(fstate::parked, fstate::runnable);
+        rt.on_yield(f, k->index);
+      }
       break;
     case klt_action::exit: finish_exit(rt, f); break;
     case klt_action::none: FIBER_ASSERT(false, "fiber switched out without an action"); break;
@@ -169,6 +182,7 @@ static void install(klt* k, fcb* next) noexcept {
   if (!next->sp) next->sp = ctx_make(next->stack_hi(), fiber_entry, next);  // first frame (slots.cpp)
   k->current = next;
   next->last_klt = k->index;
+  next->diag.move(fstate::runnable, fstate::running);
   if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) errno = next->saved_errno;  // I4
   if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) *k->eh = next->saved_eh;      // I4
   count_switch(k);
@@ -257,15 +271,21 @@ static void idle_wait(runtime& rt, klt* k) noexcept {
     return;
   }
   rt.stats.idle_sleeps.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+  // release: the detector (deadlock.cpp) that sees idle also sees idle_sleeps.
+  k->idle.store(true, std::memory_order_release);
   klt_timer_idle(*k, true);
   rt.idle.sleep(key, nd);
   klt_timer_idle(*k, false);
+  k->idle.store(false, std::memory_order_relaxed);  // relaxed: diagnostics
 }
 
 void* klt_main(void* arg) {
   klt* k = static_cast<klt*>(arg);
   runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: pairs with fiber_init's release
   klt_publish_self(k);
+  char name[16];
+  std::snprintf(name, sizeof name, "fiber-klt-%u", k->index);
+  pthread_setname_np(pthread_self(), name);  // what ps, top and gdb show
   k->eh = reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
   klt_altstack_install(*k);
   k->tsan_fiber = san_current_fiber();
@@ -344,10 +364,28 @@ void native_seam::preempt_enable() noexcept {
 namespace {
 struct os_parker_node {
   parker p;
-  os_parker_node* next = nullptr;
+  os_parker_node* next = nullptr;  // free list, guarded by g_os_parkers_lock
+  // Diagnostics (dump.cpp, deadlock.cpp): written by the owning thread,
+  // read racily; the node is never freed, so the registry below is safe.
+  std::atomic<os_parker_node*> all_next{nullptr};  // immutable once published
+  std::atomic<long> tid{0};
+  std::atomic<bool> untimed{false};
+  std::atomic<wait_kind> kind{wait_kind::none};
+  std::atomic<const void*> obj{nullptr};
 };
 spinlock g_os_parkers_lock;
 os_parker_node* g_os_parkers_free = nullptr;  // guarded by g_os_parkers_lock
+std::atomic<os_parker_node*> g_os_parkers_all{nullptr};  // every node ever made (push-only)
+std::atomic<std::uint64_t> g_os_blocks{0};               // OS park attempts (detector progress)
+
+void register_node(os_parker_node* n) noexcept {
+  os_parker_node* h = g_os_parkers_all.load(std::memory_order_relaxed);  // relaxed: the CAS decides
+  do {
+    n->all_next.store(h, std::memory_order_relaxed);  // relaxed: published by the CAS below
+    // release: a visitor that loads the new head (acquire) sees the node's fields.
+  } while (!g_os_parkers_all.compare_exchange_weak(h, n, std::memory_order_release,
+                                                   std::memory_order_relaxed));
+}
 
 struct os_parker_holder {
   os_parker_node* n = nullptr;
@@ -364,18 +402,61 @@ struct os_parker_holder {
         n = g_os_parkers_free;
         if (n) g_os_parkers_free = n->next;
       }
-      if (!n) n = new os_parker_node;  // never freed: I-P4
+      if (!n) {
+        n = new os_parker_node;  // never freed: I-P4
+        register_node(n);
+      }
+      n->tid.store(static_cast<long>(syscall(SYS_gettid)), std::memory_order_relaxed);  // relaxed: diag
     }
     return n->p;
   }
 };
 thread_local os_parker_holder tls_os_parker;
+
+// The node of an OS thread's parker; only its owner thread calls this.
+os_parker_node* os_node_of(parker& p) noexcept {
+  os_parker_node* n = tls_os_parker.n;
+  FIBER_ASSERT(n && &n->p == &p, "an OS thread's parker that is not its own");
+  (void)p;
+  return n;
+}
 thread_local std::uint64_t tls_os_id = 0;
 }  // namespace
 
 native_seam::parker_type& native_seam::current_parker() noexcept {
   if (fcb* f = current_fiber()) return f->park;
   return tls_os_parker.get();
+}
+
+void native_seam::note_wait(parker_type& p, wait_kind kind, const void* obj) noexcept {
+  if (p.owner) {
+    fiber_diag& d = static_cast<fcb*>(p.owner)->diag;
+    d.kind_.store(kind, std::memory_order_relaxed);  // relaxed: diagnostics (diag.hpp)
+    d.obj_.store(obj, std::memory_order_relaxed);
+    d.waits_.store(d.waits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
+    return;
+  }
+  os_parker_node* n = os_node_of(p);
+  n->kind.store(kind, std::memory_order_relaxed);  // relaxed: diagnostics
+  n->obj.store(obj, std::memory_order_relaxed);
+}
+
+void os_waiters_visit(void (*fn)(const os_waiter_info&, void*), void* ctx) noexcept {
+  // acquire: pairs with register_node's release CAS.
+  for (os_parker_node* n = g_os_parkers_all.load(std::memory_order_acquire); n;
+       n = n->all_next.load(std::memory_order_relaxed)) {  // relaxed: immutable once published
+    os_waiter_info w;
+    w.tid = n->tid.load(std::memory_order_relaxed);  // relaxed: racy snapshot (diag)
+    w.parked = n->p.is_parked();                     // acquire inside: pairs with try_commit()
+    w.untimed = n->untimed.load(std::memory_order_relaxed);
+    w.kind = n->kind.load(std::memory_order_relaxed);
+    w.obj = n->obj.load(std::memory_order_relaxed);
+    fn(w, ctx);
+  }
+}
+
+std::uint64_t os_blocks() noexcept {
+  return g_os_blocks.load(std::memory_order_acquire);  // acquire: pairs with os_block's release add
 }
 
 std::uint64_t native_seam::self_id() noexcept {
@@ -386,6 +467,11 @@ std::uint64_t native_seam::self_id() noexcept {
 }
 
 static void os_block(parker& p, std::uint64_t deadline) noexcept {
+  os_parker_node* n = os_node_of(p);
+  n->untimed.store(deadline == kNoDeadline, std::memory_order_relaxed);  // relaxed: ordered by the add
+  // release, before the commit: a detector that sees this thread parked
+  // (acquire load of its word after the commit) has seen this count move.
+  g_os_blocks.fetch_add(1, std::memory_order_release);
   if (!p.try_commit()) return;  // I-P1
   while (p.word().load(mo::acquire) == parker::kParked) {  // acquire: pairs with unpark()
     if (deadline != kNoDeadline && native_seam::now_ns() >= deadline) break;
@@ -412,6 +498,10 @@ void native_seam::block(parker_type& p, std::uint64_t deadline) noexcept {
 
 void native_seam::wake(parker_type& p) noexcept {
   if (p.owner) {
+    fiber_diag& d = static_cast<fcb*>(p.owner)->diag;
+    d.wakes_.store(d.wakes_.load(std::memory_order_relaxed) + 1,  // one waker at a time (I-P2)
+                   std::memory_order_relaxed);                     // relaxed: diagnostics
+    d.move(fstate::parked, fstate::runnable);
     make_runnable(static_cast<fcb*>(p.owner));
   } else {
     os_wake(p.word(), 1);

@@ -133,6 +133,8 @@ fcb* slot_alloc(std::size_t stack_size) noexcept {
     return nullptr;
   }
   f->id = (g_seq.fetch_add(1, std::memory_order_relaxed) << kSlotBits) | f->slot;  // relaxed: uniqueness only
+  f->diag.id_.store(f->id, std::memory_order_relaxed);  // relaxed: diagnostics (diag.hpp)
+  f->diag.kind_.store(wait_kind::none, std::memory_order_relaxed);  // relaxed: as above
   f->tsan_fiber = san_create_fiber();
   return f;
 }
@@ -179,6 +181,7 @@ bool stack_canary_ok_slow(const fcb* f) noexcept {
 }
 
 void slot_free(fcb* f) noexcept {
+  f->diag.move(fstate::exited, fstate::free);
   san_destroy_fiber(f->tsan_fiber);
   f->tsan_fiber = nullptr;
   char* unmap_base = nullptr;
@@ -205,6 +208,14 @@ fcb* slot_lookup(fiber_t id) noexcept {
   std::uint64_t s = id & kSlotMask;
   fcb* chunk = g_chunks[s >> kChunkBits].load(std::memory_order_acquire);  // acquire: pairs with new_slot_locked()
   return chunk ? &chunk[s & (kChunk - 1)] : nullptr;
+}
+
+void slots_visit(void (*fn)(fcb&, void*), void* ctx) noexcept {
+  for (unsigned c = 0; c < kMaxChunks; ++c) {
+    fcb* chunk = g_chunks[c].load(std::memory_order_acquire);  // acquire: pairs with new_slot_locked()
+    if (!chunk) break;
+    for (unsigned i = 0; i < kChunk; ++i) fn(chunk[i], ctx);
+  }
 }
 
 // At shutdown, no fiber is alive: unmap every stack and free the chunks.

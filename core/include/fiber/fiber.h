@@ -63,6 +63,7 @@ typedef struct fiber_config {
 typedef struct fiber_attr {
   size_t stack_size; /* 0 = the runtime's default */
   int detached;      /* nonzero: created detached */
+  const char *name;  /* NULL = unnamed; copied at create (ERANGE if 32 bytes or more) */
 } fiber_attr_t;
 
 #define FIBER_DEFAULT_STACK_SIZE ((size_t)256 * 1024) /* default fiber stack */
@@ -115,6 +116,43 @@ int fiber_preempt_allow_module(const void *addr);
 #define FIBER_POLICY_RUNNEXT 1 /* a created fiber runs next on its KLT (Go's runnext) */
 int fiber_set_policy(int policy);        /* EINVAL unknown, EBUSY while running */
 int fiber_set_preempt_signal(int signo); /* default SIGPROF; EINVAL, EBUSY while running */
+
+/* --- diagnostics -------------------------------------------------------------
+ * Names: at most FIBER_NAME_MAX - 1 bytes, shown by fiber_dump and gdb.
+ * fiber_setname: ESRCH no such fiber, ERANGE too long (the name is unchanged);
+ * NULL clears it.  fiber_getname: ESRCH, EINVAL NULL buf, ERANGE len too small
+ * for the name and its NUL.  A fiber's name dies with it.
+ *
+ * fiber_dump(fd) writes one line per fiber (id, name, state, what it waits on,
+ * pinned, seconds in state) followed by its backtrace, then one line per
+ * OS thread blocked in the runtime and one per KLT (what it runs, ticks,
+ * deferred ticks); it returns 0 (EINVAL: no runtime, bad fd) and the program
+ * goes on.  It allocates nothing and takes none of the runtime's locks; it
+ * reads the fiber tables racily (a snapshot, fibers may come and go) and
+ * writes with write(2).  Frame names come from dladdr(), which takes the
+ * dynamic loader's lock: call it from a signal handler only if that signal
+ * cannot interrupt dlopen/dlclose (the runtime's SIGQUIT dump prints bare
+ * addresses instead).  Backtraces follow frame pointers (the fiber:: CMake
+ * targets and fiber.pc add -fno-omit-frame-pointer).  It must not race with
+ * fiber_shutdown.
+ *
+ * SIGQUIT: when the program has no handler of its own at fiber_init, the
+ * runtime installs one that dumps to stderr and exits with status 2 (as Go).
+ *
+ * Deadlock: when every fiber is parked and nothing can wake one (no timer, no
+ * runnable fiber, every other thread of the process parked in the runtime
+ * without a deadline) the runtime prints "fiber: all fibers are asleep -
+ * deadlock!" and the dump to stderr and exits with status 2; a cycle of
+ * fibers waiting on fiber mutexes and joins held by each other is reported
+ * ("fiber: deadlock cycle: ...") and the program exits the same way, even
+ * while other fibers run.  Both within about 0.3 s (checks every 100 ms;
+ * a cycle scan every 300 ms).
+ * FIBER_DEADLOCK=0 in the environment turns detection off (=report: print,
+ * do not exit). */
+#define FIBER_NAME_MAX 32
+int fiber_setname(fiber_t id, const char *name);
+int fiber_getname(fiber_t id, char *buf, size_t len);
+int fiber_dump(int fd);
 
 /* --- synchronisation -------------------------------------------------------- */
 /* Opaque storage for the algorithms of core/include/fiber/detail/ (sizes are

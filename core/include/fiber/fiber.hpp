@@ -20,6 +20,7 @@
 //     int sum = 0;
 //     fiber::thread t([&sum](int n) { for (int i = 0; i < n; ++i) sum += i; }, 10);
 //     t.join();                          // sum == 45
+//     fiber::thread w(fiber::thread::options{"worker"}, [] { /* named in fiber_dump and gdb */ });
 #pragma once
 
 #include <cerrno>
@@ -105,15 +106,29 @@ class thread {
     fiber_t v_ = 0;
   };
 
+  // Creation options beyond std::thread (fiber_attr_t): a name for fiber_dump
+  // and gdb (copied; std::system_error ERANGE if FIBER_NAME_MAX or longer).
+  struct options {
+    const char* name = nullptr;
+    std::size_t stack_size = 0;  // 0 = the runtime's default
+  };
+
   thread() noexcept = default;
   template <class F, class... Args,
-            class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, thread>>>
-  explicit thread(F&& f, Args&&... args) {
+            class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, thread> &&
+                                     !std::is_same_v<std::decay_t<F>, options>>>
+  explicit thread(F&& f, Args&&... args) : thread(options{}, std::forward<F>(f), std::forward<Args>(args)...) {}
+  template <class F, class... Args>
+  thread(const options& o, F&& f, Args&&... args) {
     using tuple = std::tuple<std::decay_t<F>, std::decay_t<Args>...>;
     auto s = std::make_unique<detail::thread_state<tuple>>(
         tuple(std::forward<F>(f), std::forward<Args>(args)...));
+    fiber_attr_t a;
+    fiber_attr_init(&a);
+    a.name = o.name;
+    a.stack_size = o.stack_size;
     fiber_t t = 0;
-    if (int e = fiber_create(&t, nullptr, &detail::thread_start<tuple>, s.get()))
+    if (int e = fiber_create(&t, &a, &detail::thread_start<tuple>, s.get()))
       throw std::system_error(e, std::generic_category(), "fiber_create");
     s.release();
     id_ = id(t);

@@ -57,6 +57,7 @@ class basic_barrier {
     node_t node(&Seam::current_parker());
     grant_list<Seam> woken;
     if (!arrive(node, woken)) {
+      Seam::note_wait(*node.parker, wait_kind::barrier, this);
       const bool granted = node.wait(kNoDeadline);
       FIBER_ASSERT(granted, "barrier: untimed wait returned without a grant");
       (void)granted;

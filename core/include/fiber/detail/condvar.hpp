@@ -107,6 +107,7 @@ class basic_condvar {
   }
   // After the caller's lock is released: 0 when notified, ETIMEDOUT (I-C3, I-C4).
   int await(node_t& node, std::uint64_t deadline) noexcept {
+    Seam::note_wait(*node.parker, wait_kind::condvar, this);
     if (node.wait(deadline)) return 0;
     if (withdraw(node)) return ETIMEDOUT;
     return 0;

@@ -65,6 +65,7 @@ class join_state {
     if (id_.load() != id) return unlock_with(ESRCH);
     if (detached_.load() || joiner_.load() != nullptr) return unlock_with(EINVAL);  // I-J4
     joiner_.store(&me);
+    Seam::note_wait(me, wait_kind::join, this);
     while (!exited_.load()) {
       lock_.unlock();
       me.park();

@@ -133,6 +133,8 @@ class basic_mutex {
 
   // Diagnostics and tests only: a racy snapshot.
   std::uint32_t state_hint() const noexcept { return state_.load(mo::relaxed); }  // relaxed: a hint
+  // Diagnostics (dump, deadlock detector): the owner's self_id or 0 (I-M4).
+  std::uint64_t owner_hint() const noexcept { return owner_.load(mo::relaxed); }  // relaxed: a hint
 
  private:
   using node_t = wait_node<Seam>;
@@ -143,6 +145,7 @@ class basic_mutex {
 
   int lock_slow(std::uint64_t self) noexcept {
     node_t node(&Seam::current_parker());
+    Seam::note_wait(*node.parker, wait_kind::mutex, this);
     if (!enqueue_or_acquire(node)) {
       // Queued: the unlocker hands the mutex over with grant() (I-M3).
       const bool granted = node.wait(kNoDeadline);

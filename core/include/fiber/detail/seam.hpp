@@ -38,6 +38,11 @@
 //   static uint64_t self_id();              // nonzero identity of the caller
 //       (fiber id, or an OS-thread id with bit 63 set); owner tracking.
 //   static uint64_t now_ns();               // CLOCK_MONOTONIC (virtual under Relacy)
+//   static void note_wait(parker_type&, wait_kind, const void* obj);
+//                                           // diagnostics only: what the owner of
+//       the parker is about to wait on (fiber_dump, deadlock detection).  Called
+//       once per logical wait on the slow path, before parking; natively a few
+//       plain stores into the waiter's control block, nothing under Relacy.
 //   static void os_wait(atomic<uint32_t>&, uint32_t expected, uint64_t deadline);
 //   static void os_wake(atomic<uint32_t>&, uint32_t count);
 //                                           // futex-like wait/wake on a word for
@@ -62,6 +67,10 @@ enum class mo : unsigned char { relaxed, acquire, release, acq_rel, seq_cst };
 
 // Deadlines are absolute CLOCK_MONOTONIC nanoseconds.
 inline constexpr std::uint64_t kNoDeadline = ~std::uint64_t{0};
+
+// What a parked party waits on (Seam::note_wait; printed by fiber_dump).  The
+// object is the algorithm object (basic_mutex..., a fiber's join_state).
+enum class wait_kind : unsigned char { none, mutex, condvar, semaphore, barrier, join, sleep, shutdown };
 
 }  // namespace fiber::detail
 

@@ -19,6 +19,7 @@
 namespace fiber::detail {
 
 enum class mo : unsigned char;
+enum class wait_kind : unsigned char;
 template <class Seam> class basic_parker;
 
 // Empty source location: the Relacy seam fills it, the native one ignores it.
@@ -121,6 +122,8 @@ struct native_seam {
   static parker_type& current_parker() noexcept;
   static std::uint64_t self_id() noexcept;
   static std::uint64_t now_ns() noexcept;
+  // Diagnostics (core/src/diag.cpp): records what the parker's owner waits on.
+  static void note_wait(parker_type& p, wait_kind k, const void* obj) noexcept;
 
   // Park platform (parker.hpp): block until woken, timed out (deadline) or
   // spuriously; on return the parker is back to kEmpty.  wake: the parker was

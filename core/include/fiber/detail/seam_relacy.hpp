@@ -289,6 +289,8 @@ struct relacy_seam {
   }
   static std::uint64_t self_id() { return std::uint64_t{me()} + 1; }
   static std::uint64_t now_ns() { return g_relacy.clock[me()]; }
+  template <class Parker>
+  static void note_wait(Parker&, wait_kind, const void*) {}  // diagnostics: nothing to model
 
   // Park platform.  Templates so that basic_parker may still be incomplete here.
   template <class Parker>

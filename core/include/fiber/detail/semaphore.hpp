@@ -119,6 +119,7 @@ class basic_semaphore {
   int wait_slow(std::uint64_t deadline) noexcept {
     node_t node(&Seam::current_parker());
     if (enqueue_or_take(node)) return 0;
+    Seam::note_wait(*node.parker, wait_kind::semaphore, this);
     if (node.wait(deadline)) return 0;  // granted: the permit is ours (I-SEM3)
     {
       lock_guard<basic_spinlock<Seam>> g(lk_);

@@ -1,0 +1,111 @@
+// core/src/diag.cpp - fiber names (fiber_setname/fiber_getname) and the
+// words a dump prints for states and wait kinds (diag.hpp).
+//
+// A name lives in the fiber's control block (fiber_diag::name_, kNameMax
+// bytes with the NUL).  Writers (create, setname) take name_lock_ and check
+// under it that the id still names the slot's fiber, so a setname racing with
+// the fiber's exit and the slot's reuse never renames the next fiber: create
+// writes the new fiber's name under the same lock after the id changed.
+// Readers outside the lock (fiber_dump, gdb) may see a torn name, never a
+// read out of bounds.
+#include <errno.h>
+
+#include <cstring>
+
+#include "runtime.hpp"
+
+namespace fiber::detail {
+
+diag_clock g_diag_now;
+
+const char* fstate_name(fstate s) noexcept {
+  switch (s) {
+    case fstate::free: return "free";
+    case fstate::runnable: return "runnable";
+    case fstate::running: return "running";
+    case fstate::parked: return "parked";
+    case fstate::exited: return "exited";
+  }
+  return "?";
+}
+
+const char* wait_kind_name(wait_kind k) noexcept {
+  switch (k) {
+    case wait_kind::none: return "nothing";
+    case wait_kind::mutex: return "mutex";
+    case wait_kind::condvar: return "condvar";
+    case wait_kind::semaphore: return "semaphore";
+    case wait_kind::barrier: return "barrier";
+    case wait_kind::join: return "join";
+    case wait_kind::sleep: return "sleep";
+    case wait_kind::shutdown: return "shutdown";
+  }
+  return "?";
+}
+
+// Caller holds name_lock_.  Bytes past the NUL are left as they were:
+// readers stop at the first NUL.
+static void store_name(char* dst, const char* s) noexcept {
+  std::size_t n = s ? std::strlen(s) : 0;
+  for (std::size_t i = 0; i <= n; ++i)
+    __atomic_store_n(&dst[i], i < n ? s[i] : '\0', __ATOMIC_RELAXED);  // relaxed: racy readers only
+}
+
+// At create, before the fiber is published.  An unnamed fiber in a slot
+// whose last name is already empty skips the lock (the common case: create
+// stays as cheap as before).  The price: a fiber_setname with the previous
+// fiber's id that passed its id check just before that fiber exited, was
+// joined and its slot reused may still land on this fiber's name (a
+// diagnostic, never memory safety).
+void fiber_diag::set_name(const char* s) noexcept {
+  if (!s && __atomic_load_n(&name_[0], __ATOMIC_RELAXED) == '\0') return;  // relaxed: see above
+  lock_guard<basic_spinlock<native_seam>> g(name_lock_);
+  store_name(name_, s);
+}
+
+}  // namespace fiber::detail
+
+using namespace fiber::detail;
+
+namespace {
+// The live fiber `id`, or nullptr.  A snapshot: callers re-check under name_lock_.
+fcb* live_fiber(fiber_t id) noexcept {
+  if (id == 0 || !g_rt.load(std::memory_order_acquire)) return nullptr;  // acquire: pairs with init
+  fcb* f = slot_lookup(id);
+  return f && f->join.is(id) ? f : nullptr;
+}
+}  // namespace
+
+extern "C" int fiber_setname(fiber_t id, const char* name) {
+  if (name && std::strlen(name) >= kNameMax) return ERANGE;
+  fcb* f = live_fiber(id);
+  if (!f) return ESRCH;
+  int rc = ESRCH;
+  {  // the spinlock raises the preempt count (I-S1)
+    lock_guard<basic_spinlock<native_seam>> g(f->diag.name_lock_);
+    if (f->join.is(id)) {
+      store_name(f->diag.name_, name);
+      rc = 0;
+    }
+  }
+  return rc;
+}
+
+extern "C" int fiber_getname(fiber_t id, char* buf, size_t len) {
+  if (!buf) return EINVAL;
+  fcb* f = live_fiber(id);
+  if (!f) return ESRCH;
+  char tmp[kNameMax];
+  int rc = ESRCH;
+  {  // the spinlock raises the preempt count (I-S1)
+    lock_guard<basic_spinlock<native_seam>> g(f->diag.name_lock_);
+    if (f->join.is(id)) {
+      f->diag.copy_name(tmp);
+      rc = 0;
+    }
+  }
+  if (rc != 0) return rc;
+  if (std::strlen(tmp) + 1 > len) return ERANGE;
+  std::memcpy(buf, tmp, std::strlen(tmp) + 1);
+  return 0;
+}

@@ -1,0 +1,236 @@
+// core/src/dump.cpp - fiber_dump(fd) and the SIGQUIT dump.
+//
+// Output (one record per line, parsed by core/tests/diag_test.cpp and
+// tools/gdb/fiber_gdb.py's documentation):
+//   fiber dump: pid P, N KLTs, L live fibers
+//   fiber ID "NAME" STATE [on KIND 0xOBJ [held by fiber ID|thread TID]] [klt K] [pinned] for S.Ds
+//     #0 0xPC SYMBOL+0xOFF          (parked/runnable fibers: their saved context)
+//   thread TID parked on KIND 0xOBJ [untimed]   (OS threads blocked in the runtime)
+//   klt K running fiber ID | idle | scheduling, ticks T deferred D
+//
+// What it takes (async-signal-safe): no lock and no allocation.  It reads the
+// control-block chunks (never freed while the runtime runs: slots_visit), the
+// OS-waiter registry (push-only, never freed: os_waiters_visit) and the KLT
+// array, all racily (relaxed atomics, diag.hpp), and writes with write(2)
+// from a stack buffer.  Symbol names come from dladdr only when not called
+// from the SIGQUIT handler (dladdr takes the loader's lock); there raw
+// addresses are printed (resolve with addr2line or the gdb extension).
+// A fiber's state may change while it is printed; a backtrace of a fiber that
+// starts running meanwhile may be torn, never a fault: the walk reads only
+// inside the fiber's own stack mapping.  It must not race with
+// fiber_shutdown, which frees the chunks.
+//
+// Backtraces: backtrace.cpp (frame 0 exact, then a stack scan, or a
+// frame-pointer walk when built with FIBER_FRAME_POINTERS=ON).
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "fiber/detail/mutex.hpp"
+#include "runtime.hpp"
+
+namespace fiber::detail {
+
+namespace {
+
+constexpr int kMaxFrames = 32;
+
+class out_buf {
+ public:
+  explicit out_buf(int fd) noexcept : fd_(fd) {}
+  ~out_buf() { flush(); }
+  out_buf(const out_buf&) = delete;
+  out_buf& operator=(const out_buf&) = delete;
+  out_buf& s(const char* str) noexcept {
+    while (str && *str) c(*str++);
+    return *this;
+  }
+  out_buf& c(char ch) noexcept {
+    if (n_ == sizeof buf_) flush();
+    buf_[n_++] = ch;
+    return *this;
+  }
+  out_buf& u(std::uint64_t v) noexcept {
+    char t[24];
+    int i = 0;
+    do { t[i++] = static_cast<char>('0' + v % 10); v /= 10; } while (v);
+    while (i) c(t[--i]);
+    return *this;
+  }
+  out_buf& x(std::uint64_t v) noexcept {
+    static const char kHex[] = "0123456789abcdef";
+    s("0x");
+    int i = 60;
+    while (i > 0 && ((v >> i) & 0xF) == 0) i -= 4;
+    for (; i >= 0; i -= 4) c(kHex[(v >> i) & 0xF]);
+    return *this;
+  }
+  void flush() noexcept {
+    std::size_t off = 0;
+    while (off < n_) {
+      ssize_t w = write(fd_, buf_ + off, n_ - off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      off += static_cast<std::size_t>(w);
+    }
+    n_ = 0;
+  }
+
+ private:
+  int fd_;
+  std::size_t n_ = 0;
+  char buf_[2048];
+};
+
+struct dump_ctx {
+  out_buf* o;
+  bool in_signal;
+  std::uint64_t now;
+  std::ptrdiff_t join_off;  // offset of fcb::join in fcb, for join waits
+};
+
+void put_frame(dump_ctx& d, int i, std::uintptr_t pc) noexcept {
+  out_buf& o = *d.o;
+  o.s("    #").u(static_cast<unsigned>(i)).c(' ').x(pc);
+  Dl_info info;
+  if (!d.in_signal && dladdr(reinterpret_cast<void*>(pc - 1), &info)) {
+    if (info.dli_sname) {
+      o.c(' ').s(info.dli_sname).s("+").x(pc - reinterpret_cast<std::uintptr_t>(info.dli_saddr));
+    } else if (info.dli_fname) {
+      o.s(" (").s(info.dli_fname).s("+").x(pc - reinterpret_cast<std::uintptr_t>(info.dli_fbase)).c(')');
+    }
+  }
+  o.c('\n');
+}
+
+void backtrace(dump_ctx& d, const fcb& f) noexcept {
+  std::uintptr_t pcs[kMaxFrames];
+  bool scanned = false;
+  int n = fiber_backtrace(f, pcs, kMaxFrames, &scanned);
+  if (scanned && n > 1) d.o->s("    (frames above #0 found by a stack scan: backtrace.cpp)\n");
+  for (int i = 0; i < n; ++i) put_frame(d, i, pcs[i]);
+}
+
+void put_secs(out_buf& o, std::uint64_t now, std::uint64_t since) noexcept {
+  if (now == 0 || since == 0 || since > now) return;
+  std::uint64_t ms = (now - since) / 1000000u;
+  o.s(" for ").u(ms / 1000).c('.').u((ms / 100) % 10).c('s');
+}
+
+void put_wait(dump_ctx& d, wait_kind k, const void* obj) noexcept {
+  out_buf& o = *d.o;
+  o.s(" on ").s(wait_kind_name(k));
+  if (obj) o.c(' ').x(reinterpret_cast<std::uintptr_t>(obj));
+  if (k == wait_kind::mutex && obj) {
+    std::uint64_t owner = static_cast<const basic_mutex<native_seam>*>(obj)->owner_hint();
+    if (owner >> 63) o.s(" held by thread ").u(owner & ~(std::uint64_t{1} << 63));
+    else if (owner) o.s(" held by fiber ").u(owner);
+  } else if (k == wait_kind::join && obj) {
+    auto* t = reinterpret_cast<const fcb*>(static_cast<const char*>(obj) - d.join_off);
+    o.s(" of fiber ").u(t->diag.id_.load(std::memory_order_relaxed));  // relaxed: racy snapshot
+  }
+}
+
+void dump_fiber(fcb& f, void* p) noexcept {
+  dump_ctx& d = *static_cast<dump_ctx*>(p);
+  d.join_off = reinterpret_cast<char*>(&f.join) - reinterpret_cast<char*>(&f);
+  fstate st = f.diag.state();
+  if (st == fstate::free) return;
+  out_buf& o = *d.o;
+  char name[kNameMax];
+  f.diag.copy_name(name);
+  o.s("fiber ").u(f.diag.id_.load(std::memory_order_relaxed)).s(" \"").s(name).s("\" ").s(fstate_name(st));
+  if (st == fstate::parked)
+    put_wait(d, f.diag.kind_.load(std::memory_order_relaxed), f.diag.obj_.load(std::memory_order_relaxed));
+  if (st == fstate::running) o.s(" klt ").u(__atomic_load_n(&f.last_klt, __ATOMIC_RELAXED));
+  if (f.pinned.load()) o.s(" pinned");  // racy read of a queue-guarded flag: a hint
+  put_secs(o, d.now, f.diag.since_.load(std::memory_order_relaxed));
+  o.c('\n');
+  if (st == fstate::parked || st == fstate::runnable) backtrace(d, f);
+}
+
+void dump_os_waiter(const os_waiter_info& w, void* p) noexcept {
+  if (!w.parked) return;
+  dump_ctx& d = *static_cast<dump_ctx*>(p);
+  d.o->s("thread ").u(static_cast<std::uint64_t>(w.tid)).s(" parked");
+  put_wait(d, w.kind, w.obj);
+  if (w.untimed) d.o->s(" untimed");
+  d.o->c('\n');
+}
+
+void dump_klts(out_buf& o, runtime& rt) noexcept {
+  for (unsigned i = 0; i < rt.nklts; ++i) {
+    klt& k = rt.klts[i];
+    o.s("klt ").u(i).c(' ');
+    fcb* cur = k.current;  // volatile: a racy snapshot
+    if (cur) o.s("running fiber ").u(cur->diag.id_.load(std::memory_order_relaxed));
+    else if (k.idle.load(std::memory_order_relaxed)) o.s("idle");  // relaxed: snapshot
+    else o.s("scheduling");
+    o.s(", ticks ").u(k.ticks.load(std::memory_order_relaxed));
+    o.s(" deferred ").u(k.deferred.load(std::memory_order_relaxed)).c('\n');
+  }
+}
+
+std::atomic<bool> g_in_signal_dump{false};
+bool g_sigquit_ours = false;  // written at init/shutdown only (under g_init_mu)
+
+void on_sigquit(int) {
+  g_in_signal_dump.store(true, std::memory_order_relaxed);  // relaxed: same thread
+  out_buf o(2);
+  o.s("SIGQUIT: fiber dump\n");
+  o.flush();
+  dump_write(2);
+  _exit(2);  // Go's status for a SIGQUIT dump
+}
+
+}  // namespace
+
+void dump_write(int fd) noexcept {
+  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init
+  out_buf o(fd);
+  if (!rt) {
+    o.s("fiber dump: no runtime\n");
+    return;
+  }
+  dump_ctx d{&o, g_in_signal_dump.load(std::memory_order_relaxed), diag_now(), 0};
+  if (!d.in_signal) module_table_refresh();  // dlopened modules since init
+  o.s("fiber dump: pid ").u(static_cast<std::uint64_t>(getpid())).s(", ").u(rt->nklts).s(" KLTs, ");
+  o.u(rt->live.load(std::memory_order_relaxed)).s(" live fibers\n");  // relaxed: snapshot
+  slots_visit(dump_fiber, &d);
+  os_waiters_visit(dump_os_waiter, &d);
+  dump_klts(o, *rt);
+}
+
+void dump_install_sigquit() noexcept {
+  struct sigaction cur;
+  if (sigaction(SIGQUIT, nullptr, &cur) != 0) return;
+  if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == on_sigquit) return;  // ours already
+  if ((cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_DFL) return;  // never replace a user's
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigquit;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  if (sigaction(SIGQUIT, &sa, nullptr) == 0) g_sigquit_ours = true;
+}
+
+void dump_uninstall_sigquit() noexcept {
+  if (!g_sigquit_ours) return;
+  struct sigaction cur;
+  if (sigaction(SIGQUIT, nullptr, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+      cur.sa_handler == on_sigquit)
+    signal(SIGQUIT, SIG_DFL);
+  g_sigquit_ours = false;
+}
+
+}  // namespace fiber::detail
+
+extern "C" int fiber_dump(int fd) {
+  if (fd < 0) return EINVAL;
+  if (!fiber::detail::g_rt.load(std::memory_order_acquire)) return EINVAL;  // acquire: pairs with init
+  fiber::detail::dump_write(fd);
+  return 0;
+}
