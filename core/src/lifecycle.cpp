@@ -15,6 +15,7 @@
 
 #include "arch/context.hpp"
 #include "fiber/detail/testing.h"
+#include "monitor.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 
@@ -104,6 +105,12 @@ int init_locked(const fiber_config_t* cfg) noexcept {
       return EAGAIN;
     }
   }
+  if (!monitor_start(*rt)) {
+    stop_klts(*rt, c.klts);
+    g_rt.store(nullptr, std::memory_order_release);
+    delete rt;
+    return EAGAIN;
+  }
   return 0;
 }
 
@@ -125,6 +132,7 @@ void fiber_config_init(fiber_config_t* cfg) {
   cfg->klts = 0;
   cfg->timeslice_us = FIBER_DEFAULT_TIMESLICE_US;
   cfg->stack_size = 0;
+  cfg->watchdog_ms = 0;
 }
 
 void fiber_attr_init(fiber_attr_t* attr) {
@@ -154,6 +162,7 @@ int fiber_shutdown(void) {
   rt->shutdown_waiter.store(&me, std::memory_order_seq_cst);
   while (rt->live.load(std::memory_order_seq_cst) != 0) me.park();
   rt->shutdown_waiter.store(nullptr, std::memory_order_seq_cst);
+  monitor_stop();  // before the KLTs go: it reads them
   stop_klts(*rt, rt->nklts);
   preempt_uninstall();  // the tick and fault handlers go back to what they were
   g_rt.store(nullptr, std::memory_order_release);

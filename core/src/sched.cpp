@@ -26,6 +26,7 @@
 #include <cstdlib>
 
 #include "arch/context.hpp"
+#include "monitor.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 
@@ -164,10 +165,17 @@ static void count_switch(klt* k) noexcept {
                     std::memory_order_relaxed);  // relaxed: statistics, one writer
 }
 
+// A scheduling step (monitor.hpp): k is about to pick.  relaxed: one writer;
+// the monitor only compares two readings taken a period apart.
+static void count_step(klt* k) noexcept {
+  k->steps.store(k->steps.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 // Makes `next` the running fiber of k (errno, exception globals, first frame).
 static void install(klt* k, fcb* next) noexcept {
   if (!next->sp) next->sp = ctx_make(next->stack_hi(), fiber_entry, next);  // first frame (slots.cpp)
   k->current = next;
+  k->running.store(next->id, std::memory_order_relaxed);  // relaxed: the id is the whole datum (monitor.cpp)
   next->last_klt = k->index;
   if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) errno = next->saved_errno;  // I4
   if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) *k->eh = next->saved_eh;      // I4
@@ -191,6 +199,7 @@ void switch_out(klt_action a) noexcept {
   // Timers first, so a sleeper that expired during f's quantum queues ahead
   // of f (wake-up lateness is one quantum, not two).
   process_timers(rt);
+  count_step(k);
   fcb* next = rt.pick_next(k->index);
   if (next || a == klt_action::park || a == klt_action::exit) {
     if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) f->saved_errno = errno;  // I4
@@ -237,6 +246,7 @@ static void run_fibers(runtime& rt, klt* k, fcb* f) noexcept {
   FIBER_ASSERT(k->prev == nullptr, "a direct switch left unfinished on the way to the scheduler");
   fcb* last = k->current;
   k->current = nullptr;
+  k->running.store(0, std::memory_order_relaxed);  // relaxed: as in install()
   klt_action a = k->action;
   k->action = klt_action::none;
   process_timers(rt);
@@ -258,7 +268,10 @@ static void idle_wait(runtime& rt, klt* k) noexcept {
   }
   rt.stats.idle_sleeps.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
   klt_timer_idle(*k, true);
+  k->idle.store(true, std::memory_order_relaxed);  // relaxed: monitor.cpp's deep sleep fences order it
   rt.idle.sleep(key, nd);
+  k->idle.store(false, std::memory_order_relaxed);  // relaxed: ordered by the fence in monitor_klt_woke
+  monitor_klt_woke();
   klt_timer_idle(*k, false);
 }
 
@@ -272,6 +285,7 @@ void* klt_main(void* arg) {
   klt_timer_start(*k, rt.cfg);
   process_timers(rt);
   for (;;) {
+    count_step(k);
     if (fcb* f = rt.pick_next(k->index)) {
       run_fibers(rt, k, f);
       continue;
