@@ -207,7 +207,6 @@ void deep_sleep(monitor_state& m) noexcept {
 
 void* monitor_main(void*) {
   monitor_state& m = g_state;
-  pthread_setname_np(pthread_self(), "fiber-monitor");
   for (unsigned k = 0; k < m.rt->nklts; ++k)
     m.watch[k].has_clock = pthread_getcpuclockid(m.rt->klts[k].thread, &m.watch[k].clock) == 0;
   while (!stop_requested()) {
@@ -263,6 +262,7 @@ bool monitor_start(runtime& rt) noexcept {
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int r = pthread_create(&m.thread, nullptr, monitor_main, nullptr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (r == 0) pthread_setname_np(m.thread, "fiber-monitor");  // for gdb, top, and the tests
   if (r != 0) {
     m.watch.reset();
     m.rt = nullptr;
