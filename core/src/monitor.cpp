@@ -166,7 +166,7 @@ bool check_klt(monitor_state& m, unsigned k, std::uint64_t now) noexcept {
   // relaxed (both): readings a period apart; a stale one delays a decision
   // by a period, never makes a wrong one (since is when a value was first
   // seen, so a stall is never over-estimated).
-  std::uint64_t steps = kl.steps.load(std::memory_order_relaxed);
+  std::uint64_t steps = kl.steps.load(std::memory_order_relaxed) + kl.switches.load(std::memory_order_relaxed);
   if (kl.idle.load(std::memory_order_relaxed) || steps != w.steps) {
     restart(w, steps, now);
     return kl.idle.load(std::memory_order_relaxed);  // relaxed: as above

@@ -14,9 +14,11 @@
 // Vocabulary:
 //   scheduling step  KLT k is about to pick the next fiber: every switch_out
 //                    (yield, park, exit, preemption, even when nothing else is
-//                    runnable) and every turn of klt_main's loop.  klt::steps
-//                    counts them; only k writes it (I2), the monitor reads it
-//                    relaxed and compares readings a period apart.
+//                    runnable) and every turn of klt_main's loop.  A step
+//                    that switches fibers is counted by klt::switches (in
+//                    install), one that does not by klt::steps; only k writes
+//                    them (I2), the monitor reads their sum relaxed and
+//                    compares readings a period apart.
 //   stalled          not idle (klt::idle false) and no step since a reading at
 //                    least the bound ago.  An idle KLT (sleeping in idle_wait,
 //                    nothing queued anywhere) is never stalled.
@@ -28,9 +30,9 @@
 //          current/action (I2) nor a pinned fiber (I3): a preempted fiber
 //          resumed on another KLT breaks (compiled code caches TLS
 //          addresses), so pinned fibers wait for their own KLT.
-//   I-MON2 It costs the KLTs nothing on their fast paths beyond two stores
-//          to their own cache line (steps in switch_out, running in
-//          install); its reads touch that line once per period.  With one
+//   I-MON2 It costs a switch one store to the KLT's own cache line (the
+//          running fiber's id, in install); its reads touch that line once
+//          per period.  With one
 //          KLT and no watchdog it is not started at all (nobody to hand to).
 //   I-MON3 It does not keep an idle program busy: when every KLT is idle it
 //          sleeps without a timeout on an idle_set (idle.hpp, I-I1), and a

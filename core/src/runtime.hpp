@@ -135,7 +135,7 @@ struct alignas(64) klt {
   void* tsan_fiber = nullptr;
   std::atomic<std::uint64_t> switches{0};  // written by this KLT only (no RMW on the hot path)
   // Read by the monitor thread (monitor.hpp), written by this KLT only (I2):
-  std::atomic<std::uint64_t> steps{0};  // scheduling steps: picks in switch_out and klt_main
+  std::atomic<std::uint64_t> steps{0};  // picks that switched nothing (steps + switches: monitor.hpp)
   std::atomic<bool> idle{false};        // sleeping in idle_wait (no fiber, empty queues)
   std::atomic<std::uint64_t> running{0};  // id of `current` (0: none), for the monitor
 };

@@ -165,8 +165,9 @@ static void count_switch(klt* k) noexcept {
                     std::memory_order_relaxed);  // relaxed: statistics, one writer
 }
 
-// A scheduling step (monitor.hpp): k is about to pick.  relaxed: one writer;
-// the monitor only compares two readings taken a period apart.
+// A scheduling step that switched nothing (monitor.hpp: the monitor counts
+// steps + switches, so the switch path pays nothing more).  relaxed: one
+// writer; the monitor only compares two readings taken a period apart.
 static void count_step(klt* k) noexcept {
   k->steps.store(k->steps.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
@@ -199,7 +200,6 @@ void switch_out(klt_action a) noexcept {
   // Timers first, so a sleeper that expired during f's quantum queues ahead
   // of f (wake-up lateness is one quantum, not two).
   process_timers(rt);
-  count_step(k);
   fcb* next = rt.pick_next(k->index);
   if (next || a == klt_action::park || a == klt_action::exit) {
     if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) f->saved_errno = errno;  // I4
@@ -218,6 +218,8 @@ void switch_out(klt_action a) noexcept {
     }
     san_finish_switch(f->asan_fake_stack);
     finish_prev(this_klt());
+  } else {
+    count_step(k);  // a step without a switch (a switch counts in install)
   }
   f->gate.leave_switch();  // rescheduled: a refused tick is satisfied (I-G3)
 }

@@ -322,7 +322,9 @@ TEST_F(MonitorWatchdog, EnvironmentOverridesTheConfig) {
 }
 
 // No false positives: CPU-bound fibers being preempted, fibers sleeping and
-// yielding, KLTs going idle and waking, over ~1 s with a 60 ms bound.
+// yielding, KLTs going idle and waking, over ~1 s with a 150 ms bound (a
+// CPU-bound KLT steps once per 4 ms of its CPU time: 150 ms leaves room for
+// a KLT that gets a tenth of a core on a loaded machine).
 struct healthy {
   std::atomic<bool> stop{false};
 };
@@ -347,7 +349,7 @@ TEST_F(MonitorWatchdog, HealthyBusyProgramIsNeverReported) {
   FIBER_SKIP_WITHOUT_PREEMPTION();  // CPU-bound fibers need ticks to take steps
   stderr_capture cap;
   ASSERT_TRUE(cap.ok());
-  fiber_config_t c = watchdog_config(2, 4000, 60);
+  fiber_config_t c = watchdog_config(2, 4000, 150);
   ASSERT_EQ(fiber_init(&c), 0);
   for (int round = 0; round < 2; ++round) {
     healthy h;
