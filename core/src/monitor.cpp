@@ -133,7 +133,9 @@ void report_stall(const monitor_state& m, unsigned k, const klt_watch& w, std::u
                           static_cast<unsigned long long>(m.watchdog_ns / 1000000u),
                           static_cast<unsigned long long>(id), why);
   if (len > 0) {
-    ssize_t r = write(STDERR_FILENO, line, static_cast<std::size_t>(len) < sizeof line ? len : sizeof line - 1);
+    std::size_t n = static_cast<std::size_t>(len);
+    if (n >= sizeof line) n = sizeof line - 1;  // truncated by snprintf
+    ssize_t r = write(STDERR_FILENO, line, n);  // one write: the line is not interleaved
     (void)r;  // nothing better to do if stderr is gone
   }
   // MERGE(issue 17 item 2, fiber_dump): the lead adds the dump here, e.g.
@@ -166,10 +168,12 @@ bool check_klt(monitor_state& m, unsigned k, std::uint64_t now) noexcept {
   // relaxed (both): readings a period apart; a stale one delays a decision
   // by a period, never makes a wrong one (since is when a value was first
   // seen, so a stall is never over-estimated).
-  std::uint64_t steps = kl.steps.load(std::memory_order_relaxed) + kl.switches.load(std::memory_order_relaxed);
-  if (kl.idle.load(std::memory_order_relaxed) || steps != w.steps) {
+  std::uint64_t steps = kl.steps.load(std::memory_order_relaxed) +
+                        kl.switches.load(std::memory_order_relaxed);
+  bool idle = kl.idle.load(std::memory_order_relaxed);
+  if (idle || steps != w.steps) {
     restart(w, steps, now);
-    return kl.idle.load(std::memory_order_relaxed);  // relaxed: as above
+    return idle;
   }
   std::uint64_t stalled = now - w.since;
   if (m.handoff && stalled >= kStallNs && queued(*m.rt, k) != 0) hand_off(*m.rt, k);

@@ -46,7 +46,8 @@ class stderr_capture {
     std::string s;
     char buf[4096];
     off_t off = 0;
-    for (ssize_t n; (n = pread(fd_, buf, sizeof buf, off)) > 0; off += n) s.append(buf, static_cast<std::size_t>(n));
+    for (ssize_t n; (n = pread(fd_, buf, sizeof buf, off)) > 0; off += n)
+      s.append(buf, static_cast<std::size_t>(n));
     return s;
   }
 
@@ -388,6 +389,7 @@ TEST_F(runtime_test, IdleProgramDoesNotWakeTheMonitor) {
   sleep_ms(500);  // 50 periods
   long after = monitor_wakeups();
   ASSERT_GE(before, 0);
+  std::printf("monitor wake-ups in 500 ms of idleness: %ld\n", after - before);
   EXPECT_LE(after - before, 2) << "the monitor woke " << after - before << " times in 500 ms of idleness";
   // And it still works after the deep sleep: a KLT that wakes wakes it.
   fiber_t f = spawn([](void*) -> void* { fiber_sleep_ns(20 * kMs); return nullptr; });
