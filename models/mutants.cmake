@@ -64,6 +64,10 @@ set(FIND [==[      std::size_t want = (n + 1) / 2;]==])
 set(REPLACE [==[      std::size_t want = n;]==])
 fiber_mutant(runq_steal_all run_queue I-Q3 fiber/detail/run_queue.hpp "steal takes everything, not half")
 
+set(FIND [==[      if (all) want = n;  // I-Q5]==])
+set(REPLACE [==[]==])
+fiber_mutant(runq_evacuate_half run_queue I-Q5 fiber/detail/run_queue.hpp "evacuation moves only half - fibers stay stranded behind a stalled KLT")
+
 set(FIND [==[    if (size_.load(mo::relaxed) == 0) return nullptr;
     lock_guard<basic_spinlock<Seam>> g(lock_);
     return pop_locked();]==])

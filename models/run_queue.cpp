@@ -116,6 +116,66 @@ struct steal_half : rl::test_suite<steal_half<N, kNodes, kPops>, N> {
   }
 };
 
+// I-Q5/I-Q1 (the monitor's hand-off, policy I-R5): q0 holds kNodes nodes,
+// node 0 pinned, when the threads start (the KLT stalled with fibers queued).
+// The monitor (thread 1) evacuates q0 into the global queue while the owner
+// (thread 0) runs again: pops one node and pushes a late one; thread 2, if
+// present, is a busy KLT taking half of the global queue.  Every node ends up
+// exactly once somewhere; no pinned node leaves q0; no node queued unpinned
+// before the evacuation is left in q0; the global queue keeps their order.
+template <unsigned N, unsigned kNodes = 4>
+struct evacuate : rl::test_suite<evacuate<N, kNodes>, N> {
+  fiber::detail::relacy_env_t<> env;
+  queue q0, global, q2;
+  node nodes[kNodes + 1];  // nodes[kNodes]: the late push
+  node* popped = nullptr;  // thread 0 only
+  unsigned moved = 0;      // thread 1 only
+  unsigned stolen = 0;     // thread 2 only
+  evacuate() {
+    for (unsigned i = 0; i <= kNodes; ++i) nodes[i].id = i;
+  }
+  void before() {
+    nodes[0].pinned.store(true);  // preempted on the stalled KLT (I-R3)
+    for (unsigned i = 0; i < kNodes; ++i) q0.push_back(&nodes[i]);
+  }
+  void thread(unsigned t) {
+    if (t == 0) {
+      popped = q0.pop_front();
+      q0.push_back(&nodes[kNodes]);
+    } else if (t == 1) {
+      moved = static_cast<unsigned>(q0.evacuate_into(global));
+    } else {
+      stolen = static_cast<unsigned>(global.steal_half_into(q2));
+    }
+  }
+  void after() {
+    unsigned seen[kNodes + 1] = {};
+    if (popped) ++seen[popped->id];
+    while (node* n = q0.pop_front()) {
+      ++seen[n->id];
+      // I-Q5: every unpinned node queued before the evacuation left q0,
+      // unless the owner popped it first.
+      RL_ASSERT(n->id == 0 || n->id == kNodes);
+    }
+    unsigned out = 0;
+    for (queue* q : {&global, &q2}) {
+      bool first = true;
+      unsigned last = 0;
+      while (node* n = q->pop_front()) {
+        ++seen[n->id];
+        ++out;
+        RL_ASSERT(!n->pinned.load());      // I-Q5: pinned never moved
+        RL_ASSERT(first || n->id > last);  // order kept
+        first = false;
+        last = n->id;
+      }
+    }
+    RL_ASSERT(out == moved);
+    RL_ASSERT(stolen <= moved);
+    for (unsigned i = 0; i <= kNodes; ++i) RL_ASSERT(seen[i] == 1);  // I-Q1
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -123,7 +183,10 @@ int main(int argc, char** argv) {
   // I-Q3 with 2 threads: full search of even 2 nodes (one pinned) and one pop
   // takes 122.7M iterations, ~520 s (the relaxed size hints read outside the
   // lock multiply the executions), so the default is context bound 3 over 4
-  // nodes and the full search is a --long variant.
+  // nodes and the full search is a --long variant.  I-Q5 likewise: its full
+  // search over 3 queued nodes (one pinned) is 16.2M iterations (~100 s of
+  // CPU), so the default tier searches 2 nodes fully (3.5M iterations, ~21 s
+  // of CPU) and 3 to bound 3 (first: it is the one that catches the mutant).
   std::vector<model_case> cases = {
       {"I-Q1-Q2", "no loss, no duplicate, FIFO per producer",
        {with<fifo_no_loss<2, 2>>(full()), with<fifo_no_loss<3, 1>>(bound(2)),
@@ -137,6 +200,9 @@ int main(int argc, char** argv) {
        {with<steal_half<2>>(bound(3)), with<steal_half<3>>(bound(2)),
         with<steal_half<3>>(random(100000)), deep<steal_half<2>>(bound(4)),
         deep<steal_half<2, 2, 1>>(full()), deep<steal_half<3>>(bound(3))}},
+      {"I-Q5", "evacuate: every unpinned node, never pinned, order kept, no loss",
+       {with<evacuate<2, 3>>(bound(3)), with<evacuate<2, 2>>(full()), with<evacuate<3>>(bound(2)),
+        with<evacuate<3>>(random(100000)), deep<evacuate<2, 3>>(full()), deep<evacuate<3>>(bound(3))}},
   };
   return run_model(argc, argv, "run_queue", cases);
 }

@@ -58,6 +58,19 @@ struct unpinning_policy : fifo {
   void on_preempted(sim_fiber* n, unsigned klt) noexcept { push(n, klt, false); }
 };
 
+// PLANTED: no hand-off, as before the monitor: a stalled KLT keeps its
+// fibers, and busy KLTs never steal them (I-R5).
+struct no_handoff_policy : fifo {
+  using fifo::fifo;
+  std::size_t evacuate(unsigned) noexcept { return 0; }
+};
+
+// PLANTED: the hand-off moves only half of the stranded fibers (I-R5).
+struct half_handoff_policy : fifo {
+  using fifo::fifo;
+  std::size_t evacuate(unsigned klt) noexcept { return local_[klt].steal_half_into(global_); }
+};
+
 // PLANTED: timers fire one nanosecond early (I-T1).
 struct early_heap : heap_t {
   sim_fiber* pop_expired(std::uint64_t now) noexcept { return heap_t::pop_expired(now + 1); }

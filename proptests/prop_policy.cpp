@@ -110,6 +110,26 @@ void global_not_starved() {
   s.run_schedule();
 }
 
+// I-R5, the monitor's hand-off: after any schedule, KLT 0 stalls (its fiber
+// blocks in a system call: it never takes another step) and the monitor
+// evacuates it.  Only fibers pinned to it stay behind, and every fiber that
+// was queued on it unpinned runs on another KLT within 2F+2 rounds even
+// though the others stay busy (they take ticks, so they never go idle and
+// never steal).  Bound: a KLT's own queue holds at most F fibers and the
+// global queue joins its tail half at a time (I-R2).
+template <class P>
+void stranded_fibers_run_elsewhere(bool strict = true) {
+  gen_opts o;
+  o.min_klts = 2;
+  o.ops = {op::spawn, op::tick, op::run, op::spawn, op::clock};
+  o.acts = {act::cpu, act::yield, act::spawn, act::sleep, act::cpu};
+  const scenario sc = *gen_scenario(o);
+  sim<P> s(sc, kAccounting | kPinned);
+  s.run_schedule();
+  const std::vector<unsigned> stranded = s.stall_and_evacuate(0, strict);
+  s.expect_run_elsewhere(0, stranded, 2 * static_cast<unsigned>(s.fibers()) + 2);
+}
+
 // I-T1 through the scheduler: sleepers wake no earlier than their deadline,
 // all due ones at each clock step, in (deadline, sleep order).
 template <class P, class H>
@@ -134,6 +154,8 @@ FIBER_PROP(Policy, RunnextPinnedNeverMigrate, 2000, ()) { pinned_stay<runnext>()
 FIBER_PROP(Policy, FifoRoundRobinOneKlt, 2000, ()) { round_robin<fifo>(); }
 FIBER_PROP(Policy, FifoBoundedWaitingOneKlt, 2000, ()) { bounded_waiting<fifo>(); }
 FIBER_PROP(Policy, FifoGlobalQueueNotStarved, 2000, ()) { global_not_starved<fifo>(); }
+FIBER_PROP(Policy, FifoStrandedFibersRunElsewhere, 2000, ()) { stranded_fibers_run_elsewhere<fifo>(); }
+FIBER_PROP(Policy, RunnextStrandedFibersRunElsewhere, 2000, ()) { stranded_fibers_run_elsewhere<runnext>(); }
 FIBER_PROP(Timers, FifoSleepersWakeInDeadlineOrder, 2000, ()) { sleepers<fifo, heap_t>(); }
 FIBER_PROP(Timers, RunnextSleepersWakeInDeadlineOrder, 1000, ()) { sleepers<runnext, heap_t>(); }
 
@@ -156,6 +178,20 @@ TEST(PolicyControl, GlobalNotStarvedCatchesLocalFirst) {
 TEST(PolicyControl, BoundedWaitingCatchesRunnextLifoSlot) {
   expect_counterexample("PolicyControl/BoundedWaitingCatchesRunnextLifoSlot", 3000,
                         [] { bounded_waiting<runnext>(); });
+}
+TEST(PolicyControl, StrandedCatchesNoHandoff) {
+  expect_counterexample("PolicyControl/StrandedCatchesNoHandoff", 3000,
+                        [] { stranded_fibers_run_elsewhere<no_handoff_policy>(); });
+}
+// The same without the direct check of what evacuate() moved: the liveness
+// check alone sees the stranded fibers starve (the bug of issue 14 item 5).
+TEST(PolicyControl, StrandedStarvationCatchesNoHandoff) {
+  expect_counterexample("PolicyControl/StrandedStarvationCatchesNoHandoff", 3000,
+                        [] { stranded_fibers_run_elsewhere<no_handoff_policy>(false); });
+}
+TEST(PolicyControl, StrandedCatchesHalfHandoff) {
+  expect_counterexample("PolicyControl/StrandedCatchesHalfHandoff", 3000,
+                        [] { stranded_fibers_run_elsewhere<half_handoff_policy>(); });
 }
 TEST(TimersControl, SleepersCatchesEarlyHeap) {
   expect_counterexample("TimersControl/SleepersCatchesEarlyHeap", 3000, [] { sleepers<fifo, early_heap>(); });

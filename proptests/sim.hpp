@@ -39,6 +39,8 @@
 //   kTimers      I-T1: a sleeper wakes no earlier than its deadline, all
 //                expired sleepers wake at each clock step, and wake order is
 //                (deadline, sleep order).
+//   (I-R5, with kAccounting: stall_and_evacuate / expect_run_elsewhere, the
+//    monitor's hand-off of a stalled KLT's fibers; see prop_policy.cpp.)
 //   kFairness    I-R1 (one KLT): a fiber that becomes runnable while R other
 //                fibers are runnable waits at most R quanta (picks of other
 //                fibers) before it runs; fibers still waiting count too.

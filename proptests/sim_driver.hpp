@@ -61,6 +61,18 @@ class sim {
   // kFairness: allow this many quanta beyond the round-robin bound.
   void set_fairness_slack(unsigned q) { slack_ = q; }
 
+  // The monitor's hand-off (policy I-R5): KLT k stalls (it takes no more
+  // steps: its fiber is blocked in a system call) and the monitor calls
+  // evacuate(k).  Afterwards only fibers pinned to k may be left in k's
+  // queue (checked unless !strict, so that a control can show the liveness
+  // check below catching a missing hand-off by itself).  Returns the fibers
+  // that were queued on k unpinned.
+  std::vector<unsigned> stall_and_evacuate(unsigned k, bool strict = true);
+  // After stall_and_evacuate(k): the other KLTs stay busy for `rounds`
+  // rounds (each round, every KLT but k takes a tick: its fiber is preempted
+  // and it picks).  Fails unless every fiber of `stranded` ran meanwhile.
+  void expect_run_elsewhere(unsigned k, const std::vector<unsigned>& stranded, unsigned rounds);
+
   // (klt, fiber id) of every pick, in order.
   const std::vector<std::pair<unsigned, unsigned>>& picks() const { return picks_; }
   std::size_t fibers() const { return fibers_.size(); }
@@ -322,6 +334,43 @@ void sim<P, H>::check_idle(unsigned k) {
       fail("I-R2: k" + std::to_string(k) + " found no work, but " + fib(f) + " is runnable on " +
            (w == kGlobal ? std::string("global") : w == kNowhere ? std::string("a runnext slot") : "k" + std::to_string(w)));
   }
+}
+
+template <class P, class H>
+std::vector<unsigned> sim<P, H>::stall_and_evacuate(unsigned k, bool strict) {
+  fifo& base = policy_;
+  run_queue_t& q = (base.*fifo_access::local())[k];
+  std::vector<unsigned> stranded;
+  for (sim_fiber* f : contents(q))
+    if (!f->pinned.load()) stranded.push_back(f->id);
+  const std::size_t moved = policy_.evacuate(k);
+  raise_asserts();
+  audit();
+  if (!strict) return stranded;
+  require(moved == stranded.size(), kAccounting,
+          "I-R5: evacuate(k" + std::to_string(k) + ") moved " + std::to_string(moved) + " of " +
+              std::to_string(stranded.size()) + " unpinned fibers");
+  for (sim_fiber* f : contents(q))
+    require(f->pinned.load() && f->pinned_to == k, kAccounting,
+            "I-R5: " + fib(*f) + " is still queued on stalled k" + std::to_string(k) + " unpinned");
+  return stranded;
+}
+
+template <class P, class H>
+void sim<P, H>::expect_run_elsewhere(unsigned k, const std::vector<unsigned>& stranded, unsigned rounds) {
+  const std::size_t mark = picks_.size();
+  for (unsigned r = 0; r < rounds; ++r)
+    for (unsigned j = 0; j < nklts_; ++j) {
+      if (j == k) continue;
+      tick(j);
+      audit();
+    }
+  std::vector<bool> ran(fibers_.size(), false);
+  for (std::size_t i = mark; i < picks_.size(); ++i) ran[picks_[i].second] = true;
+  for (unsigned id : stranded)
+    require(ran[id], kAccounting,
+            "I-R5: f" + std::to_string(id) + ", queued behind stalled k" + std::to_string(k) +
+                ", did not run in " + std::to_string(rounds) + " rounds of the other KLTs");
 }
 
 template <class P, class H>

@@ -1,9 +1,9 @@
 // core/src/deadlock.cpp - deadlock detection, and the diag ticker that runs it.
 //
-// TO MOVE AT MERGE: the ticker thread below (diag_start/diag_stop) is a
-// stand-in for the runtime's monitor thread (core/src/monitor.cpp, built in
-// parallel).  At merge the monitor calls deadlock_check(rt) and advances
-// g_diag_now every kDiagPeriodMs, and the ticker goes away.
+// The ticker (diag_start/diag_stop) is a thread of its own rather than a duty
+// of the monitor (monitor.cpp): the monitor sleeps without a timeout once
+// every KLT is idle, which is exactly when rule 1 below must keep looking.
+// The ticker also advances g_diag_now every kDiagPeriodMs (diag.hpp).
 //
 // Two rules, checked every period (kDiagPeriodMs = 100 ms):
 //
@@ -243,7 +243,7 @@ void report_cycle(cycle_ctx&, const member* ms, int n) noexcept {
   dump_write(2);
 }
 
-// ---- the ticker (stand-in for monitor.cpp) -----------------------------------
+// ---- the ticker --------------------------------------------------------------
 
 struct ticker {
   pthread_t thread{};
@@ -262,7 +262,7 @@ std::uint64_t mono_ns() noexcept { return native_seam::now_ns(); }
 
 }  // namespace
 
-// One detector step: what monitor.cpp calls every kDiagPeriodMs at merge.
+// One detector step, every kDiagPeriodMs from the ticker.
 void deadlock_check(runtime& rt) noexcept {
   ticker& t = g_ticker;
   if (t.mode == 0) return;

@@ -31,6 +31,7 @@
 #include "arch/context.hpp"
 #include "fiber/detail/lifecycle_gate.hpp"
 #include "fiber/detail/testing.h"
+#include "monitor.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 
@@ -146,7 +147,13 @@ int init_locked(const fiber_config_t* cfg) noexcept {
       return EAGAIN;
     }
   }
-  diag_start(*rt);         // diag ticker + deadlock detector (to move into monitor.cpp at merge)
+  if (!monitor_start(*rt)) {
+    stop_klts(*rt, c.klts);
+    g_rt.store(nullptr, std::memory_order_release);
+    delete rt;
+    return EAGAIN;
+  }
+  diag_start(*rt);         // the diagnostics ticker: clock word + deadlock detector (diag.cpp)
   dump_install_sigquit();  // only if the program has no SIGQUIT handler of its own
   return 0;
 }
@@ -199,6 +206,7 @@ void fiber_config_init(fiber_config_t* cfg) {
   cfg->klts = 0;
   cfg->timeslice_us = FIBER_DEFAULT_TIMESLICE_US;
   cfg->stack_size = 0;
+  cfg->watchdog_ms = 0;
 }
 
 void fiber_attr_init(fiber_attr_t* attr) {
@@ -226,6 +234,7 @@ int fiber_shutdown(void) {
   }
   quiesce(g_creates, g_calls, [rt] { wait_no_live(*rt); });  // L4
   diag_stop(*rt);
+  monitor_stop();  // before the KLTs go: it reads them
   stop_klts(*rt, rt->nklts);
   preempt_uninstall();  // the tick and fault handlers go back to what they were
   g_rt.store(nullptr, std::memory_order_release);  // release: pairs with the API's acquire loads

@@ -139,8 +139,11 @@ struct alignas(64) klt {
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
   std::atomic<std::uint64_t> switches{0};  // written by this KLT only (no RMW on the hot path)
-  // Diagnostics (dump.cpp, deadlock.cpp): written by this KLT only, read racily.
-  std::atomic<bool> idle{false};              // between idle_wait's decision and wake-up
+  // Read racily by the monitor thread (monitor.hpp) and the diagnostics
+  // (dump.cpp, deadlock.cpp); written by this KLT only (I2):
+  std::atomic<std::uint64_t> steps{0};  // picks that switched nothing (steps + switches: monitor.hpp)
+  std::atomic<bool> idle{false};        // sleeping in idle_wait (no fiber, empty queues)
+  std::atomic<std::uint64_t> running{0};  // id of `current` (0: none), for the monitor
   std::atomic<std::uint64_t> ticks{0};        // ticks that landed on a fiber (preempt.cpp)
   std::atomic<std::uint64_t> deferred{0};     // of which refused and owed
 };
@@ -165,7 +168,7 @@ struct runtime {
   std::atomic<parker*> shutdown_waiter{nullptr};
   std::atomic<bool> stopping{false};
   std::atomic<unsigned> started{0};
-  std::atomic<unsigned> internal_threads{0};  // runtime threads that are not KLTs (diag ticker)
+  std::atomic<unsigned> internal_threads{0};  // runtime threads that are not KLTs (diag ticker, monitor)
   stats_counters stats;
 
   void on_new(fcb* f, unsigned k) noexcept;
@@ -207,7 +210,7 @@ void os_waiters_visit(void (*fn)(const os_waiter_info&, void*), void* ctx) noexc
 std::uint64_t os_blocks() noexcept;  // OS-thread park commits so far (detector's progress)
 
 // diag.cpp / dump.cpp / deadlock.cpp
-void diag_start(runtime& rt) noexcept;  // the ticker; marked: to move into monitor.cpp at merge
+void diag_start(runtime& rt) noexcept;  // the diagnostics ticker (deadlock.cpp)
 void diag_stop(runtime& rt) noexcept;
 void deadlock_check(runtime& rt) noexcept;  // one detector step (deadlock.cpp)
 void dump_install_sigquit() noexcept;   // at init, unless the program has its own handler

@@ -26,6 +26,7 @@
 #include <cstdlib>
 
 #include "arch/context.hpp"
+#include "monitor.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 
@@ -177,10 +178,18 @@ static void count_switch(klt* k) noexcept {
                     std::memory_order_relaxed);  // relaxed: statistics, one writer
 }
 
+// A scheduling step that switched nothing (monitor.hpp: the monitor counts
+// steps + switches, so the switch path pays nothing more).  relaxed: one
+// writer; the monitor only compares two readings taken a period apart.
+static void count_step(klt* k) noexcept {
+  k->steps.store(k->steps.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 // Makes `next` the running fiber of k (errno, exception globals, first frame).
 static void install(klt* k, fcb* next) noexcept {
   if (!next->sp) next->sp = ctx_make(next->stack_hi(), fiber_entry, next);  // first frame (slots.cpp)
   k->current = next;
+  k->running.store(next->id, std::memory_order_relaxed);  // relaxed: the id is the whole datum (monitor.cpp)
   next->last_klt = k->index;
   next->diag.move(fstate::runnable, fstate::running);
   if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) errno = next->saved_errno;  // I4
@@ -223,6 +232,8 @@ void switch_out(klt_action a) noexcept {
     }
     san_finish_switch(f->asan_fake_stack);
     finish_prev(this_klt());
+  } else {
+    count_step(k);  // a step without a switch (a switch counts in install)
   }
   f->gate.leave_switch();  // rescheduled: a refused tick is satisfied (I-G3)
 }
@@ -251,6 +262,7 @@ static void run_fibers(runtime& rt, klt* k, fcb* f) noexcept {
   FIBER_ASSERT(k->prev == nullptr, "a direct switch left unfinished on the way to the scheduler");
   fcb* last = k->current;
   k->current = nullptr;
+  k->running.store(0, std::memory_order_relaxed);  // relaxed: as in install()
   klt_action a = k->action;
   k->action = klt_action::none;
   process_timers(rt);
@@ -271,12 +283,14 @@ static void idle_wait(runtime& rt, klt* k) noexcept {
     return;
   }
   rt.stats.idle_sleeps.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
-  // release: the detector (deadlock.cpp) that sees idle also sees idle_sleeps.
+  // release: the detector (deadlock.cpp) that sees idle also sees idle_sleeps;
+  // the monitor's deep sleep (monitor.cpp) is ordered by its own fences.
   k->idle.store(true, std::memory_order_release);
   klt_timer_idle(*k, true);
   rt.idle.sleep(key, nd);
+  k->idle.store(false, std::memory_order_relaxed);  // relaxed: ordered by the fence in monitor_klt_woke
+  monitor_klt_woke();
   klt_timer_idle(*k, false);
-  k->idle.store(false, std::memory_order_relaxed);  // relaxed: diagnostics
 }
 
 void* klt_main(void* arg) {
@@ -292,6 +306,7 @@ void* klt_main(void* arg) {
   klt_timer_start(*k, rt.cfg);
   process_timers(rt);
   for (;;) {
+    count_step(k);
     if (fcb* f = rt.pick_next(k->index)) {
       run_fibers(rt, k, f);
       continue;

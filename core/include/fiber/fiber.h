@@ -58,6 +58,15 @@ typedef struct fiber_config {
   unsigned timeslice_us; /* preemption quantum; 0 = no preemption (cooperative only);
                             else FIBER_MIN_TIMESLICE_US .. 10 s */
   size_t stack_size;     /* default fiber stack size in bytes; 0 = library default */
+  unsigned watchdog_ms;  /* 0 = off.  A KLT that takes no scheduling step (runs no
+                            switch, yield, park or preemption) for this long is
+                            reported on stderr, once per incident: KLT index, the
+                            running fiber's id, how long, and why as far as the
+                            runtime can tell (blocked in the kernel, preemption
+                            disabled, ticks deferred).  FIBER_WATCHDOG=seconds in
+                            the environment (e.g. 2 or 0.5; 0 = off) overrides it,
+                            read once by fiber_init.  Appended last: code built
+                            against an older fiber.h must be rebuilt. */
 } fiber_config_t;
 
 typedef struct fiber_attr {

@@ -11,6 +11,7 @@
 //   void on_wake(Node*, unsigned klt);      // unparked by a waker on klt (or kNoKlt)
 //   Node* pick_next(unsigned klt);          // nullptr if no work anywhere it may take
 //   bool wants_notify(unsigned klt) const;  // should an idle KLT be woken after a push?
+//   std::size_t evacuate(unsigned klt);     // any thread: klt's unpinned fibers to global
 //
 // fifo_policy - the seed's FIFO round robin, per KLT:
 //   I-R1 A KLT runs the head of its own queue; new, yielded, preempted and
@@ -25,6 +26,12 @@
 //        on (compiled code caches TLS addresses; platform-facts).  Pinned is
 //        cleared when it runs again; fibers migrate only after voluntary calls.
 //   I-R4 Every runnable fiber is in exactly one queue (I-Q1 per queue).
+//   I-R5 evacuate(k) moves every unpinned fiber of k's queue to the global
+//        queue (I-Q5), so that KLTs that are busy (they never steal) take them
+//        at their next pick (I-R2).  Called from any thread: the monitor calls
+//        it for a KLT that takes no scheduling step (core/src/monitor.hpp).
+//        Pinned fibers stay (I-R3), and so does runnext_policy's slot (read
+//        by its owner KLT without a lock): at most one fiber per KLT.
 //
 // runnext_policy - the same, except that a fiber created on a KLT runs next
 //   there (Go's runnext slot, LIFO for fresh work): depth-first spawn trees
@@ -77,6 +84,9 @@ class fifo_policy {
   bool wants_notify(unsigned klt) const noexcept {
     return klt == kNoKlt || (nklts_ > 1 && local_[klt].size_hint() > 1);
   }
+
+  // I-R5: returns how many moved; the caller wakes idle KLTs if any did.
+  std::size_t evacuate(unsigned klt) noexcept { return local_[klt].evacuate_into(global_); }
 
   bool has_work_hint() const noexcept {
     if (global_.size_hint() != 0) return true;

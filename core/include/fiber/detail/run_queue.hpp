@@ -17,6 +17,13 @@
 //        the relative order of what it takes and what it leaves.
 //   I-Q4 size_hint() is exact whenever the lock is not held; a queue holding a
 //        node is never reported empty to a pop (no spurious emptiness).
+//   I-Q5 evacuate_into moves every unpinned node queued when it takes the
+//        lock, never a pinned one, keeping the relative order of what it
+//        moves and what it leaves (the monitor's hand-off, core/src/monitor.hpp).
+//
+// Thieves and the evacuating monitor run on other threads than the owner;
+// they take the same lock, so evacuation is the steal with "all" for "half"
+// (models/run_queue.cpp checks both, I-Q3 and I-Q5).
 #pragma once
 
 #include <cstddef>
@@ -45,9 +52,38 @@ class run_queue {
 
   // Moves up to half (rounded up) of this queue's unpinned nodes, oldest
   // first, to the tail of dst, and returns how many moved (I-Q3).
-  // Lock order: victim (this) before dst; dst is the thief's own queue and a
-  // thief never steals from itself, so no cycle.
-  std::size_t steal_half_into(run_queue& dst) noexcept {
+  std::size_t steal_half_into(run_queue& dst) noexcept { return move_unpinned_into(dst, false); }
+
+  // Moves every unpinned node, oldest first, to the tail of dst and returns
+  // how many moved (I-Q5).  From any thread (the monitor: an OS thread).
+  std::size_t evacuate_into(run_queue& dst) noexcept { return move_unpinned_into(dst, true); }
+
+  std::size_t size_hint() const noexcept { return size_.load(mo::relaxed); }  // relaxed: hint
+
+  // For the scheduler's policies, which may need to inspect under the lock.
+  basic_spinlock<Seam>& lock() noexcept { return lock_; }
+  void push_locked(Node* n) noexcept {
+    n->rq_next.store(nullptr);
+    Node* t = tail_.load();
+    if (t) t->rq_next.store(n); else head_.store(n);
+    tail_.store(n);
+    size_.store(size_.load(mo::relaxed) + 1, mo::relaxed);  // relaxed: only written under lock_
+  }
+  Node* pop_locked() noexcept {
+    Node* n = head_.load();
+    if (!n) return nullptr;
+    Node* next = n->rq_next.load();
+    head_.store(next);
+    if (!next) tail_.store(nullptr);
+    n->rq_next.store(nullptr);
+    size_.store(size_.load(mo::relaxed) - 1, mo::relaxed);  // relaxed: only written under lock_
+    return n;
+  }
+
+ private:
+  // Lock order: none.  The victim's (this) lock is released before dst's is
+  // taken, so no thread ever holds two queue locks.
+  std::size_t move_unpinned_into(run_queue& dst, bool all) noexcept {
     if (size_.load(mo::relaxed) == 0) return 0;  // relaxed: hint only
     Node* first = nullptr;
     Node* last = nullptr;
@@ -56,6 +92,7 @@ class run_queue {
       lock_guard<basic_spinlock<Seam>> g(lock_);
       std::size_t n = size_.load(mo::relaxed);  // relaxed: written only under lock_
       std::size_t want = (n + 1) / 2;
+      if (all) want = n;  // I-Q5
       Node* prev = nullptr;
       Node* cur = head_.load();
       while (cur && moved < want) {
@@ -85,29 +122,6 @@ class run_queue {
     return moved;
   }
 
-  std::size_t size_hint() const noexcept { return size_.load(mo::relaxed); }  // relaxed: hint
-
-  // For the scheduler's policies, which may need to inspect under the lock.
-  basic_spinlock<Seam>& lock() noexcept { return lock_; }
-  void push_locked(Node* n) noexcept {
-    n->rq_next.store(nullptr);
-    Node* t = tail_.load();
-    if (t) t->rq_next.store(n); else head_.store(n);
-    tail_.store(n);
-    size_.store(size_.load(mo::relaxed) + 1, mo::relaxed);  // relaxed: only written under lock_
-  }
-  Node* pop_locked() noexcept {
-    Node* n = head_.load();
-    if (!n) return nullptr;
-    Node* next = n->rq_next.load();
-    head_.store(next);
-    if (!next) tail_.store(nullptr);
-    n->rq_next.store(nullptr);
-    size_.store(size_.load(mo::relaxed) - 1, mo::relaxed);  // relaxed: only written under lock_
-    return n;
-  }
-
- private:
   basic_spinlock<Seam> lock_;
   typename Seam::template var<Node*> head_{nullptr};  // guarded by lock_
   typename Seam::template var<Node*> tail_{nullptr};  // guarded by lock_

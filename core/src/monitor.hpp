@@ -1,0 +1,64 @@
+// core/src/monitor.hpp - the runtime monitor: one OS thread that watches the
+// KLTs from outside (Go's sysmon is the reference).  Not installed.
+//
+// What it does, every period while fibers run:
+//   * hand-off (issue 14 item 5): a KLT that has taken no scheduling step for
+//     kStallNs while its run queue holds fibers - it is blocked in a system
+//     call, or its fiber runs without ever reaching a safe point - has its
+//     unpinned fibers moved to the global queue (policy I-R5), where busy KLTs
+//     take them at their next pick (I-R2) and idle ones are woken for them.
+//   * watchdog (issue 17 item 4): a KLT that has taken no scheduling step for
+//     the watchdog bound is reported on stderr, once per incident, with the
+//     running fiber's id, how long, and what the monitor could tell about why.
+//
+// Vocabulary:
+//   scheduling step  KLT k is about to pick the next fiber: every switch_out
+//                    (yield, park, exit, preemption, even when nothing else is
+//                    runnable) and every turn of klt_main's loop.  A step
+//                    that switches fibers is counted by klt::switches (in
+//                    install), one that does not by klt::steps; only k writes
+//                    them (I2), the monitor reads their sum relaxed and
+//                    compares readings a period apart.
+//   stalled          not idle (klt::idle false) and no step since a reading at
+//                    least the bound ago.  An idle KLT (sleeping in idle_wait,
+//                    nothing queued anywhere) is never stalled.
+//
+// Invariants:
+//   I-MON1 The monitor only reads KLT state (steps, idle, running, queue size
+//          hints, the running fiber's gate) and calls policy evacuate(),
+//          which takes the queue locks like a thief; it never touches
+//          current/action (I2) nor a pinned fiber (I3): a preempted fiber
+//          resumed on another KLT breaks (compiled code caches TLS
+//          addresses), so pinned fibers wait for their own KLT.
+//   I-MON2 It costs a switch one store to the KLT's own cache line (the
+//          running fiber's id, in install); its reads touch that line once
+//          per period.  With one
+//          KLT and no watchdog it is not started at all (nobody to hand to).
+//   I-MON3 It does not keep an idle program busy: when every KLT is idle it
+//          sleeps without a timeout on an idle_set (idle.hpp, I-I1), and a
+//          KLT leaving idle_wait wakes it (monitor_klt_woke: one fence and one
+//          load when the monitor is not asleep).
+//
+// Lifecycle: monitor_start() from fiber_init once the KLTs run; monitor_stop()
+// from fiber_shutdown before the KLTs are stopped.  Both under g_init_mu.
+#pragma once
+
+#include <cstdint>
+
+namespace fiber::detail {
+
+struct runtime;
+
+// Period and bounds (measured and argued in papers/design.md, "The monitor").
+inline constexpr std::uint64_t kMonitorPeriodNs = 10'000'000;  // 10 ms
+inline constexpr std::uint64_t kStallNs = 20'000'000;          // hand-off after 20 ms without a step
+inline constexpr std::uint64_t kMinPeriodNs = 1'000'000;              // watchdog bounds under 4 ms
+
+// Resolves the watchdog bound (FIBER_WATCHDOG overrides cfg.watchdog_ms) and
+// starts the monitor thread if there is anything to watch.  false: EAGAIN.
+bool monitor_start(runtime& rt) noexcept;
+void monitor_stop() noexcept;
+// A KLT left idle_wait (it cleared klt::idle first): wakes a sleeping monitor.
+void monitor_klt_woke() noexcept;
+
+}  // namespace fiber::detail
