@@ -260,7 +260,11 @@ void on_fault(int sig, siginfo_t* si, void* uc) {
   if (f) {
     auto sp = static_cast<std::uintptr_t>(static_cast<ucontext_t*>(uc)->uc_mcontext.gregs[REG_RSP]);
     // The guard, or a frame that jumped up to a guard's width past it.
-    if (f->sp_overflowed(addr)) report_stack_overflow(f, "fault", addr, "guard page hit");
+    if (f->sp_overflowed(addr))
+      report_stack_overflow(f, "fault", addr,
+                            addr >= reinterpret_cast<std::uintptr_t>(f->map_base)
+                                ? "guard page hit"
+                                : "below the guard: a frame skipped it");
     if (f->sp_overflowed(sp)) report_stack_overflow(f, "fault", addr, "sp below the guard: a frame skipped it");
   }
   // Not ours: hand it to whoever was there before (ASan's handler, or the default).

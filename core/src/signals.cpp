@@ -83,6 +83,15 @@ std::atomic<sigaction_fn> g_real_sigaction{nullptr};
 std::atomic<sigmask_fn> g_real_pthread_sigmask{nullptr}, g_real_sigprocmask{nullptr};
 std::atomic<signal_fn> g_real_signal{nullptr};
 
+// Resolved at load time, so that a first call from a signal handler (sigaction
+// is async-signal-safe) does not run dlsym there.
+__attribute__((constructor)) void resolve_next_symbols() {
+  next_symbol(g_real_sigaction, "sigaction");
+  next_symbol(g_real_signal, "signal");
+  next_symbol(g_real_pthread_sigmask, "pthread_sigmask");
+  next_symbol(g_real_sigprocmask, "sigprocmask");
+}
+
 int real_sigaction(int signo, const struct sigaction* act, struct sigaction* old) noexcept {
   sigaction_fn f = next_symbol(g_real_sigaction, "sigaction");
   return f ? f(signo, act, old) : __sigaction(signo, act, old);  // no dlsym: a fully static program

@@ -231,6 +231,23 @@ TEST_F(sigmask_test, BlockingThePreemptionSignalKeepsTicks) {
   EXPECT_EQ(g_prof_blocked.load(), 1) << "the fiber's wish to block SIGPROF was not kept";
 }
 
+// A program that blocks SIGPROF in main before fiber_init (the KLTs inherit
+// the mask) still gets preemption; its fibers see SIGPROF blocked.
+TEST_F(sigmask_test, InitFromAThreadThatBlocksTheSignalKeepsTicks) {
+  FIBER_SKIP_WITHOUT_PREEMPTION();
+  sigset_t s, old;
+  sigemptyset(&s);
+  sigaddset(&s, SIGPROF);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &s, &old), 0);
+  start(1, 1000);
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
+  EXPECT_EQ(preemptible(spin_until_other), reinterpret_cast<void*>(1))
+      << "KLTs inherited a blocked SIGPROF: no preemption";
+  EXPECT_EQ(preemptible([](void*) -> void* { return reinterpret_cast<void*>(blocked(SIGPROF) ? 1 : 2); }),
+            reinterpret_cast<void*>(1))
+      << "a fiber created from main did not get main's mask at fiber_init";
+}
+
 std::atomic<int> g_calls_while_blocked{-1};
 
 void* hold_then_release(void*) {
