@@ -187,6 +187,17 @@ std::size_t trampoline_room() noexcept {
          11 * 8 /*pushes*/ + 2048 /*fiber_preempt_entry -> switch_out frames*/;
 }
 
+// The interrupted sp is in f's guard or just below it while f itself runs.
+// Not while f's gate is up: in a switch k->current is already the next fiber
+// while sp is still on the previous one's stack, which may lie right below
+// (and the switch path checks the fiber that left, sched.cpp).  Not on the
+// KLT's sigaltstack: a program's SA_ONSTACK handler runs there.
+bool overflowed_at_tick(const klt& k, const fcb& f, std::uintptr_t sp) noexcept {
+  auto alt = reinterpret_cast<std::uintptr_t>(k.altstack);
+  if (f.gate.in_section() || (alt && sp >= alt && sp < alt + kAltStack)) return false;
+  return f.sp_overflowed(sp);
+}
+
 void on_tick(int sig, siginfo_t* si, void* ucv) {
   int saved_errno = errno;
   if (!signals_is_tick(si)) {  // sent by the program, or its own timer: its handler's
@@ -207,7 +218,8 @@ void on_tick(int sig, siginfo_t* si, void* ucv) {
     auto hi = reinterpret_cast<std::uintptr_t>(f->stack_hi());
     // A frame jumped past the guard (stack clash): stop before the fiber
     // writes further into what lies below, whatever code it is in.
-    if (f->sp_overflowed(sp)) report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a tick");
+    if (overflowed_at_tick(*k, *f, sp))
+      report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a tick");
     std::atomic<std::uint64_t>* deferred = nullptr;
     if (!knobs.no_count_check.load(std::memory_order_relaxed) && f->gate.tick_refused())
       deferred = &st.deferred_count;  // I-G1: in a section, owed (pending set)
@@ -265,7 +277,8 @@ void on_fault(int sig, siginfo_t* si, void* uc) {
                             addr >= reinterpret_cast<std::uintptr_t>(f->map_base)
                                 ? "guard page hit"
                                 : "below the guard: a frame skipped it");
-    if (f->sp_overflowed(sp)) report_stack_overflow(f, "fault", addr, "sp below the guard: a frame skipped it");
+    if (overflowed_at_tick(*k, *f, sp))
+      report_stack_overflow(f, "fault", addr, "sp below the guard: a frame skipped it");
   }
   // Not ours: hand it to whoever was there before (ASan's handler, or the default).
   struct sigaction& old = sig == SIGSEGV ? g_old_segv : g_old_bus;

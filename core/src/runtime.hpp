@@ -216,9 +216,11 @@ void klt_timer_stop(klt& k) noexcept;
 void klt_timer_idle(klt& k, bool idle) noexcept;  // disarm while idle (monotonic clock only)
 void klt_altstack_install(klt& k) noexcept;
 int preempt_signal() noexcept;
-void signals_init_fiber(fcb* f) noexcept;  // signals.cpp (signals.hpp): I8
 [[noreturn]] void report_stack_overflow(const fcb* f, const char* what, std::uintptr_t at,
                                        const char* why) noexcept;
+
+// signals.cpp (the rest in signals.hpp)
+void signals_init_fiber(fcb* f) noexcept;  // at create: the creator's signal mask (I8)
 
 // test knobs (testing.h)
 struct knobs_t {

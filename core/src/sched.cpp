@@ -138,7 +138,8 @@ static void finish_exit(runtime& rt, fcb* f) noexcept {
 static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
   if (!stack_canary_ok(f)) report_canary(f);
   auto sp = reinterpret_cast<std::uintptr_t>(f->sp);
-  if (f->sp_overflowed(sp)) report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a switch");
+  if (f->sp_overflowed(sp))  // stack clash (slots.cpp)
+    report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a switch");
   switch (a) {
     case klt_action::yield: rt.on_yield(f, k->index); break;
     case klt_action::preempted: rt.on_preempted(f, k->index); break;

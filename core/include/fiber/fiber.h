@@ -101,6 +101,23 @@ int fiber_preempt_allow_module(const void *addr);
 #define FIBER_POLICY_RUNNEXT 1 /* a created fiber runs next on its KLT (Go's runnext) */
 int fiber_set_policy(int policy);        /* EINVAL unknown, EBUSY while running */
 int fiber_set_preempt_signal(int signo); /* default SIGPROF; EINVAL, EBUSY while running */
+/* Signals.  libfiber defines sigaction(), signal(), pthread_sigmask() and
+ * sigprocmask() (the real ones are reached through dlsym(RTLD_NEXT)):
+ *  - A handler the program installs for the preemption signal, before or
+ *    after fiber_init, is kept: sigaction() reports it, the runtime calls it
+ *    for every such signal that is not one of its own ticks (kill, raise,
+ *    setitimer, the program's own timers), and fiber_shutdown installs it.
+ *    Such a signal arriving while the program has no handler is ignored
+ *    (not the default action).  sigset(), sysv_signal() and the raw system
+ *    call are not seen and do replace the runtime's handler.
+ *  - In a fiber, pthread_sigmask()/sigprocmask() set that fiber's own mask:
+ *    it follows the fiber across switches and KLTs and never affects other
+ *    fibers.  A fiber may block the preemption signal: it is still
+ *    preempted, and a program-sent preemption signal is delivered when the
+ *    fiber unblocks it.  A new fiber starts with its creator's mask (a
+ *    fiber), or the mask fiber_init's caller had (an OS thread).  A signal
+ *    sent to a KLT (pthread_kill, tgkill) is handled by whichever fiber
+ *    runs there and does not block it.  OS threads keep libc's behaviour. */
 
 /* --- synchronisation -------------------------------------------------------- */
 /* Opaque storage for the algorithms of core/include/fiber/detail/ (sizes are
