@@ -251,6 +251,16 @@ using namespace fiber::detail;
 
 // ---- the interposers (C linkage, default visibility) ------------------------
 
+namespace {
+// A fiber exists only while the tick handler is installed; before that (a
+// sanitizer runtime initialising, say) no runtime state is touched.
+fcb* calling_fiber() noexcept {
+  // relaxed: a fiber calling this runs on a KLT started after the release in signals_install_tick().
+  return g_tick_signo.load(std::memory_order_relaxed) != 0 ? current_fiber() : nullptr;
+}
+
+}  // namespace
+
 extern "C" {
 
 __attribute__((visibility("default"))) int sigaction(int signo, const struct sigaction* act,
@@ -280,7 +290,7 @@ __attribute__((visibility("default"))) sighandler_t signal(int signo, sighandler
 }
 
 __attribute__((visibility("default"))) int pthread_sigmask(int how, const sigset_t* set, sigset_t* old) {
-  if (fcb* f = current_fiber()) return fiber_sigmask(f, how, set, old);
+  if (fcb* f = calling_fiber()) return fiber_sigmask(f, how, set, old);
   if (sigmask_fn real = next_symbol(g_real_pthread_sigmask, "pthread_sigmask")) return real(how, set, old);
   std::uint64_t s = set ? bits_of(set) & ~kInternal : 0, o = 0;  // libc's rule without libc
   if (syscall(SYS_rt_sigprocmask, how, set ? &s : nullptr, &o, sizeof s) != 0) return errno;
@@ -289,7 +299,7 @@ __attribute__((visibility("default"))) int pthread_sigmask(int how, const sigset
 }
 
 __attribute__((visibility("default"))) int sigprocmask(int how, const sigset_t* set, sigset_t* old) {
-  if (fcb* f = current_fiber()) {
+  if (fcb* f = calling_fiber()) {
     int r = fiber_sigmask(f, how, set, old);
     if (r == 0) return 0;
     errno = r;
