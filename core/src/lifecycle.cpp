@@ -282,6 +282,7 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   f->retval = nullptr;
   f->saved_errno = 0;
   f->saved_eh = {nullptr, 0};
+  signals_init_fiber(f);  // I8: the creator's signal mask (signals.hpp)
   f->asan_fake_stack = nullptr;
   f->gate.reset(1);  // not yet published; fiber_entry drops it (I5, I-G1)
   f->join.reset(f->id, detached);

@@ -42,6 +42,7 @@
 #include "arch/context.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
+#include "signals.hpp"
 
 unsigned fiber_xsave_size = 0;
 
@@ -69,7 +70,7 @@ std::atomic<unsigned> g_nallow{0};
 range g_deny[kMaxRanges];                  // the runtime's own code
 std::atomic<unsigned> g_ndeny{0};
 pthread_mutex_t g_allow_mu = PTHREAD_MUTEX_INITIALIZER;
-struct sigaction g_old_tick, g_old_segv, g_old_bus;
+struct sigaction g_old_segv, g_old_bus;
 bool g_installed = false;
 
 bool in(const range* r, unsigned n, std::uintptr_t pc) noexcept {
@@ -91,52 +92,85 @@ void add_range(range* r, std::atomic<unsigned>& n, std::uintptr_t lo, std::uintp
   n.store(i + 1, std::memory_order_release);  // release: pairs with pc_allowed()'s acquire
 }
 
-struct find_ctx { std::uintptr_t addr; bool main_only; bool found; const char* name; int count; };
+// The allow-list is a fixed array: a module is added whole (all its
+// executable segments) or not at all (ENOMEM when they do not fit), a module
+// already on it is not added twice, and fiber_shutdown empties it
+// (preempt_uninstall); init adds the main executable again.
+struct find_ctx {
+  std::uintptr_t addr;
+  bool main_only;
+  bool found;
+  int result;  // 0, EPERM (never allowed) or ENOMEM (list full)
+  int count;
+};
+
+bool never_allowed(const char* name) noexcept {
+  static const char* const kNever[] = {"libc.so", "libc-", "libstdc++", "ld-linux", "libgcc",
+                                       "libm.so", "libpthread", "libfiber", "libasan",
+                                       "libtsan", "libubsan", "liblsan", "libdl"};
+  for (const char* bad : kNever)
+    if (std::strstr(name, bad)) return true;
+  return false;
+}
+
+bool contains_addr(const dl_phdr_info* info, std::uintptr_t addr) noexcept {
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+    if (ph.p_type == PT_LOAD && addr >= lo && addr < lo + ph.p_memsz) return true;
+  }
+  return false;
+}
+
+// Under g_allow_mu: adds every executable segment of `info`, none twice.
+int add_module_locked(const dl_phdr_info* info) noexcept {
+  range segs[8];
+  unsigned nseg = 0, fresh = 0, have = g_nallow.load(std::memory_order_relaxed);  // relaxed: under g_allow_mu
+  for (int i = 0; i < info->dlpi_phnum && nseg < 8; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    range r{info->dlpi_addr + ph.p_vaddr, info->dlpi_addr + ph.p_vaddr + ph.p_memsz};
+    segs[nseg++] = r;
+    if (!in(g_allow, have, r.lo)) ++fresh;
+  }
+  if (have + fresh > kMaxRanges) return ENOMEM;
+  for (unsigned i = 0; i < nseg; ++i)
+    if (!in(g_allow, g_nallow.load(std::memory_order_relaxed), segs[i].lo))  // relaxed: as above
+      add_range(g_allow, g_nallow, segs[i].lo, segs[i].hi);
+  return 0;
+}
 
 int add_module_cb(struct dl_phdr_info* info, size_t, void* p) {
   auto* c = static_cast<find_ctx*>(p);
   bool is_main = c->count++ == 0;  // the first object is the main program
-  bool hit = false;
-  if (c->main_only) {
-    hit = is_main;
-  } else {
-    for (int i = 0; i < info->dlpi_phnum; ++i) {
-      const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-      std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
-      if (ph.p_type == PT_LOAD && c->addr >= lo && c->addr < lo + ph.p_memsz) hit = true;
-    }
-  }
-  if (!hit) return 0;
+  if (c->main_only ? !is_main : !contains_addr(info, c->addr)) return 0;
   c->found = true;
-  c->name = info->dlpi_name;
-  if (!c->main_only && is_main) return 1;  // already on the list
-  if (!c->main_only) {
-    static const char* const kNever[] = {"libc.so", "libc-", "libstdc++", "ld-linux", "libgcc",
-                                         "libm.so", "libpthread", "libfiber", "libasan",
-                                         "libtsan", "libubsan", "liblsan", "libdl"};
-    for (const char* bad : kNever)
-      if (std::strstr(info->dlpi_name, bad)) { c->name = nullptr; return 1; }
+  if (!c->main_only && !is_main && never_allowed(info->dlpi_name)) {
+    c->result = EPERM;
+    return 1;
   }
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-    if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
-      add_range(g_allow, g_nallow, info->dlpi_addr + ph.p_vaddr,
-                info->dlpi_addr + ph.p_vaddr + ph.p_memsz);
-  }
+  c->result = add_module_locked(info);  // the main executable too: init may not have run yet
   return 1;
 }
 
 void build_allow_list() noexcept {
   pthread_mutex_lock(&g_allow_mu);
-  if (g_nallow.load(std::memory_order_relaxed) == 0) {  // relaxed: under g_allow_mu
-    find_ctx c{0, true, false, nullptr, 0};
-    dl_iterate_phdr(add_module_cb, &c);
+  find_ctx c{0, true, false, 0, 0};
+  dl_iterate_phdr(add_module_cb, &c);  // the main executable, unless already there
+  if (g_ndeny.load(std::memory_order_relaxed) == 0) {  // relaxed: under g_allow_mu
     add_range(g_deny, g_ndeny, reinterpret_cast<std::uintptr_t>(fiber_asm_begin),
               reinterpret_cast<std::uintptr_t>(fiber_asm_end));
     if (__start_fiber_rt_text && __stop_fiber_rt_text)
       add_range(g_deny, g_ndeny, reinterpret_cast<std::uintptr_t>(__start_fiber_rt_text),
                 reinterpret_cast<std::uintptr_t>(__stop_fiber_rt_text));
   }
+  pthread_mutex_unlock(&g_allow_mu);
+}
+
+// At shutdown, once no KLT runs (no tick handler reads the list): empty it.
+void clear_allow_list() noexcept {
+  pthread_mutex_lock(&g_allow_mu);
+  g_nallow.store(0, std::memory_order_release);  // release: pairs with pc_allowed()'s acquire
   pthread_mutex_unlock(&g_allow_mu);
 }
 
@@ -153,8 +187,24 @@ std::size_t trampoline_room() noexcept {
          11 * 8 /*pushes*/ + 2048 /*fiber_preempt_entry -> switch_out frames*/;
 }
 
-void on_tick(int, siginfo_t*, void* ucv) {
+// The interrupted sp is in f's guard or just below it while f itself runs.
+// Not while f's gate is up: in a switch k->current is already the next fiber
+// while sp is still on the previous one's stack, which may lie right below
+// (and the switch path checks the fiber that left, sched.cpp).  Not on the
+// KLT's sigaltstack: a program's SA_ONSTACK handler runs there.
+bool overflowed_at_tick(const klt& k, const fcb& f, std::uintptr_t sp) noexcept {
+  auto alt = reinterpret_cast<std::uintptr_t>(k.altstack);
+  if (f.gate.in_section() || (alt && sp >= alt && sp < alt + kAltStack)) return false;
+  return f.sp_overflowed(sp);
+}
+
+void on_tick(int sig, siginfo_t* si, void* ucv) {
   int saved_errno = errno;
+  if (!signals_is_tick(si)) {  // sent by the program, or its own timer: its handler's
+    signals_forward(sig, si, ucv);
+    errno = saved_errno;
+    return;
+  }
   klt* k = tick_klt();
   fcb* f = k ? k->current : nullptr;
   runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: non-null while KLTs run
@@ -168,6 +218,10 @@ void on_tick(int, siginfo_t*, void* ucv) {
                    std::memory_order_relaxed);  // relaxed: statistics, this handler is the one writer
     auto lo = reinterpret_cast<std::uintptr_t>(f->stack_lo());
     auto hi = reinterpret_cast<std::uintptr_t>(f->stack_hi());
+    // A frame jumped past the guard (stack clash): stop before the fiber
+    // writes further into what lies below, whatever code it is in.
+    if (overflowed_at_tick(*k, *f, sp))
+      report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a tick");
     std::atomic<std::uint64_t>* deferred = nullptr;
     if (!knobs.no_count_check.load(std::memory_order_relaxed) && f->gate.tick_refused())
       deferred = &st.deferred_count;  // I-G1: in a section, owed (pending set)
@@ -201,25 +255,34 @@ void write_hex(char* out, std::uintptr_t v) noexcept {
   out[18] = '\0';
 }
 
+void write_dec(char* out, std::uint64_t v) noexcept {
+  char tmp[21];
+  int n = 0;
+  do { tmp[n++] = static_cast<char>('0' + v % 10); v /= 10; } while (v && n < 20);
+  for (int i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  out[n] = '\0';
+}
+
+// Appends s to the buffer at *p (bounded by end); async-signal-safe.
+void append(char** p, const char* end, const char* s) noexcept {
+  while (*s && *p < end - 1) *(*p)++ = *s++;
+  **p = '\0';
+}
+
 void on_fault(int sig, siginfo_t* si, void* uc) {
   klt* k = tick_klt();
   fcb* f = k ? k->current : nullptr;
   auto addr = reinterpret_cast<std::uintptr_t>(si->si_addr);
   if (f) {
-    auto guard = reinterpret_cast<std::uintptr_t>(f->map_base);
-    // The guard page, or a frame that jumped a little past it.
-    if (addr >= guard - 64 * 1024 && addr < guard + fcb::page_size()) {
-      char msg[160], id[20], at[20];
-      std::uint64_t v = f->id;
-      int n = 0;
-      char tmp[20];
-      do { tmp[n++] = static_cast<char>('0' + v % 10); v /= 10; } while (v && n < 19);
-      for (int i = 0; i < n; ++i) id[i] = tmp[n - 1 - i];
-      id[n] = '\0';
-      write_hex(at, addr);
-      std::snprintf(msg, sizeof msg, "fiber %s: stack overflow (fault at %s, guard page hit)", id, at);
-      fatal(msg);
-    }
+    auto sp = static_cast<std::uintptr_t>(static_cast<ucontext_t*>(uc)->uc_mcontext.gregs[REG_RSP]);
+    // The guard, or a frame that jumped up to a guard's width past it.
+    if (f->sp_overflowed(addr))
+      report_stack_overflow(f, "fault", addr,
+                            addr >= reinterpret_cast<std::uintptr_t>(f->map_base)
+                                ? "guard page hit"
+                                : "below the guard: a frame skipped it");
+    if (overflowed_at_tick(*k, *f, sp))
+      report_stack_overflow(f, "fault", addr, "sp below the guard: a frame skipped it");
   }
   // Not ours: hand it to whoever was there before (ASan's handler, or the default).
   struct sigaction& old = sig == SIGSEGV ? g_old_segv : g_old_bus;
@@ -236,16 +299,35 @@ void on_fault(int sig, siginfo_t* si, void* uc) {
 
 int preempt_signal() noexcept { return g_signo; }
 
+// "fiber <id>: stack overflow (<what> at 0x..., <why>)": from a handler on the
+// KLT's sigaltstack or from the switch path (sched.cpp), async-signal-safe.
+void report_stack_overflow(const fcb* f, const char* what, std::uintptr_t at,
+                           const char* why) noexcept {
+  char msg[192], num[24], hex[20];
+  char* p = msg;
+  const char* end = msg + sizeof msg;
+  write_dec(num, f->id);
+  write_hex(hex, at);
+  append(&p, end, "fiber ");
+  append(&p, end, num);
+  append(&p, end, ": stack overflow (");
+  append(&p, end, what);
+  append(&p, end, " at ");
+  append(&p, end, hex);
+  append(&p, end, ", ");
+  append(&p, end, why);
+  append(&p, end, ")");
+  fatal(msg);
+}
+
 bool preempt_install(runtime&) noexcept {
   fiber_xsave_size = detect_xsave_size();
   build_allow_list();
   if (g_installed) return true;
+  if (!signals_install_tick(g_signo, on_tick)) return false;  // the old handler becomes the program's
   struct sigaction sa;
   std::memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_tick;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
-  if (sigaction(g_signo, &sa, &g_old_tick) != 0) return false;
   sa.sa_sigaction = on_fault;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
   sigaction(SIGSEGV, &sa, &g_old_segv);
@@ -255,8 +337,9 @@ bool preempt_install(runtime&) noexcept {
 }
 
 void preempt_uninstall() noexcept {
+  clear_allow_list();
   if (!g_installed) return;
-  sigaction(g_signo, &g_old_tick, nullptr);
+  signals_uninstall_tick();  // the program's latest handler for the signal
   sigaction(SIGSEGV, &g_old_segv, nullptr);
   sigaction(SIGBUS, &g_old_bus, nullptr);
   g_installed = false;
@@ -281,6 +364,7 @@ bool klt_timer_start(klt& k, const fiber_config_t& cfg) noexcept {
   std::memset(&ev, 0, sizeof ev);
   ev.sigev_notify = SIGEV_THREAD_ID;
   ev.sigev_signo = g_signo;
+  ev.sigev_value.sival_ptr = signals_tick_tag();  // tells our ticks from the program's signals
   ev._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
   clockid_t clock = use_monotonic(cfg) ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID;
   if (timer_create(clock, &ev, &k.timer) != 0) return false;
@@ -336,11 +420,10 @@ extern "C" void fiber_preempt_entry(void) {
 extern "C" int fiber_preempt_allow_module(const void* addr) {
   if (!addr) return EINVAL;
   pthread_mutex_lock(&g_allow_mu);
-  find_ctx c{reinterpret_cast<std::uintptr_t>(addr), false, false, nullptr, 0};
+  find_ctx c{reinterpret_cast<std::uintptr_t>(addr), false, false, 0, 0};
   dl_iterate_phdr(add_module_cb, &c);
   pthread_mutex_unlock(&g_allow_mu);
-  if (!c.found) return EINVAL;
-  return c.name ? 0 : EPERM;
+  return c.found ? c.result : EINVAL;
 }
 
 extern "C" int fiber_set_preempt_signal(int signo) {

@@ -39,6 +39,11 @@
 //   I6 Timers expire under rt.timer_lock and unpark under it, so a cancel that
 //      returns guarantees no expiry of that timer is in flight.
 //   I7 live counts fibers created and not yet exited; shutdown waits for 0.
+//   I8 A fiber's signal mask is its own (fcb::sigmask, written only by the
+//      fiber: pthread_sigmask/sigprocmask in a fiber change it, signals.cpp).
+//      The KLT running it has that mask for real (install() switches it when
+//      it differs from klt::sigmask), except the preemption signal, which is
+//      never blocked on a KLT, and glibc's internal signals.
 #pragma once
 
 #include <pthread.h>
@@ -100,6 +105,8 @@ struct fcb {
   // Saved per-fiber thread state (I4).
   int saved_errno = 0;
   eh_globals saved_eh{nullptr, 0};
+  std::uint64_t sigmask = 0;                 // I8: bit signo-1 blocked; set at create
+  std::atomic<bool> sig_pending{false};      // a preemption signal held while blocked (I8)
   // Sanitizer fiber state.
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
@@ -107,7 +114,14 @@ struct fcb {
   // Explicit state, what it waits on, name (diag.hpp): diagnostics only.
   fiber_diag diag;
 
-  char* stack_lo() const noexcept { return map_base + (guarded ? page_size() : kCanaryBytes); }
+  char* stack_lo() const noexcept { return map_base + (guarded ? kGuard : kCanaryBytes); }
+  // An sp in the guard or less than a guard below it: a frame jumped past
+  // stack_lo (stack clash, slots.cpp); reported as an overflow, never run on.
+  bool sp_overflowed(std::uintptr_t at) const noexcept {
+    auto lo = reinterpret_cast<std::uintptr_t>(stack_lo());
+    return at < lo && at >= reinterpret_cast<std::uintptr_t>(map_base) - kGuard;
+  }
+  static constexpr std::size_t kGuard = FIBER_STACK_GUARD_SIZE;  // PROT_NONE below a guarded stack
   static constexpr std::size_t kCanaryBytes = 64;
   char* stack_hi() const noexcept { return map_base + map_size; }
   static std::size_t page_size() noexcept { return kPage; }
@@ -136,6 +150,7 @@ struct alignas(64) klt {
   std::size_t stack_map_size = 0;
   char* altstack = nullptr;
   eh_globals* eh = nullptr;           // this KLT's __cxa_get_globals()
+  std::uint64_t sigmask = 0;          // I8: the fiber mask this KLT has (I2: k only)
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
   std::atomic<std::uint64_t> switches{0};  // written by this KLT only (no RMW on the hot path)
@@ -234,7 +249,8 @@ fcb* slot_lookup(fiber_t id) noexcept;            // nullptr: no such slot
 // while the runtime runs); lock-free, async-signal-safe; fn sees racy states.
 void slots_visit(void (*fn)(fcb&, void*), void* ctx) noexcept;
 void slots_reset() noexcept;
-bool stack_map(std::size_t size, char** base, std::size_t* map_size) noexcept;
+bool stack_map(std::size_t size, char** base, std::size_t* map_size,
+               std::size_t guard = fcb::kPage) noexcept;  // fiber stacks: fcb::kGuard
 void stack_unmap(char* base, std::size_t map_size) noexcept;
 
 // preempt.cpp
@@ -245,6 +261,11 @@ void klt_timer_stop(klt& k) noexcept;
 void klt_timer_idle(klt& k, bool idle) noexcept;  // disarm while idle (monotonic clock only)
 void klt_altstack_install(klt& k) noexcept;
 int preempt_signal() noexcept;
+[[noreturn]] void report_stack_overflow(const fcb* f, const char* what, std::uintptr_t at,
+                                       const char* why) noexcept;
+
+// signals.cpp (the rest in signals.hpp)
+void signals_init_fiber(fcb* f) noexcept;  // at create: the creator's signal mask (I8)
 
 // test knobs (testing.h)
 struct knobs_t {

@@ -29,6 +29,7 @@
 #include "monitor.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
+#include "signals.hpp"
 
 namespace fiber::detail {
 
@@ -138,6 +139,9 @@ static void finish_exit(runtime& rt, fcb* f) noexcept {
 // its stack (I1): in the scheduler, or in the next fiber right after the switch.
 static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
   if (!stack_canary_ok(f)) report_canary(f);
+  auto sp = reinterpret_cast<std::uintptr_t>(f->sp);
+  if (f->sp_overflowed(sp))  // stack clash (slots.cpp)
+    report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a switch");
   switch (a) {
     case klt_action::yield:
       f->diag.move(fstate::running, fstate::runnable);
@@ -194,6 +198,7 @@ static void install(klt* k, fcb* next) noexcept {
   next->diag.move(fstate::runnable, fstate::running);
   if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) errno = next->saved_errno;  // I4
   if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) *k->eh = next->saved_eh;      // I4
+  if (next->sigmask != k->sigmask) signals_apply(*k, next->sigmask);  // I8: rare, a syscall
   count_switch(k);
 }
 
@@ -302,6 +307,7 @@ void* klt_main(void* arg) {
   pthread_setname_np(pthread_self(), name);  // what ps, top and gdb show
   k->eh = reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
   klt_altstack_install(*k);
+  signals_klt_start(*k);  // I8
   k->tsan_fiber = san_current_fiber();
   klt_timer_start(*k, rt.cfg);
   process_timers(rt);

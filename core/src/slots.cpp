@@ -10,8 +10,24 @@
 // EAGAIN) with MAP_NORESERVE, and the first frame is written only when the
 // fiber first runs: a fiber that has not started costs address space, not
 // memory (a breadth-first spawn tree of a million fibers touches stack pages
-// only for those that started).  A PROT_NONE guard page sits at the low end; an overflow faults there and preempt.cpp's SIGSEGV handler (on
-// the KLT's sigaltstack) names the fiber.
+// only for those that started).  A PROT_NONE guard sits at the low end; an
+// overflow faults there and preempt.cpp's SIGSEGV handler (on the KLT's
+// sigaltstack) names the fiber.
+//
+// Stack clash: the guard is FIBER_STACK_GUARD_SIZE (64 KiB), not one page.
+// Code compiled without -fstack-clash-protection moves sp by a whole frame at
+// once and touches the frame's lowest bytes first; a frame larger than the
+// guard would land in whatever is mapped below - typically the next fiber's
+// live stack - with no fault.  64 KiB is glibc's own limit for a stack
+// allocation (__MAX_ALLOCA_CUTOFF; larger buffers go to the heap) and 16 times
+// the 4 KiB probe interval of -fstack-clash-protection, and it costs address
+// space only (one PROT_NONE VMA whatever its size; 1M stacks: 64 GiB of the
+// 128 TiB user address space).  Frames larger still are caught by the sp
+// checks: a tick or a switch that finds sp in the guard or within a guard's
+// width below it reports the overflow (fcb::sp_overflowed, preempt.cpp,
+// sched.cpp), and so does a fault there.  The project builds with
+// -fstack-clash-protection and fiber.h recommends it to users: with it no
+// frame can skip a guard of even one page.
 //
 // Each guarded stack costs two VMAs, and vm.max_map_count (65530 by default)
 // would cap live fibers near 32k.  So guarded stacks are budgeted (half of
@@ -73,13 +89,13 @@ long guarded_budget() noexcept {
 }  // namespace
 
 
-bool stack_map(std::size_t size, char** base, std::size_t* map_size) noexcept {
+bool stack_map(std::size_t size, char** base, std::size_t* map_size, std::size_t guard) noexcept {
   std::size_t pg = fcb::page_size();
-  std::size_t total = ((size + pg - 1) / pg) * pg + pg;
+  std::size_t total = ((size + pg - 1) / pg) * pg + guard;
   void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
   if (p == MAP_FAILED) return false;
-  if (mprotect(p, pg, PROT_NONE) != 0) {
+  if (mprotect(p, guard, PROT_NONE) != 0) {
     munmap(p, total);
     return false;
   }
@@ -149,9 +165,8 @@ static bool map_unguarded(std::size_t size, char** base, std::size_t* map_size) 
 }
 
 bool stack_ensure(fcb* f) noexcept {
-  std::size_t pg = fcb::page_size();
   if (f->map_base) {
-    std::size_t have = f->map_size - (f->guarded ? pg : 0);
+    std::size_t have = f->map_size - (f->guarded ? fcb::kGuard : 0);
     if (have == f->want_stack) return true;
     if (f->guarded) {  // unguarded mappings stay until shutdown (unmapping could split a VMA)
       stack_unmap(f->map_base, f->map_size);
@@ -161,7 +176,7 @@ bool stack_ensure(fcb* f) noexcept {
   }
   bool ok = false;
   if (g_guarded.load(std::memory_order_relaxed) < guarded_budget()) {  // relaxed: a budget
-    ok = stack_map(f->want_stack, &f->map_base, &f->map_size);
+    ok = stack_map(f->want_stack, &f->map_base, &f->map_size, fcb::kGuard);
     if (ok) g_guarded.fetch_add(1, std::memory_order_relaxed);
     f->guarded = true;
   }

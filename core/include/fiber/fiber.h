@@ -78,6 +78,15 @@ typedef struct fiber_attr {
 #define FIBER_DEFAULT_STACK_SIZE ((size_t)256 * 1024) /* default fiber stack */
 #define FIBER_MIN_STACK_SIZE ((size_t)16 * 1024)      /* smallest accepted stack_size */
 #define FIBER_MAX_STACK_SIZE ((size_t)1 << 30)        /* largest accepted stack_size */
+/* Stack overflow: below each fiber stack lies a PROT_NONE guard of
+ * FIBER_STACK_GUARD_SIZE bytes (address space, no memory); an overflow into it,
+ * or a stack pointer found in it or up to that much below it, ends the process
+ * with "fiber: fatal: fiber <id>: stack overflow (...)".  A frame larger than
+ * the guard, from code compiled without -fstack-clash-protection, can still
+ * write past it before any check sees it: compile code that runs on fibers
+ * with -fstack-clash-protection (GCC >= 8, Clang >= 11), which probes every
+ * page of a large frame so that no frame can skip the guard. */
+#define FIBER_STACK_GUARD_SIZE ((size_t)64 * 1024)
 #define FIBER_MAX_KLTS 1024u
 #define FIBER_DEFAULT_TIMESLICE_US 4000u /* one jiffy at HZ=250 */
 /* Shortest preemptive quantum fiber_init accepts (0, cooperative, is always
@@ -117,7 +126,11 @@ void fiber_preempt_enable(void);
 /* Adds the loaded module (executable or shared object) containing `addr` to
  * the preemption allow-list.  The main executable is always on it; libc,
  * libstdc++, ld.so and libfiber itself can never be added (EPERM).  EINVAL if
- * addr is in no module. */
+ * addr is in no module.  Adding a module already on the list does nothing and
+ * returns 0.  The list holds at most 64 executable segments (a module usually
+ * has one): ENOMEM when the module's do not fit (nothing is added).  The list
+ * may be extended before fiber_init; fiber_shutdown empties it (the main
+ * executable is put back by the next fiber_init). */
 int fiber_preempt_allow_module(const void *addr);
 
 /* --- runtime options (beyond the contract; call before fiber_init) ------- */
@@ -125,6 +138,23 @@ int fiber_preempt_allow_module(const void *addr);
 #define FIBER_POLICY_RUNNEXT 1 /* a created fiber runs next on its KLT (Go's runnext) */
 int fiber_set_policy(int policy);        /* EINVAL unknown, EBUSY while running */
 int fiber_set_preempt_signal(int signo); /* default SIGPROF; EINVAL, EBUSY while running */
+/* Signals.  libfiber defines sigaction(), signal(), pthread_sigmask() and
+ * sigprocmask() (the real ones are reached through dlsym(RTLD_NEXT)):
+ *  - A handler the program installs for the preemption signal, before or
+ *    after fiber_init, is kept: sigaction() reports it, the runtime calls it
+ *    for every such signal that is not one of its own ticks (kill, raise,
+ *    setitimer, the program's own timers), and fiber_shutdown installs it.
+ *    Such a signal arriving while the program has no handler is ignored
+ *    (not the default action).  sigset(), sysv_signal() and the raw system
+ *    call are not seen and do replace the runtime's handler.
+ *  - In a fiber, pthread_sigmask()/sigprocmask() set that fiber's own mask:
+ *    it follows the fiber across switches and KLTs and never affects other
+ *    fibers.  A fiber may block the preemption signal: it is still
+ *    preempted, and a program-sent preemption signal is delivered when the
+ *    fiber unblocks it.  A new fiber starts with its creator's mask (a
+ *    fiber), or the mask fiber_init's caller had (an OS thread).  A signal
+ *    sent to a KLT (pthread_kill, tgkill) is handled by whichever fiber
+ *    runs there and does not block it.  OS threads keep libc's behaviour. */
 
 /* --- diagnostics -------------------------------------------------------------
  * Names: at most FIBER_NAME_MAX - 1 bytes, shown by fiber_dump and gdb.

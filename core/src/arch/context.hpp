@@ -8,8 +8,9 @@
 //       pointer and the floating-point control words (x86-64: MXCSR and the
 //       x87 control word) on the current stack, stores the stack pointer in
 //       *save, and resumes the context whose stack pointer is `load`.  No
-//       system call: the signal mask is per KLT and never changes (ucontext's
-//       swapcontext makes a sigprocmask call per switch).
+//       system call: the signal mask is not part of the context (ucontext's
+//       swapcontext makes a sigprocmask call per switch); install() in
+//       sched.cpp switches it only when two fibers' masks differ (I8).
 //   fiber_ctx_make(top, entry, arg): lays out a frame at the 16-byte aligned
 //       `top` so that switching to the returned stack pointer calls
 //       entry(arg) on that stack.  entry must never return.
