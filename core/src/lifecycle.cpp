@@ -134,25 +134,25 @@ int init_locked(const fiber_config_t* cfg) noexcept {
   if (g_policy == FIBER_POLICY_RUNNEXT) rt->runnext.reset(new (std::nothrow) runnext_t(c.klts));
   else rt->fifo.reset(new (std::nothrow) fifo_t(c.klts));
   if (!rt->klts || (!rt->runnext && !rt->fifo) || !preempt_install(*rt)) {
+    preempt_uninstall();  // no-op unless the install got that far
     delete rt;
     return EAGAIN;
   }
   g_rt.store(rt, std::memory_order_release);  // release: pairs with the KLTs' and API's acquire
-  for (unsigned i = 0; i < c.klts; ++i) {
-    rt->klts[i].index = i;
-    if (!start_klt(rt->klts[i])) {
-      stop_klts(*rt, i);
-      g_rt.store(nullptr, std::memory_order_release);
-      delete rt;
-      return EAGAIN;
-    }
-  }
-  if (!monitor_start(*rt)) {
-    stop_klts(*rt, c.klts);
-    g_rt.store(nullptr, std::memory_order_release);
+  // A failed start undoes everything, handlers and allow-list included, so the
+  // next fiber_init starts from scratch.
+  auto undo = [rt](unsigned started) {
+    stop_klts(*rt, started);
+    preempt_uninstall();
+    g_rt.store(nullptr, std::memory_order_release);  // release: as above
     delete rt;
     return EAGAIN;
+  };
+  for (unsigned i = 0; i < c.klts; ++i) {
+    rt->klts[i].index = i;
+    if (!start_klt(rt->klts[i])) return undo(i);
   }
+  if (!monitor_start(*rt)) return undo(c.klts);
   diag_start(*rt);         // the diagnostics ticker: clock word + deadlock detector (diag.cpp)
   dump_install_sigquit();  // only if the program has no SIGQUIT handler of its own
   return 0;
