@@ -8,10 +8,13 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
+
+#include <fiber/fiber.hpp>
 
 #include "test_util.hpp"
 
@@ -277,6 +280,9 @@ TEST_F(MonitorWatchdog, BlockedFiberReportedOnceWithinTheBound) {
   EXPECT_NE(err.find("KLT 0 took no scheduling step"), std::string::npos) << err;
   EXPECT_NE(err.find("running fiber " + std::to_string(s.self)), std::string::npos) << err;
   EXPECT_NE(err.find("blocked in the kernel"), std::string::npos) << err;
+  // The report comes with the dump (issue 17): the stuck fiber's line in it.
+  EXPECT_NE(err.find("fiber dump: pid "), std::string::npos) << err;
+  EXPECT_NE(err.find("fiber " + std::to_string(s.self) + " "), std::string::npos) << err;
 }
 
 // A runaway preemption-disabled section on one of two KLTs: reported with
@@ -398,3 +404,33 @@ TEST_F(runtime_test, IdleProgramDoesNotWakeTheMonitor) {
 }
 
 }  // namespace
+
+// The C++ API's runtime::options::watchdog reaches fiber_config_t: a fiber
+// blocked in read() under fiber::runtime with a 150 ms watchdog is reported;
+// the same program with the option left at 0 is not (its negative control).
+TEST_F(MonitorWatchdog, CxxRuntimeOptionTurnsTheWatchdogOn) {
+  for (unsigned ms : {150u, 0u}) {
+    stderr_capture cap;
+    ASSERT_TRUE(cap.ok());
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    {
+      fiber::runtime::options o;
+      o.klts = 1;
+      o.watchdog = std::chrono::milliseconds(ms);
+      fiber::runtime rt(o);
+      fiber::thread t([&] {
+        char c;
+        ssize_t r = read(fds[0], &c, 1);
+        (void)r;
+      });
+      sleep_ms(450);
+      ASSERT_EQ(write(fds[1], "x", 1), 1);
+      t.join();
+    }
+    close(fds[0]);
+    close(fds[1]);
+    cap.restore();
+    EXPECT_EQ(count_of(cap.text(), kWatchdogTag), ms ? 1 : 0) << "watchdog " << ms << " ms: " << cap.text();
+  }
+}

@@ -47,6 +47,7 @@ class runtime {
     unsigned klts = 0;                                   // 0 = online CPUs
     std::chrono::microseconds timeslice{FIBER_DEFAULT_TIMESLICE_US};  // 0 = cooperative
     std::size_t stack_size = 0;                          // 0 = library default
+    std::chrono::milliseconds watchdog{0};               // 0 = off (fiber_config_t::watchdog_ms)
   };
   runtime() : runtime(options{}) {}
   explicit runtime(const options& o) {
@@ -55,6 +56,7 @@ class runtime {
     c.klts = o.klts;
     c.timeslice_us = static_cast<unsigned>(o.timeslice.count());
     c.stack_size = o.stack_size;
+    c.watchdog_ms = static_cast<unsigned>(o.watchdog.count());
     if (int e = fiber_init(&c)) throw std::system_error(e, std::generic_category(), "fiber_init");
   }
   ~runtime() { fiber_shutdown(); }
