@@ -18,7 +18,7 @@ def main():
     ap.add_argument("--expect", default=r"(?im)^usage:", help="regex the output must match")
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- command [args...]")
     a = ap.parse_args()
-    cmd = [c for c in a.command if c != "--"][:] if a.command[:1] == ["--"] else a.command
+    cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
     if not cmd:
         ap.error("give the command after --")
     try:

@@ -179,7 +179,7 @@ void timer_cancel(fcb* f) noexcept;
 void fiber_entry(void* arg);
 void klt_publish_self(klt* k) noexcept;
 
-// slots.cpp / stack.cpp
+// slots.cpp
 fcb* slot_alloc(std::size_t stack_size) noexcept;  // with its stack mapped; nullptr: EAGAIN
 bool stack_ensure(fcb* f) noexcept;   // maps f's stack unless a pooled one fits; false: ENOMEM
 bool stack_canary_ok_slow(const fcb* f) noexcept;

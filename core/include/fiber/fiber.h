@@ -12,7 +12,7 @@
  * Guarantees: every function returns 0 or a pthread-style error number and
  * never crashes on a detectable misuse; fiber ids are never reused while the
  * process lives (a stale id gives ESRCH).  What preemption will not do (the
- * safe-point rules) is in core/README.md.
+ * safe-point rules) is in papers/design.md, section 5.
  *
  * Lifecycle: fiber_init (optional: the first fiber_create initialises with
  * defaults) ... fiber_shutdown (waits for every fiber, stops the KLTs, frees
