@@ -179,7 +179,11 @@ def stamp():
 def cmd_demo(a):
     main_build(["spin_demo"])
     args = a.args or ["--fibers", "8", "--klts", "2", "--timeslice", "4000", "--seconds", "3"]
-    sh([os.path.join(MAIN, "examples", "spin_demo")] + args)
+    # The demo is also the fairness run: its samples are the report's figure.
+    os.makedirs(LAB, exist_ok=True)
+    with open(os.path.join(LAB, "fairness.stamp.json"), "w") as f:
+        json.dump(stamp(), f)
+    sh([os.path.join(MAIN, "examples", "spin_demo")] + args + ["--csv", os.path.join(LAB, "fairness.csv")])
 
 
 def install_check():
@@ -271,7 +275,8 @@ def cmd_check(a):
             case = re.search(r"--case (\S+)", " ".join(dict((j[0], j[1]) for j in jobs)[name]))
             kills.append({"test": name, "mutant": name.split(".")[1], "case": case.group(1) if case else "?",
                           "caught": rc == 0, "by": m.group(2) if m else ""})
-    doc = {"stamp": stamp(), "tier": a.tier, "results": results, "mutants": kills}
+    doc = {"stamp": stamp(), "tier": a.tier, "results": results, "mutants": kills,
+           "partial": bool(a.model or a.case or a.no_mutants)}  # the report draws only whole runs
     with open(os.path.join(LAB, "models-%s.json" % a.tier), "w") as f:
         json.dump(doc, f, indent=1)
     bad = [n for n, (rc, _, _) in res.items() if rc != 0]
