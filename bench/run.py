@@ -235,7 +235,8 @@ def main():
     nproc = os.cpu_count() or 1
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "git": git_rev(), "host": platform.node(), "kernel": platform.release(),
-            "nproc": nproc, "reps": reps, "quick": a.quick, "args": gb_args}
+            "nproc": nproc, "reps": reps, "quick": a.quick, "args": gb_args,
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}  # a busy machine inflates timings
     with open(os.path.join(results, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
     times = {}

@@ -172,7 +172,8 @@ def stamp():
                            capture_output=True, text=True).stdout.strip()
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "git": git.stdout.strip() + ("+dirty" if dirty else ""),
-            "machine": "%s, %d CPUs, %s" % (os.uname().nodename, JOBS, os.uname().release)}
+            "machine": "%s, %d CPUs, %s, load average %.1f" % (os.uname().nodename, JOBS, os.uname().release,
+                                                               os.getloadavg()[0])}
 
 
 # ------------------------------------------------------------------ commands

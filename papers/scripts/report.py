@@ -67,9 +67,10 @@ def md_tables(path):
 
 def models_stamp(path):
     text = open(path, encoding="utf-8").read()
-    m = re.search(r"Machine: ([^;]+); (?:started )?([0-9-]+ [0-9:]+ UTC)", text)
-    g = re.search(r"git ([0-9a-f+dirty]+)", text)
-    return {"date": m.group(2) if m else "not recorded", "machine": m.group(1) if m else "not recorded",
+    m = re.search(r"Machine: ([^;]+);", text)
+    d = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d UTC)", text)
+    g = re.search(r"; git (\w+)", text)
+    return {"date": d.group(1) if d else "not recorded", "machine": m.group(1) if m else "not recorded",
             "git": g.group(1) if g else "not recorded"}
 
 
@@ -308,8 +309,10 @@ def file_stamp(path):
     meta = os.path.join(os.path.dirname(path), "meta.json")
     if os.path.exists(meta):
         m = json.load(open(meta))
+        load = m.get("loadavg")
         return {"date": m.get("date", t), "git": m.get("git", "not recorded"),
-                "machine": "%s, %s CPUs" % (m.get("host", "?"), m.get("nproc", "?"))}
+                "machine": "%s, %s CPUs%s" % (m.get("host", "?"), m.get("nproc", "?"),
+                                             ", load average %.1f at the start" % load[0] if load else "")}
     lab = os.path.join(os.path.dirname(path), "fairness.stamp.json")
     if os.path.exists(lab):
         return json.load(open(lab))
@@ -369,6 +372,7 @@ def main():
     import matplotlib
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.hashsalt"] = "fiber"  # stable ids: regenerating unchanged data changes nothing
+    matplotlib.rcParams["svg.fonttype"] = "none"   # text stays text (searchable, small)
     import matplotlib.pyplot as plt
     os.makedirs(os.path.join(a.out, "figures"), exist_ok=True)
 
