@@ -13,7 +13,7 @@
                                       fiber_stress with its live status line
   fiberctl bench [run.py options]     Release build, benchmark suite (bench/run.py)
   fiberctl report                     figures, tables and the paper (papers/)
-  fiberctl deps | asan | ubsan | tsan | campaign ARGS
+  fiberctl deps | asan | ubsan | tsan | models-long | models-exhaustive | campaign ARGS
 
 Every long step shows progress with an ETA; what each run measured is kept
 under build/lab/ (the report reads it).  See README.md, "The lab".
@@ -235,9 +235,11 @@ def model_jobs(a):
         if a.case and not any(cmd[i:i + 2] == ["--case", c] for c in a.case for i in range(len(cmd))):
             continue
         if a.tier != "normal":
-            if is_mutant or "--case" not in cmd:
+            # One job per model executable, as the models-long/-exhaustive
+            # targets run them (a case may have no exhaustive variant).
+            if is_mutant or "--case" not in cmd or any(j[1][0] == cmd[0] for j in jobs):
                 continue
-            cmd = cmd + ["--long" if a.tier == "long" else "--exhaustive"]
+            name, cmd = "model.%s.%s" % (name.split(".")[1], a.tier), [cmd[0], "--" + a.tier]
         if os.path.basename(cmd[0]).startswith(("model_", "mutant_")):
             cmd = cmd + ["--progress=%d" % a.progress]  # the runner's status line with an ETA
         jobs.append((name, cmd, cwd))
@@ -389,6 +391,9 @@ def parser():
     p.add_argument("args", nargs=argparse.REMAINDER, help="papers/scripts/report.py options")
     for s in ("asan", "ubsan", "tsan"):
         sub.add_parser(s, help="build and test the %s preset" % s)
+    for tier in ("long", "exhaustive"):  # the older spellings of check --tier long|exhaustive
+        p = sub.add_parser("models-" + tier, help="same as: check --tier " + tier)
+        p.set_defaults(tier=tier, model=None, case=None, no_mutants=True, jobs=JOBS, progress=10)
     p = sub.add_parser("campaign", help="tools/model_campaign.py: long searches split into jobs")
     p.add_argument("args", nargs=argparse.REMAINDER)
     return ap
@@ -409,7 +414,7 @@ def main():
         cmd_demo(a)
     elif a.cmd == "test":
         cmd_test(a)
-    elif a.cmd == "check":
+    elif a.cmd in ("check", "models-long", "models-exhaustive"):
         return cmd_check(a)
     elif a.cmd == "prop":
         return cmd_prop(a)
