@@ -327,21 +327,45 @@ def first(*paths):
 
 
 # ------------------------------------------------------------------ paper
+def section(lines, heading):
+    """The lines of the section titled `heading` (to the next heading of the
+    same or a higher level), without its title line."""
+    out, level = [], None
+    for l in lines:
+        m = re.match(r"(#+) (.*)", l)
+        if level is None:
+            if m and m.group(2).strip().lower().startswith(heading.lower()):
+                level = len(m.group(1))
+            continue
+        if m and len(m.group(1)) <= level:
+            break
+        out.append(l)
+    return out
+
+
 def expand(path, depth=0):
-    """papers/paper.md with its <!-- include FILE --> lines replaced by FILE,
-    headings of an included file demoted one level."""
+    """papers/paper.md with its <!-- include FILE[#Heading] --> lines replaced
+    by that file (or that section of it): an included file's title (its "# "
+    line) is dropped, since the paper's own heading introduces it, and its
+    other headings are demoted one level."""
     out = []
     for line in open(path, encoding="utf-8"):
-        m = re.match(r"\s*<!-- include (\S+) -->", line)
-        if m and depth < 3:
-            inc = os.path.join(os.path.dirname(path), m.group(1))
-            if not os.path.exists(inc):
-                out.append("*(missing: %s)*\n" % m.group(1))
-                continue
-            for l in expand(inc, depth + 1):
-                out.append("#" + l if l.startswith("#") else l)
-        else:
+        m = re.match(r"\s*<!-- include ([^#\s]+)(?:#([^>]+?))? -->", line)
+        if not m or depth >= 3:
             out.append(line)
+            continue
+        inc = os.path.join(os.path.dirname(path), m.group(1))
+        if not os.path.exists(inc):
+            out.append("*(missing: %s)*\n" % m.group(1))
+            continue
+        lines = expand(inc, depth + 1)
+        if m.group(2):
+            lines = section(lines, m.group(2).strip())
+            shift = 0
+        else:
+            lines = [l for l in lines if not re.match(r"# ", l)]
+            shift = 1
+        out += ["#" * shift + l if l.startswith("#") else l for l in lines]
     return out
 
 
