@@ -97,7 +97,7 @@ def load_models():
                     rows.append({"model": r["model"], "case": r["property"].split(":")[0],
                                  "search": s.group(1), "bound": int(s.group(2) or 0),
                                  "threads": int(r["threads"]), "iters": int(r["iterations"]),
-                                 "verdict": r["verdict"], "long": p.endswith("long.md")})
+                                 "verdict": r["verdict"], "long": p.endswith("-long" + ".md")})
                 elif "mutant" in r and "caught" in r:
                     it = r.get("iterations", "-")
                     muts.append({"mutant": r["mutant"], "case": r["case"], "caught": r["caught"] == "yes",
