@@ -10,15 +10,18 @@ lines, and writes OUT (papers/results/models.md).
 --long: runs each long-tier variant (the models-long target's extra searches,
 found with --list) on its own and writes OUT (papers/results/models-long.md).
 """
-import os, re, subprocess, sys, time
+import argparse, os, re, subprocess, sys, time
 
 GIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
 
-args = sys.argv[1:]
-long_tier = "--long" in args
-args = [a for a in args if a != "--long"]
-build = args[0] if len(args) > 0 else "build/models"
-out = args[1] if len(args) > 1 else ("papers/results/models-long.md" if long_tier else "papers/results/models.md")
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--long", action="store_true", help="the long-tier variants, each on its own")
+ap.add_argument("build", nargs="?", default="build/models", help="build directory (default build/models)")
+ap.add_argument("out", nargs="?", help="output (default papers/results/models.md or models-long.md)")
+_a = ap.parse_args()
+long_tier = _a.long
+build = _a.build
+out = _a.out or ("papers/results/models-long.md" if long_tier else "papers/results/models.md")
 mdir = os.path.join(build, "models")
 
 def results(cmd):
