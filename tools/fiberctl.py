@@ -212,9 +212,52 @@ def install_check():
     say("install check passed (fiber::fiber, fiber::fiber_static, fiber::fiber_shared, pkg-config)")
 
 
+def ctest_costs(build):
+    """ctest's own record of each test's average duration (CTestCostData.txt)."""
+    costs = {}
+    try:
+        for line in open(os.path.join(build, "Testing", "Temporary", "CTestCostData.txt")):
+            p = line.split()
+            if len(p) == 3:
+                costs[p[0]] = float(p[2])
+    except (OSError, ValueError):
+        pass
+    return costs
+
+
+def run_ctest(build, label):
+    """ctest, its output passed through with an ETA after each finished test:
+    the remaining tests' durations from ctest's record of earlier runs, spread
+    over the jobs (or this run's pace when there is no record)."""
+    names = [t[0] for t in ctest_tests(build, label=label)]
+    costs = ctest_costs(build)
+    left = {n: costs.get(n) for n in names}
+    t0 = time.monotonic()
+    p = subprocess.Popen(["ctest", "--test-dir", build, "-L", label, "--output-on-failure", "-j", str(JOBS)],
+                         stdout=subprocess.PIPE, text=True)
+    done = 0
+    for line in p.stdout:
+        m = re.match(r"\s*\d+/\d+ Test\s+#\d+: (\S+) ", line)
+        if m and m.group(1) in left:
+            left.pop(m.group(1))
+            done += 1
+            el = time.monotonic() - t0
+            if all(v is not None for v in left.values()):
+                eta = "ETA ~%s" % clock(sum(left.values()) / JOBS)
+            else:
+                eta = "ETA ~%s (this run's pace)" % clock(el / done * len(left))
+            line = "%s   [%d left, elapsed %s, %s]\n" % (line.rstrip("\n"), len(left), clock(el), eta)
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    rc = p.wait()
+    if rc != 0:
+        say("ctest failed (exit %d)" % rc)
+        sys.exit(rc)
+
+
 def cmd_test(a):
     main_build()
-    sh(["ctest", "--test-dir", MAIN, "-L", "unit|model|prop|stress", "--output-on-failure", "-j", str(JOBS)])
+    run_ctest(MAIN, "unit|model|prop|stress")
     install_check()
 
 
