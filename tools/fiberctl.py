@@ -319,8 +319,10 @@ def cmd_check(a):
         if name.startswith("mutant."):
             m = re.search(r"^MUTANT CAUGHT\t(\S+)\tby=(\S+)", out, re.M)
             case = re.search(r"--case (\S+)", " ".join(dict((j[0], j[1]) for j in jobs)[name]))
+            failing = [r for r in rows(out, "RESULT") if r.get("verdict") != "SUCCESS"]
             kills.append({"test": name, "mutant": name.split(".")[1], "case": case.group(1) if case else "?",
-                          "caught": rc == 0, "by": m.group(2) if m else ""})
+                          "caught": rc == 0, "by": m.group(2) if m else "",
+                          "iters": int(failing[0]["iters"]) if failing else None})
     doc = {"stamp": stamp(), "tier": a.tier, "results": results, "mutants": kills,
            "partial": bool(a.model or a.case or a.no_mutants)}  # the report draws only whole runs
     with open(os.path.join(LAB, "models-%s.json" % a.tier), "w") as f:

@@ -81,7 +81,7 @@ def load_models():
         rows = [{"model": r["model"], "case": r["case"], "search": r["search"], "bound": int(r["bound"]),
                  "threads": int(r["threads"]), "iters": int(r["iters"]), "verdict": r["verdict"]}
                 for r in d["results"]]
-        muts = [{"mutant": m["mutant"], "case": m["case"], "caught": m["caught"], "iters": None}
+        muts = [{"mutant": m["mutant"], "case": m["case"], "caught": m["caught"], "iters": m.get("iters")}
                 for m in d["mutants"]]
         return rows, muts, d["stamp"], "build/lab/models-normal.json (tools/fiberctl check)"
     path = os.path.join(ROOT, "papers", "results", "models.md")
