@@ -446,7 +446,13 @@ def parser():
 
 def main():
     ap = parser()
-    a, extra = ap.parse_known_args()
+    argv = sys.argv[1:]
+    if argv[:1] and argv[0] in ("demo", "bench", "report", "campaign") and not {"-h", "--help"} & set(argv[1:2]):
+        # Everything after the command goes to the program it runs (spin_demo,
+        # bench/run.py, report.py, model_campaign.py) as given.
+        a, extra = argparse.Namespace(cmd=argv[0], args=[x for x in argv[1:] if x != "--"]), []
+    else:
+        a, extra = ap.parse_known_args()
     if extra and a.cmd != "stress":
         ap.error("unrecognized arguments: " + " ".join(extra))
     if a.cmd is None:
