@@ -238,8 +238,10 @@ def run_ctest(build, label):
     done = 0
     for line in p.stdout:
         m = re.match(r"\s*\d+/\d+ Test\s+#\d+: (\S+) ", line)
-        if m and m.group(1) in left:
-            left.pop(m.group(1))
+        # A parameterised gtest's name goes on after a space ("... # GetParam() = ...").
+        key = m and next((n for n in left if n == m.group(1) or n.startswith(m.group(1) + " ")), None)
+        if key:
+            left.pop(key)
             done += 1
             el = time.monotonic() - t0
             if all(v is not None for v in left.values()):
