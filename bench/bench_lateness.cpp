@@ -2,7 +2,9 @@
 // and again while another spins on the same single kernel thread.  One
 // iteration = one sleep; its manual time is the lateness (wake-up minus the
 // requested deadline).  Counters lat_median_ns / lat_p99_ns are over the
-// samples of one run.
+// samples of one run.  With FIBER_BENCH_SAMPLES_DIR set, every sample is also
+// appended to <dir>/lateness.csv (variant,lateness_ns): the data of the
+// lateness CDF that `tools/fiberctl report` draws.
 // Variants:
 //   lateness/fiber_ts4000, lateness/fiber_ts1000   klts=1, the given quantum
 //   lateness/pthread_pinned   two pthreads pinned to one CPU: clock_nanosleep
@@ -10,12 +12,24 @@
 // Boost.Fiber cannot preempt the spinner (the sleeper would never wake), so
 // it has no variant.  Go's peer is bench/go/lateness.go (GOMAXPROCS=1).
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "common.hpp"
 
 namespace {
 
 constexpr std::uint64_t kSleepNs = 100000;
+
+void dump(const char* variant, const std::vector<double>& lat) {
+  const char* dir = std::getenv("FIBER_BENCH_SAMPLES_DIR");
+  if (dir == nullptr || lat.empty()) return;
+  std::FILE* f = std::fopen((std::string(dir) + "/lateness.csv").c_str(), "a");
+  if (f == nullptr) return;
+  for (double v : lat) std::fprintf(f, "%s,%.0f\n", variant, v);
+  std::fclose(f);
+}
 
 void report(benchmark::State& st, const std::vector<double>& lat) {
   st.counters["lat_median_ns"] = bench::percentile(lat, 0.5);
@@ -56,6 +70,7 @@ void lateness_fiber(benchmark::State& st, unsigned ts) {
     fiber_join(spinner, nullptr);
     if (err != 0) st.SkipWithError(bench::err_text("fiber_sleep_ns", err).c_str());
   });
+  dump(("fiber_ts" + std::to_string(ts)).c_str(), lat);
   report(st, lat);
 }
 
@@ -76,6 +91,7 @@ void lateness_pthread(benchmark::State& st) {
         });
         stop.store(true, std::memory_order_relaxed);
       });
+  dump("pthread_pinned", lat);
   report(st, lat);
 }
 

@@ -19,6 +19,12 @@ run goes to the results directory; papers/scripts/bench_table.py then turns it
 into the Markdown table (papers/results/bench.md, or bench-quick.md with
 --quick).  Timing never fails the run: the exit status is nonzero only if
 nothing could be measured or the table could not be written.
+
+Raw data for the report's figures goes to the results directory too:
+lateness.csv (every wake-up lateness sample, from bench_lateness through
+FIBER_BENCH_SAMPLES_DIR) and fairness.csv (spin_demo --csv: per-fiber progress
+over time, when examples/spin_demo is built).  Progress: one line per binary
+with an ETA from the previous run's durations (timings.json).
 """
 import argparse
 import datetime
@@ -30,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -144,6 +151,35 @@ def run_go(results, reps, quick, nproc, log):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def eta_text(prev, remaining, t_start):
+    """ETA of the remaining binaries from the previous run's durations."""
+    names = [os.path.basename(r) for r in remaining]
+    if not prev or any(n not in prev for n in names):
+        return "(no ETA: no earlier run of these in this results directory)"
+    left = sum(prev[n] for n in names)
+    return "(elapsed %s, ETA ~%s from the last run)" % (clock(time.monotonic() - t_start), clock(left))
+
+
+def clock(s):
+    s = int(s + 0.5)
+    return "%dh%02dm" % (s // 3600, s // 60 % 60) if s >= 3600 else "%dm%02ds" % (s // 60, s % 60)
+
+
+def run_fairness(build, results, quick, log):
+    """spin_demo's per-fiber progress over time: the fairness figure's data."""
+    demo = os.path.join(build, "examples", "spin_demo")
+    if not os.access(demo, os.X_OK):
+        print("  spin_demo not built: no fairness data")
+        return
+    for klts, ts in ((1, 4000), (1, 1000)):
+        out = os.path.join(results, "fairness_k%d_ts%d.csv" % (klts, ts))
+        cmd = [demo, "--fibers", "8", "--klts", str(klts), "--timeslice", str(ts),
+               "--seconds", "2" if quick else "6", "--period", "100", "--quiet", "--csv", out]
+        print("  fairness: %s" % " ".join(cmd[1:]), flush=True)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        log.write("== spin_demo rc=%d\n%s\n%s\n" % (p.returncode, p.stdout, p.stderr))
+
+
 def git_rev():
     try:
         return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
@@ -172,8 +208,14 @@ def main():
     table = a.table or os.path.join(ROOT, "papers", "results",
                                     "bench-quick.md" if a.quick else "bench.md")
     os.makedirs(results, exist_ok=True)
+    prev_times = {}
+    try:
+        with open(os.path.join(results, "timings.json")) as f:
+            prev_times = json.load(f)
+    except (OSError, ValueError):
+        pass
     for f in os.listdir(results):
-        if f.endswith(".json"):
+        if f.endswith(".json") or f.endswith(".csv"):
             os.remove(os.path.join(results, f))
 
     bins = find_binaries(build)
@@ -182,7 +224,7 @@ def main():
     if not bins:
         print("no bench_* binaries under %s (build the bench targets first)" % build)
         return 1
-    env = dict(os.environ)
+    env = dict(os.environ, FIBER_BENCH_SAMPLES_DIR=os.path.abspath(results))
     if a.quick:
         env["FIBER_BENCH_QUICK"] = "1"
     gb_args = ["--benchmark_format=json", "--benchmark_repetitions=%d" % reps]
@@ -193,17 +235,30 @@ def main():
     nproc = os.cpu_count() or 1
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "git": git_rev(), "host": platform.node(), "kernel": platform.release(),
-            "nproc": nproc, "reps": reps, "quick": a.quick, "args": gb_args}
+            "nproc": nproc, "reps": reps, "quick": a.quick, "args": gb_args,
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}  # a busy machine inflates timings
     with open(os.path.join(results, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
+    times = {}
+    t_start = time.monotonic()
     with open(os.path.join(results, "run.log"), "w") as log:
-        for b in bins:
-            print("running %s" % os.path.basename(b), flush=True)
+        for i, b in enumerate(bins):
+            name = os.path.basename(b)
+            print("[%d/%d] running %s %s" % (i + 1, len(bins), name,
+                                           eta_text(prev_times, bins[i:], t_start)), flush=True)
+            t0 = time.monotonic()
             doc = run_binary(b, gb_args, env, 600 if a.quick else 3600, log)
-            with open(os.path.join(results, os.path.basename(b) + ".json"), "w") as f:
+            times[name] = time.monotonic() - t0
+            with open(os.path.join(results, name + ".json"), "w") as f:
                 json.dump(doc, f, indent=1)
+        run_fairness(build, results, a.quick, log)
         if not a.no_go:
+            print("[go] Go peers %s" % eta_text(prev_times, ["go"], t_start), flush=True)
+            t0 = time.monotonic()
             run_go(results, reps, a.quick, nproc, log)
+            times["go"] = time.monotonic() - t0
+    with open(os.path.join(results, "timings.json"), "w") as f:
+        json.dump(times, f, indent=1)
     os.makedirs(os.path.dirname(os.path.abspath(table)), exist_ok=True)
     cmd = [sys.executable, os.path.join(ROOT, "papers", "scripts", "bench_table.py"),
            results, "-o", table]

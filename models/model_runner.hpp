@@ -35,6 +35,11 @@
 //                        --prefix, if given): the jobs of a campaign
 //   --prefix a.b.c       run only the subtree under that prefix ("root": the
 //                        whole search, under split_scheduler)
+//   --progress[=S]       a status line on stderr every S s (default 5) with the
+//                        iterations so far, the rate and an ETA (progress_sink)
+//   --expect-iters N     the ETA's total for a tree search (an earlier run's
+//                        count); without it, Knuth's estimate
+//   --help               the usage (kUsage); options are parsed by getopt_long
 // Output: a human line per variant, and a machine line starting "RESULT\t"
 // (key=value fields) that papers/scripts/models_table.py parses.  On failure:
 // Relacy's history (call sites are core/ source lines, via src_loc) and the
@@ -46,6 +51,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <getopt.h>
+#include <unistd.h>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -137,6 +144,8 @@ struct options {
   int split_depth = -1;             // --split-depth K
   bool has_prefix = false;          // --prefix a.b.c ("" = the root: whole search)
   std::vector<unsigned> prefix;
+  double progress_s = 0;            // --progress: seconds between status lines (0: none)
+  double expect_iters = 0;          // --expect-iters: the ETA's total for a tree search
 };
 
 // "full", "bound3", "random+spurious"...: the inverse of search_label().
@@ -155,42 +164,88 @@ inline bool parse_search(const std::string& text, search_cfg& out) {
   return true;
 }
 
-inline options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); std::exit(2); }
-      return argv[++i];
-    };
-    if (a == "--case") o.cases.push_back(next());
-    else if (a == "--variant") o.variant = std::atoi(next().c_str());
-    else if (a == "--long") o.long_run = true;
-    else if (a == "--exhaustive") o.exhaustive = true;
-    else if (a == "--iters") o.iters = std::strtoul(next().c_str(), nullptr, 10);
-    else if (a == "--expect-fail") o.expect_fail = true;
-    else if (a == "--replay") o.replay = next();
-    else if (a == "--list") o.list = true;
-    else if (a == "--estimate") o.estimate = std::strtoull(next().c_str(), nullptr, 10);
-    else if (a == "--split-depth") o.split_depth = std::atoi(next().c_str());
-    else if (a == "--prefix") {
-      o.has_prefix = true;
-      std::string t = next();
-      if (t == "root") t.clear();
-      for (std::size_t at = 0; at < t.size();) {
-        std::size_t dot = t.find('.', at);
-        if (dot == std::string::npos) dot = t.size();
-        o.prefix.push_back(static_cast<unsigned>(std::strtoul(t.substr(at, dot - at).c_str(), nullptr, 10)));
-        at = dot + 1;
-      }
-      if (o.prefix.size() > split_state::kMaxPrefix) { std::fprintf(stderr, "--prefix: too long\n"); std::exit(2); }
-    }
-    else if (a == "--search") {
-      o.has_search = parse_search(next(), o.search);
-      if (!o.has_search) { std::fprintf(stderr, "--search: full, boundK or random[+spurious]\n"); std::exit(2); }
-    }
-    else { std::fprintf(stderr, "unknown argument %s (see models/model_runner.hpp)\n", a.c_str()); std::exit(2); }
+inline constexpr const char* kUsage =
+    "usage: %s [options]   (a Relacy model: see models/model_runner.hpp)\n"
+    "  -l, --list            list cases and variants\n"
+    "  -c, --case ID         run only that case (repeatable)\n"
+    "  -v, --variant K       run only variant K of the selected case\n"
+    "      --long            also run the long variants (deeper searches)\n"
+    "      --exhaustive      run only the exhaustive variants (no known time bound)\n"
+    "      --iters N         iteration count of random searches\n"
+    "      --search S        full | boundK | random, optionally +spurious\n"
+    "      --expect-fail     mutant mode: exit 0 only if Relacy reports a failure\n"
+    "      --replay STATE    re-run one failing iteration (with --case, --variant)\n"
+    "      --estimate N      Knuth's estimate of the search size from N random paths\n"
+    "      --split-depth D   list the prefixes of D choices (the jobs of a campaign)\n"
+    "      --prefix a.b.c    run only the subtree under that prefix (root: all)\n"
+    "  -p, --progress[=S]    a status line on stderr every S seconds (default 5)\n"
+    "                        with iterations, rate and an ETA (Knuth estimate)\n"
+    "      --expect-iters N  the ETA's total: a tree search's size from an earlier\n"
+    "                        run (the same code walks the same tree)\n"
+    "  -h, --help            this text\n";
+
+[[noreturn]] inline void usage_error(const char* argv0, const char* what) {
+  std::fprintf(stderr, "%s: %s\n", argv0, what);
+  std::fprintf(stderr, kUsage, argv0);
+  std::exit(2);
+}
+
+inline void parse_prefix(const char* argv0, std::string t, options& o) {
+  o.has_prefix = true;
+  if (t == "root") t.clear();
+  for (std::size_t at = 0; at < t.size();) {
+    std::size_t dot = t.find('.', at);
+    if (dot == std::string::npos) dot = t.size();
+    o.prefix.push_back(static_cast<unsigned>(std::strtoul(t.substr(at, dot - at).c_str(), nullptr, 10)));
+    at = dot + 1;
   }
+  if (o.prefix.size() > split_state::kMaxPrefix) usage_error(argv0, "--prefix: too long");
+}
+
+// Options through getopt_long.
+inline options parse(int argc, char** argv) {
+  enum { kLong = 256, kExhaustive, kIters, kExpect, kReplay, kEstimate, kSplitDepth, kPrefix, kSearch, kExpectIters };
+  static const ::option kOpts[] = {
+      {"list", no_argument, nullptr, 'l'},          {"case", required_argument, nullptr, 'c'},
+      {"variant", required_argument, nullptr, 'v'}, {"long", no_argument, nullptr, kLong},
+      {"exhaustive", no_argument, nullptr, kExhaustive},
+      {"iters", required_argument, nullptr, kIters},
+      {"expect-fail", no_argument, nullptr, kExpect},
+      {"replay", required_argument, nullptr, kReplay},
+      {"estimate", required_argument, nullptr, kEstimate},
+      {"split-depth", required_argument, nullptr, kSplitDepth},
+      {"prefix", required_argument, nullptr, kPrefix},
+      {"search", required_argument, nullptr, kSearch},
+      {"progress", optional_argument, nullptr, 'p'},
+      {"expect-iters", required_argument, nullptr, kExpectIters},
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0}};
+  options o;
+  ::opterr = 1;
+  for (int ch; (ch = ::getopt_long(argc, argv, "lc:v:ph", kOpts, nullptr)) != -1;) {
+    switch (ch) {
+      case 'l': o.list = true; break;
+      case 'c': o.cases.push_back(::optarg); break;
+      case 'v': o.variant = std::atoi(::optarg); break;
+      case kLong: o.long_run = true; break;
+      case kExhaustive: o.exhaustive = true; break;
+      case kIters: o.iters = std::strtoul(::optarg, nullptr, 10); break;
+      case kExpect: o.expect_fail = true; break;
+      case kReplay: o.replay = ::optarg; break;
+      case kEstimate: o.estimate = std::strtoull(::optarg, nullptr, 10); break;
+      case kSplitDepth: o.split_depth = std::atoi(::optarg); break;
+      case kPrefix: parse_prefix(argv[0], ::optarg, o); break;
+      case kSearch:
+        o.has_search = parse_search(::optarg, o.search);
+        if (!o.has_search) usage_error(argv[0], "--search: full, boundK or random[+spurious]");
+        break;
+      case kExpectIters: o.expect_iters = std::strtod(::optarg, nullptr); break;
+      case 'p': o.progress_s = ::optarg ? std::atof(::optarg) : 5.0; break;
+      case 'h': std::printf(kUsage, argv[0]); std::exit(0);
+      default: std::fprintf(stderr, kUsage, argv[0]); std::exit(2);
+    }
+  }
+  if (::optind < argc) usage_error(argv[0], "unexpected argument");
   return o;
 }
 
@@ -219,6 +274,98 @@ class capture_buf : public std::streambuf {
   bool dropped_ = false;
 };
 
+// --progress: Relacy's own progress lines ("37% (iter/total)", written every
+// 65,536 iterations; its total is not trustworthy for tree searches) become a
+// throttled status line on stderr with the rate and an ETA against `expected`
+// (a random search's iteration count, or Knuth's estimate of a tree search,
+// split_search.hpp).  It runs inside the simulation, where heap use is not
+// safe: fixed buffers, snprintf and write(2) only.
+class progress_sink : public std::streambuf {
+ public:
+  void start(const char* model, const char* id, int k, double period_s, double expected, bool estimated) {
+    std::snprintf(tag_, sizeof tag_, "%s %s v%d", model, id, k);
+    period_ = period_s;
+    expected_ = expected;
+    estimated_ = estimated;
+    t0_ = last_ = std::chrono::steady_clock::now();
+    n_ = 0;
+  }
+ protected:
+  int overflow(int ch) override {
+    if (ch == '\n') line();
+    else if (ch != EOF && n_ + 1 < sizeof line_) line_[n_++] = static_cast<char>(ch);
+    return ch == EOF ? 0 : ch;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    for (std::streamsize i = 0; i < n; ++i) overflow(static_cast<unsigned char>(s[i]));
+    return n;
+  }
+ private:
+  void line() {
+    line_[n_] = '\0';
+    n_ = 0;
+    const char* open = std::strchr(line_, '(');
+    if (open != nullptr && period_ > 0) report(std::strtoull(open + 1, nullptr, 10));
+  }
+  static void clock_text(char* out, std::size_t cap, double s) {
+    const long t = static_cast<long>(s + 0.5);
+    if (t >= 3600) std::snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) std::snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
+    else std::snprintf(out, cap, "%lds", t);
+  }
+  void report(unsigned long long iters) {
+    const auto now = std::chrono::steady_clock::now();
+    if (std::chrono::duration<double>(now - last_).count() < period_) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - t0_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(iters) / elapsed : 0;
+    char when[32], eta[64] = "ETA unknown", msg[256];
+    clock_text(when, sizeof when, elapsed);
+    if (expected_ > static_cast<double>(iters) && rate > 0) {
+      char left[32];
+      clock_text(left, sizeof left, (expected_ - static_cast<double>(iters)) / rate);
+      std::snprintf(eta, sizeof eta, "%.0f%% of %s%.3g, ETA %s%s", 100.0 * static_cast<double>(iters) / expected_,
+                    estimated_ ? "~" : "", expected_, estimated_ ? "~" : "", left);
+    } else if (expected_ > 0) {
+      std::snprintf(eta, sizeof eta, "past the estimate of %.3g", expected_);
+    }
+    const int len = std::snprintf(msg, sizeof msg, "  [%s] %s: %llu iterations, %.3g/s, %s\n", when, tag_,
+                                  iters, rate, eta);
+    if (len > 0) (void)!::write(2, msg, static_cast<std::size_t>(len));
+  }
+  char tag_[96] = {};
+  char line_[128] = {};
+  std::size_t n_ = 0;
+  double period_ = 0, expected_ = 0;
+  bool estimated_ = false;
+  std::chrono::steady_clock::time_point t0_, last_;
+};
+
+// Knuth's estimate of a tree search's iterations from kProbes random paths
+// (split_search.hpp, probe mode): cheap (kProbes iterations) and unbiased,
+// but its spread is large on unbalanced trees, so the ETA is marked "~".
+inline double knuth_estimate(const variant& v) {
+  constexpr unsigned long long kProbes = 2000;
+  rl::test_params p;
+  static capture_buf sink;
+  sink.clear();
+  std::ostream out(&sink);
+  p.output_stream = &out;
+  p.progress_stream = &out;
+  p.search_type = v.cfg.type;
+  p.context_bound = v.cfg.bound;
+  g_split = split_state{};
+  g_split.bounded = v.cfg.type == rl::sched_bound;
+  g_split.bound = v.cfg.bound;
+  g_split.mode = split_state::probe;
+  g_split.probes_wanted = kProbes;
+  v.run_split(p);
+  const double est = p.test_result == rl::test_result_success && g_split.probes > 0
+                         ? g_split.sum / static_cast<double>(g_split.probes) : 0.0;
+  g_split = split_state{};
+  return est;
+}
+
 inline bool selected(const options& o, const model_case& c) {
   if (o.cases.empty()) return true;
   for (auto& id : o.cases) if (id == c.id) return true;
@@ -235,9 +382,9 @@ inline std::string shell_quote(const std::string& s) {
 inline bool run_variant(const char* model, const char* argv0, const model_case& c, int k,
                         const variant& v, const options& o) {
   rl::test_params p;
-  static capture_buf out_buf, progress_buf;
+  static capture_buf out_buf;
+  static progress_sink progress_buf;
   out_buf.clear();
-  progress_buf.clear();
   std::ostream out(&out_buf), progress(&progress_buf);
   p.output_stream = &out;
   p.progress_stream = &progress;
@@ -250,9 +397,18 @@ inline bool run_variant(const char* model, const char* argv0, const model_case& 
     p.collect_history = true;
   }
   fiber::detail::relacy_set_spurious(v.cfg.spurious);
+  const bool split = o.estimate != 0 || o.split_depth >= 0 || o.has_prefix;
+  if (o.progress_s > 0 && o.replay.empty() && !split) {
+    const bool random = v.cfg.type == rl::sched_random;
+    const bool known = random || o.expect_iters > 0;
+    const double expected = random ? static_cast<double>(p.iteration_count)
+                            : o.expect_iters > 0 ? o.expect_iters : knuth_estimate(v);
+    progress_buf.start(model, c.id.c_str(), k, o.progress_s, expected, !known);
+  } else {
+    progress_buf.start(model, c.id.c_str(), k, 0, 0, false);
+  }
 
   // --estimate / --split-depth / --prefix: the same search under split_scheduler.
-  const bool split = o.estimate != 0 || o.split_depth >= 0 || o.has_prefix;
   std::string prefix_text;
   if (split) {
     if (v.cfg.type == rl::sched_random) {

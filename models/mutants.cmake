@@ -176,11 +176,11 @@ set(REPLACE [==[    withdraw(node);
     return ETIMEDOUT;]==])
 fiber_mutant(condvar_granted_reports_timeout condvar I-C3-C4 fiber/detail/condvar.hpp "a timed-out waiter that was granted meanwhile still reports ETIMEDOUT - the notify is swallowed")
 
-set(FIND [==[      node* next = reinterpret_cast<node*>(n->data.load());  // before the grant: I-G2
+set(FIND [==[      node* next = reinterpret_cast<node*>(n->data.load());  // before the grant: I-GL2
       node::grant(n);]==])
 set(REPLACE [==[      node::grant(n);
       node* next = reinterpret_cast<node*>(n->data.load());]==])
-fiber_mutant(grant_list_next_after_grant condvar I-C2 fiber/detail/grant_list.hpp "grant_all reads the successor after granting - the node may be gone (I-G2)")
+fiber_mutant(grant_list_next_after_grant condvar I-C2 fiber/detail/grant_list.hpp "grant_all reads the successor after granting - the node may be gone (I-GL2)")
 
 # --- semaphore.hpp ---------------------------------------------------------
 set(FIND [==[      if (word_.compare_exchange_weak(v, v + n, mo::release, mo::relaxed)) n = 0;]==])
@@ -218,7 +218,7 @@ set(REPLACE [==[      const bool granted = true;
 fiber_mutant(barrier_leave_without_grant barrier I-B4 fiber/detail/barrier.hpp "a waiter leaves without waiting for its grant")
 
 set(FIND [==[    on_complete();
-    woken.grant_all();  // after lk_ is released (I-B5, I-G2)]==])
+    woken.grant_all();  // after lk_ is released (I-B5, I-GL2)]==])
 set(REPLACE [==[    woken.grant_all();
     on_complete();]==])
 fiber_mutant(barrier_grant_before_completion barrier I-B4 fiber/detail/barrier.hpp "waiters are released before the completion step ran")

@@ -131,14 +131,20 @@ void expect_counterexample(const std::string& id, int max_success, Testable&& t)
     FAIL() << "planted bug NOT detected by " << id << ": " << ss.str();
   }
   const auto& f = r.template get<rc::detail::FailureResult>();
-  std::cout << "control " << id << ": counterexample after " << f.numSuccess + 1
-            << " cases, shrunk to:\n";
+  // RapidCheck words a failure as "Exception thrown with message: ...", which
+  // reads like this test failing; here the failure is the expected outcome.
+  std::string why = f.description;
+  for (const char* prefix : {"Exception thrown with message:", "Exception thrown with message"})
+    if (why.rfind(prefix, 0) == 0) why = why.substr(std::strlen(prefix));
+  while (!why.empty() && (why[0] == ' ' || why[0] == '\n')) why.erase(0, 1);
+  std::cout << "control " << id << " PASSED: expected failure caught (the planted bug) after "
+            << f.numSuccess + 1 << " cases; shrunk counterexample:\n";
   auto indent = [](std::string v) {
     for (std::size_t i = v.find('\n'); i != std::string::npos; i = v.find('\n', i + 3)) v.replace(i, 1, "\n    ");
     return v;
   };
   for (const auto& [type, value] : f.counterExample) std::cout << "  " << indent(value) << "\n";
-  std::cout << "  -> " << indent(f.description) << "\n";
+  std::cout << "  -> expected failure: " << indent(why) << "\n";
 }
 
 }  // namespace fiber_sim

@@ -3,7 +3,7 @@
 // virtual time, and a schedule given AS DATA (which KLT steps next, where
 // ticks land, when the clock moves) so that RapidCheck can shrink a failing
 // run to a minimal schedule.  A seed cannot be shrunk; a vector of steps can
-// (shared/notes/verification-facts.md, "RapidCheck").
+// (papers/platform.md, "RapidCheck").
 //
 // What it drives: the real fiber::detail::fifo_policy / runnext_policy and
 // timer_heap from core/include, instantiated with sim_seam below (a

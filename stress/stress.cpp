@@ -15,10 +15,15 @@
 //   sleep    fibers sleep random times and are never woken early.
 //
 //   fiber_stress [--seconds S] [--klts K] [--fibers F] [--threads T] [--timeslice US]
-//                [--policy fifo|runnext] [--plant-bug 1]
+//                [--policy fifo|runnext] [--mix lock,buffer,...] [--status S]
+//                [--plant-bug 1] [--help]
+// While it runs it prints a one-line status every --status seconds (as the
+// kernel's locktorture does): elapsed time, lock Total/Max/Min/Fail, the other
+// workloads' counts and the runtime's preemptions.  At the end, the report.
 // Exit status 0 only if every check held and every worker made progress.
-#include <fiber/detail/testing.h>
 #include <fiber/fiber.hpp>
+#include <fiber/stats.h>
+#include <getopt.h>
 
 #include <algorithm>
 #include <atomic>
@@ -47,6 +52,8 @@ struct options {
   unsigned timeslice_us = 1000;
   int policy = FIBER_POLICY_FIFO;
   bool plant = false;  // --plant-bug: lock workers skip the mutex (negative control)
+  unsigned mix = 63;   // --mix: bit set of workloads (kLock...), all by default
+  int status_s = 5;    // --status: seconds between status lines (0: none)
 };
 bool g_plant = false;
 
@@ -63,7 +70,10 @@ struct lock_torture {
   fiber::mutex m;
   long owner = 0;       // guarded by m
   long counter = 0;     // guarded by m
-  std::vector<long> acquisitions;  // one slot per worker, written by it only
+  // One slot per worker, written by it only; atomic (relaxed) because the
+  // status line reads them while the workers run.
+  std::unique_ptr<std::atomic<long>[]> acquisitions;
+  std::size_t workers = 0;
   void work(int me) {
     while (!g_stop.load(std::memory_order_relaxed)) {
       std::unique_lock<fiber::mutex> g(m, std::defer_lock);
@@ -78,7 +88,9 @@ struct lock_torture {
       ++counter;
       if (owner != me + 1) fail("lock: owner changed inside the critical section");
       owner = 0;
-      ++acquisitions[static_cast<std::size_t>(me)];
+      // relaxed: a statistic, read by the status line and, after the joins
+      // (which order it), by the report.
+      acquisitions[static_cast<std::size_t>(me)].fetch_add(1, std::memory_order_relaxed);
     }
   }
 };
@@ -229,85 +241,209 @@ void sleeper(unsigned seed) {
   }
 }
 
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    const char* v = argv[i + 1];
-    if (k == "--seconds") o.seconds = std::atoi(v);
-    else if (k == "--klts") o.klts = static_cast<unsigned>(std::atoi(v));
-    else if (k == "--fibers") o.fibers = std::atoi(v);
-    else if (k == "--threads") o.threads = std::atoi(v);
-    else if (k == "--timeslice") o.timeslice_us = static_cast<unsigned>(std::atoi(v));
-    else if (k == "--plant-bug") o.plant = std::atoi(v) != 0;
-    else if (k == "--policy") o.policy = std::string(v) == "runnext" ? FIBER_POLICY_RUNNEXT : FIBER_POLICY_FIFO;
-    else { std::fprintf(stderr, "stress: unknown option %s\n", k.c_str()); std::exit(2); }
+// ---- options -----------------------------------------------------------------
+enum workload : unsigned { kLock = 1, kBuffer = 2, kSem = 4, kBarrier = 8, kChurn = 16, kSleep = 32, kAll = 63 };
+const char* const kWorkloadNames[] = {"lock", "buffer", "sem", "barrier", "churn", "sleep"};
+
+const char kUsage[] =
+    "usage: fiber_stress [options]   (the stress suite: stress/stress.cpp)\n"
+    "  -s, --seconds S      run time (default 5)\n"
+    "  -k, --klts K         kernel-level threads (default 0: one per CPU)\n"
+    "  -f, --fibers F       lock-torture fibers (default 16)\n"
+    "  -t, --threads T      lock-torture OS threads (default 2)\n"
+    "  -q, --timeslice US   preemption quantum in us (default 1000; 0: cooperative)\n"
+    "      --policy P       fifo | runnext (default fifo)\n"
+    "  -m, --mix LIST       workloads, comma separated: lock,buffer,sem,barrier,churn,sleep\n"
+    "                       (default all)\n"
+    "      --status S       a status line every S seconds (default 5; 0: none)\n"
+    "      --plant-bug 1    negative control: half the lock workers skip the mutex\n"
+    "  -h, --help           this text\n";
+
+[[noreturn]] void usage_error(const char* what, const char* arg) {
+  std::fprintf(stderr, "fiber_stress: %s %s\n%s", what, arg, kUsage);
+  std::exit(2);
+}
+
+unsigned parse_mix(const char* text) {
+  unsigned mix = 0;
+  std::string s = text;
+  for (std::size_t at = 0; at <= s.size();) {
+    std::size_t comma = std::min(s.find(',', at), s.size());
+    std::string name = s.substr(at, comma - at);
+    unsigned bit = 0;
+    for (unsigned i = 0; i < 6; ++i)
+      if (name == kWorkloadNames[i]) bit = 1u << i;
+    if (name == "all") bit = kAll;
+    if (bit == 0) usage_error("--mix: unknown workload", name.c_str());
+    mix |= bit;
+    at = comma + 1;
   }
+  return mix;
+}
+
+int parse_int(const char* opt, const char* v, int lo) {
+  char* end = nullptr;
+  long n = std::strtol(v, &end, 10);
+  if (end == v || *end != '\0' || n < lo || n > 1000000) usage_error(opt, v);
+  return static_cast<int>(n);
+}
+
+options parse(int argc, char** argv) {
+  enum { kPolicy = 256, kStatus, kPlant };
+  static const ::option kOpts[] = {
+      {"seconds", required_argument, nullptr, 's'}, {"klts", required_argument, nullptr, 'k'},
+      {"fibers", required_argument, nullptr, 'f'},  {"threads", required_argument, nullptr, 't'},
+      {"timeslice", required_argument, nullptr, 'q'}, {"policy", required_argument, nullptr, kPolicy},
+      {"mix", required_argument, nullptr, 'm'},     {"status", required_argument, nullptr, kStatus},
+      {"plant-bug", required_argument, nullptr, kPlant}, {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0}};
+  options o;
+  for (int ch; (ch = ::getopt_long(argc, argv, "s:k:f:t:q:m:h", kOpts, nullptr)) != -1;) {
+    switch (ch) {
+      case 's': o.seconds = parse_int("--seconds", ::optarg, 1); break;
+      case 'k': o.klts = static_cast<unsigned>(parse_int("--klts", ::optarg, 0)); break;
+      case 'f': o.fibers = parse_int("--fibers", ::optarg, 1); break;
+      case 't': o.threads = parse_int("--threads", ::optarg, 0); break;
+      case 'q': o.timeslice_us = static_cast<unsigned>(parse_int("--timeslice", ::optarg, 0)); break;
+      case 'm': o.mix = parse_mix(::optarg); break;
+      case kStatus: o.status_s = parse_int("--status", ::optarg, 0); break;
+      case kPlant: o.plant = parse_int("--plant-bug", ::optarg, 0) != 0; break;
+      case kPolicy:
+        if (std::strcmp(::optarg, "fifo") != 0 && std::strcmp(::optarg, "runnext") != 0)
+          usage_error("--policy: fifo or runnext, not", ::optarg);
+        o.policy = std::strcmp(::optarg, "runnext") == 0 ? FIBER_POLICY_RUNNEXT : FIBER_POLICY_FIFO;
+        break;
+      case 'h': std::fputs(kUsage, stdout); std::exit(0);
+      default: std::fputs(kUsage, stderr); std::exit(2);
+    }
+  }
+  if (::optind < argc) usage_error("unexpected argument", argv[::optind]);
   return o;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  options o = parse(argc, argv);
-  g_devnull = std::fopen("/dev/null", "w");
-  g_plant = o.plant;
-  if (fiber_set_policy(o.policy) != 0) return 2;
-  fiber::runtime rt({o.klts, std::chrono::microseconds(o.timeslice_us)});
+// ---- the campaign ------------------------------------------------------------
+struct campaign {
+  explicit campaign(const options& opt) : o(opt) {}
+  const options& o;
   lock_torture lt;
   buffer_torture bt;
   sem_torture st;
   barrier_torture brt;
-  const int nlock = o.fibers, nthreads = o.threads;
-  lt.acquisitions.assign(static_cast<std::size_t>(nlock + nthreads), 0);
-
-  std::vector<fiber::thread> fs;
+  std::vector<fiber::thread> fs, prod, cons;
   std::vector<std::thread> ts;
-  for (int i = 0; i < nlock; ++i) fs.emplace_back([&lt, i] { lt.work(i); });
-  for (int i = 0; i < nthreads; ++i) ts.emplace_back([&lt, nlock, i] { lt.work(nlock + i); });
-  std::vector<fiber::thread> prod, cons;
-  for (int i = 0; i < 3; ++i) prod.emplace_back([&bt] { bt.produce(); });
-  for (int i = 0; i < 3; ++i) cons.emplace_back([&bt] { bt.consume(); });
-  std::thread os_consumer([&bt] { bt.consume(); });  // an OS thread waits on the same condvar
-  for (int i = 0; i < 6; ++i) fs.emplace_back([&st] { st.work(); });
-  const int barrier_rounds = 200 * o.seconds;
-  for (int i = 0; i < barrier_torture::kParties; ++i) fs.emplace_back([&brt, barrier_rounds] { brt.work(barrier_rounds); });
-  for (int i = 0; i < 2; ++i) fs.emplace_back([] { churn(); });
-  for (int i = 0; i < 4; ++i) fs.emplace_back([i] { sleeper(static_cast<unsigned>(i) + 1); });
+  std::thread os_consumer;
 
-  std::this_thread::sleep_for(std::chrono::seconds(o.seconds));
-  g_stop.store(true);
-  for (auto& t : prod) t.join();
-  bt.close();
-  for (auto& t : cons) t.join();
-  os_consumer.join();
-  for (auto& t : fs) t.join();
-  for (auto& t : ts) t.join();
-  long items = bt.check();
+  bool on(unsigned w) const { return (o.mix & w) != 0; }
 
-  fiber_stats_t s{};
-  fiber_get_stats(&s);
-  long total = 0, mx = 0, mn = -1;
-  for (long a : lt.acquisitions) {
-    total += a;
-    mx = std::max(mx, a);
-    mn = mn < 0 ? a : std::min(mn, a);
+  void start() {
+    const int nlock = on(kLock) ? o.fibers : 0, nthreads = on(kLock) ? o.threads : 0;
+    lt.workers = static_cast<std::size_t>(nlock + nthreads);
+    lt.acquisitions.reset(new std::atomic<long>[lt.workers]());
+    for (int i = 0; i < nlock; ++i) fs.emplace_back([this, i] { lt.work(i); });
+    for (int i = 0; i < nthreads; ++i) ts.emplace_back([this, nlock, i] { lt.work(nlock + i); });
+    if (on(kBuffer)) {
+      for (int i = 0; i < 3; ++i) prod.emplace_back([this] { bt.produce(); });
+      for (int i = 0; i < 3; ++i) cons.emplace_back([this] { bt.consume(); });
+      os_consumer = std::thread([this] { bt.consume(); });  // an OS thread waits on the same condvar
+    }
+    if (on(kSem))
+      for (int i = 0; i < 6; ++i) fs.emplace_back([this] { st.work(); });
+    const int barrier_rounds = 200 * o.seconds;
+    if (on(kBarrier))
+      for (int i = 0; i < barrier_torture::kParties; ++i) fs.emplace_back([this, barrier_rounds] { brt.work(barrier_rounds); });
+    if (on(kChurn))
+      for (int i = 0; i < 2; ++i) fs.emplace_back([] { churn(); });
+    if (on(kSleep))
+      for (int i = 0; i < 4; ++i) fs.emplace_back([i] { sleeper(static_cast<unsigned>(i) + 1); });
   }
-  if (total != lt.counter) fail("lock: counter differs from the sum of acquisitions");
-  if (mn == 0) fail("lock: a worker starved (0 acquisitions)");
-  std::printf("stress: %ds, %llu KLTs, timeslice %u us, policy %s\n", o.seconds,
-              static_cast<unsigned long long>(s.klts), o.timeslice_us,
-              o.policy == FIBER_POLICY_RUNNEXT ? "runnext" : "fifo");
-  std::printf("lock:    Total: %ld  Max/Min: %ld/%ld  Fail: %ld  (%d fibers + %d OS threads)\n", total,
-              mx, mn, g_fail.load(), nlock, nthreads);
-  std::printf("buffer:  items %ld, each consumed once\n", items);
-  std::printf("sem:     rounds %ld\nbarrier: rounds %ld\nchurn:   fibers %ld\nsleep:   sleeps %ld\n",
-              st.rounds.load(), brt.round.load(), g_churned.load(), g_slept.load());
-  std::printf("runtime: ticks %llu preemptions %llu deferred count/pc/stack %llu/%llu/%llu switches %llu\n",
-              static_cast<unsigned long long>(s.ticks), static_cast<unsigned long long>(s.preemptions),
-              static_cast<unsigned long long>(s.deferred_count), static_cast<unsigned long long>(s.deferred_pc),
-              static_cast<unsigned long long>(s.deferred_stack), static_cast<unsigned long long>(s.switches));
-  bool ok = g_fail.load() == 0 && items > 0 && st.rounds.load() > 0 && g_churned.load() > 0 && g_slept.load() > 0;
+
+  void stop() {
+    g_stop.store(true, std::memory_order_relaxed);  // relaxed: a flag polled by the workers; joins order the rest
+    for (auto& t : prod) t.join();
+    if (on(kBuffer)) bt.close();
+    for (auto& t : cons) t.join();
+    if (os_consumer.joinable()) os_consumer.join();
+    for (auto& t : fs) t.join();
+    for (auto& t : ts) t.join();
+  }
+
+  struct lock_totals { long total = 0, mx = 0, mn = 0; };
+  lock_totals lock_counts() const {
+    lock_totals r;
+    for (std::size_t i = 0; i < lt.workers; ++i) {
+      const long a = lt.acquisitions[i].load(std::memory_order_relaxed);  // relaxed: a statistic
+      r.total += a;
+      r.mx = std::max(r.mx, a);
+      r.mn = i == 0 ? a : std::min(r.mn, a);
+    }
+    return r;
+  }
+
+  // One line, locktorture style; read while the workers run (atomic counters only).
+  void status(double elapsed) const {
+    const lock_totals l = lock_counts();
+    fiber_stats_t s{};
+    fiber_get_stats(&s);
+    std::printf("stress [%4.0fs/%ds]: lock Total: %ld Max/Min: %ld/%ld Fail: %ld | sem %ld barrier %ld "
+                "churn %ld sleep %ld | preemptions %llu switches %llu\n",
+                elapsed, o.seconds, l.total, l.mx, l.mn, g_fail.load(std::memory_order_relaxed),
+                st.rounds.load(std::memory_order_relaxed), brt.round.load(std::memory_order_relaxed),
+                g_churned.load(std::memory_order_relaxed), g_slept.load(std::memory_order_relaxed),
+                static_cast<unsigned long long>(s.preemptions), static_cast<unsigned long long>(s.switches));
+    std::fflush(stdout);
+  }
+
+  void run_for() const {
+    const auto t0 = clk::now(), end = t0 + std::chrono::seconds(o.seconds);
+    auto next = o.status_s > 0 ? t0 + std::chrono::seconds(o.status_s) : end;
+    while (clk::now() < end) {
+      std::this_thread::sleep_until(std::min(next, end));
+      if (o.status_s > 0 && clk::now() >= next && clk::now() < end) {
+        status(std::chrono::duration<double>(clk::now() - t0).count());
+        next += std::chrono::seconds(o.status_s);
+      }
+    }
+  }
+
+  // The final report and verdict (after stop()).
+  bool report() {
+    long items = on(kBuffer) ? bt.check() : 0;
+    fiber_stats_t s{};
+    fiber_get_stats(&s);
+    const lock_totals l = lock_counts();
+    if (on(kLock) && l.total != lt.counter) fail("lock: counter differs from the sum of acquisitions");
+    if (on(kLock) && l.mn == 0) fail("lock: a worker starved (0 acquisitions)");
+    std::printf("stress: %ds, %llu KLTs, timeslice %u us, policy %s\n", o.seconds,
+                static_cast<unsigned long long>(s.klts), o.timeslice_us,
+                o.policy == FIBER_POLICY_RUNNEXT ? "runnext" : "fifo");
+    if (on(kLock))
+      std::printf("lock:    Total: %ld  Max/Min: %ld/%ld  Fail: %ld  (%d fibers + %d OS threads)\n", l.total,
+                  l.mx, l.mn, g_fail.load(), o.fibers, o.threads);
+    if (on(kBuffer)) std::printf("buffer:  items %ld, each consumed once\n", items);
+    std::printf("sem:     rounds %ld\nbarrier: rounds %ld\nchurn:   fibers %ld\nsleep:   sleeps %ld\n",
+                st.rounds.load(), brt.round.load(), g_churned.load(), g_slept.load());
+    std::printf("runtime: ticks %llu preemptions %llu deferred count/pc/stack %llu/%llu/%llu switches %llu\n",
+                static_cast<unsigned long long>(s.ticks), static_cast<unsigned long long>(s.preemptions),
+                static_cast<unsigned long long>(s.deferred_count), static_cast<unsigned long long>(s.deferred_pc),
+                static_cast<unsigned long long>(s.deferred_stack), static_cast<unsigned long long>(s.switches));
+    return g_fail.load() == 0 && (!on(kBuffer) || items > 0) && (!on(kSem) || st.rounds.load() > 0) &&
+           (!on(kChurn) || g_churned.load() > 0) && (!on(kSleep) || g_slept.load() > 0);
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const options o = parse(argc, argv);
+  g_devnull = std::fopen("/dev/null", "w");
+  g_plant = o.plant;
+  if (fiber_set_policy(o.policy) != 0) return 2;
+  fiber::runtime rt({o.klts, std::chrono::microseconds(o.timeslice_us)});
+  campaign c(o);
+  c.start();
+  c.run_for();
+  c.stop();
+  const bool ok = c.report();
   std::printf("%s\n", ok ? "stress: PASS" : "stress: FAIL");
   return ok ? 0 : 1;
 }

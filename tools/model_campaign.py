@@ -132,6 +132,7 @@ def cmd_run(args):
             "variant": args.variant, "search": label, "threads": threads, "jobs": len(jobs), "prefix_depth": depth}
     json.dump(meta, open(os.path.join(d, "meta.json"), "w"), indent=1)
     started = time.time()
+    done_at_start = len(done)
     failure = None
     cmd = model_cmd(args)
     unsplittable = set()
@@ -186,11 +187,17 @@ def cmd_run(args):
                 else:
                     failure = (prefix, r, text)
                 submit()
-            if time.time() - last > 60:
+            if time.time() - last > 10:
                 last = time.time()
                 it_done = sum(int(x["iters"]) for x in done.values())
-                print("  %d/%d jobs, %d iterations, %.0f s" % (len(done), len(jobs) - len(split), it_done,
-                      time.time() - started), flush=True)
+                total = len(jobs) - len(split)
+                ran = len(done) - done_at_start
+                el = time.time() - started
+                # Jobs differ in size (Knuth's estimate says by how much), so the
+                # ETA is this session's pace per job: a rough guide, marked "~".
+                eta = "ETA ~%.0f s" % (el / ran * (total - len(done))) if ran > 0 else "ETA unknown"
+                print("  %d/%d jobs, %d iterations, %.0f s, %s" % (len(done), total, it_done, el, eta),
+                      flush=True)
     iters = sum(int(x["iters"]) for x in done.values())
     cpu_s = sum(float(x["time_ms"]) for x in done.values()) / 1e3
     if failure:

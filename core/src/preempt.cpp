@@ -22,7 +22,7 @@
 //     plus modules the user registered; never libc, libstdc++, ld.so, libgcc,
 //     the sanitizer runtimes, libfiber itself, nor the runtime's assembly;
 //   - the fiber's stack has less room than the trampoline needs.
-// Remaining limits (core/README.md): a fiber blocking in pthread_mutex_lock or
+// Remaining limits (papers/design.md, "Known limits"): a fiber blocking in pthread_mutex_lock or
 // a blocking syscall blocks its KLT; a fiber in a long libc call is preempted
 // only when it returns to allowed code; TLS addresses cached by compiled code
 // across a voluntary runtime call may refer to the previous KLT's TLS.

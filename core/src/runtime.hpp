@@ -11,8 +11,11 @@
 // Fiber states, owner and where the fiber is (Go's _Grunning...):
 //   runnable  in exactly one run queue (I-R4); the queue's lock guards its links.
 //   running   k->current of exactly one KLT; that KLT owns fcb and stack.
-//   switching left its stack with k->action set; the KLT's scheduler owns it
-//             until it acts on the action (requeue, commit park, exit).
+//   switching left its stack with k->prev/prev_action set (a direct switch
+//             to the next fiber) or k->action set (a switch to the KLT's
+//             scheduler context when nothing else is runnable); KLT k owns it
+//             until whoever lands next acts on it in finish_prev (requeue,
+//             commit the park, exit).
 //   parked    parker kParked; owned by whoever's unpark() sees kParked (I-P2),
 //             who hands it to the policy (on_wake).  Maybe also in the timer
 //             heap (timed park), guarded by rt.timer_lock.
@@ -24,7 +27,8 @@
 // Invariants of the scheduler (cited as I1..I7 in sched.cpp/preempt.cpp):
 //   I1 A fiber's stack is in use by at most one KLT at a time: a fiber becomes
 //      visible to other KLTs (queued, committed parked, exited) only after its
-//      KLT switched off its stack (the scheduler acts on k->action).
+//      KLT switched off its stack: the fiber or scheduler context that lands
+//      next acts on k->prev_action / k->action (finish_prev, sched.cpp).
 //   I2 k->current and k->action are touched only by KLT k itself (its fibers,
 //      its scheduler and its tick handler).
 //   I3 A fiber preempted by a tick resumes on the same KLT (pinned, I-R3);
@@ -199,7 +203,8 @@ extern std::atomic<runtime*> g_rt;
 // sched.cpp
 klt* this_klt() noexcept;           // never cached across a switch (noinline)
 fcb* current_fiber() noexcept;      // nullptr outside a fiber
-void switch_out(klt_action a) noexcept;  // from a fiber: hand the KLT to its scheduler
+void switch_out(klt_action a) noexcept;  // from a fiber: switch straight to the next runnable
+                                         // fiber, or to the scheduler context if there is none
 void* klt_main(void* arg);
 void make_runnable(fcb* f) noexcept;    // after an unpark that owned the wake (I-P2)
 void timer_add(fcb* f, std::uint64_t deadline) noexcept;
@@ -236,7 +241,7 @@ void dump_write(int fd) noexcept;       // fiber_dump's body
 int fiber_backtrace(const fcb& f, std::uintptr_t* pcs, int max, bool* scanned) noexcept;
 void module_table_refresh() noexcept;   // executable segments for the scan (not AS-safe)
 
-// slots.cpp / stack.cpp
+// slots.cpp
 fcb* slot_alloc(std::size_t stack_size) noexcept;  // with its stack mapped; nullptr: EAGAIN
 bool stack_ensure(fcb* f) noexcept;   // maps f's stack unless a pooled one fits; false: ENOMEM
 bool stack_canary_ok_slow(const fcb* f) noexcept;

@@ -13,7 +13,7 @@
 // Designs rejected:
 //   * a timer thread for sleeps.  Idle KLTs sleep until the earliest deadline
 //     instead, and busy KLTs check the heap at every scheduling decision.
-//   * ucontext: a sigprocmask syscall per switch (platform-facts).
+//   * ucontext: a sigprocmask syscall per switch (papers/platform.md).
 #include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>

@@ -11,7 +11,7 @@
 // glibc does with PTHREAD_MUTEX_INITIALIZER: every member is an atomic, a
 // pointer or an integer whose zero bytes are its initial value.
 //
-// Errors follow pthreads (STYLE.md): NULL objects, non-NULL attributes and
+// Errors follow pthreads: NULL objects, non-NULL attributes and
 // timespecs with tv_nsec outside [0, 1e9) give EINVAL, never a crash.
 // Timespecs are absolute CLOCK_MONOTONIC times.
 #include <cerrno>

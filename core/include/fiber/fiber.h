@@ -13,7 +13,7 @@
  * never crashes on a detectable misuse; fiber ids are not reused while the
  * process lives (a stale id gives ESRCH; ids carry a 40-bit sequence, so they
  * could repeat only after 2^40 creations).  What preemption will not do (the
- * safe-point rules) is in core/README.md.
+ * safe-point rules) is in papers/design.md, section 5.
  *
  * Limits: at most 2^24 (16,777,216) fibers exist at once (live, or exited and
  * not yet joined); past that, or when a stack cannot be mapped, fiber_create

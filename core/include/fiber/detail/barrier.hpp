@@ -64,7 +64,7 @@ class basic_barrier {
       return false;
     }
     on_complete();
-    woken.grant_all();  // after lk_ is released (I-B5, I-G2)
+    woken.grant_all();  // after lk_ is released (I-B5, I-GL2)
     return true;
   }
 

@@ -134,7 +134,7 @@ class basic_condvar {
       lock_guard<basic_spinlock<Seam>> g(lk_);
       while (node_t* n = q_.pop_front()) woken.push_back(n);  // I-C2: exactly the queued ones
     }
-    woken.grant_all();  // I-C5, I-G2
+    woken.grant_all();  // I-C5, I-GL2
   }
 
   // For destroy: EBUSY while waiters are queued.

@@ -9,12 +9,12 @@
 //
 // The list is threaded through wait_node::data, a field I-W1 reserves to the
 // primitive that owns the queue.  Invariants:
-//   I-G1 A node in the list has been unlinked from its queue under the lock
+//   I-GL1 A node in the list has been unlinked from its queue under the lock
 //        (queued_ == false), so its waiter's remove() fails and the waiter
 //        waits for the grant (I-W2): nobody but the list owner touches it.
-//   I-G2 grant_all() reads a node's successor *before* granting it: after
+//   I-GL2 grant_all() reads a node's successor *before* granting it: after
 //        wait_node::grant the node's stack frame may vanish (I-W3).
-//   I-G3 Nodes are granted in the order they were pushed (FIFO is kept).
+//   I-GL3 Nodes are granted in the order they were pushed (FIFO is kept).
 #pragma once
 
 #include <cstdint>
@@ -33,9 +33,9 @@ class grant_list {
   grant_list& operator=(const grant_list&) = delete;
   ~grant_list() { FIBER_ASSERT(head_ == nullptr, "grant_list: destroyed with ungranted nodes"); }
 
-  // Under the owning primitive's lock, after the node was popped (I-G1).
+  // Under the owning primitive's lock, after the node was popped (I-GL1).
   void push_back(node* n) noexcept {
-    n->data.store(0);  // end of chain; data is ours now (I-W1, I-G1)
+    n->data.store(0);  // end of chain; data is ours now (I-W1, I-GL1)
     if (tail_ != nullptr) {
       tail_->data.store(reinterpret_cast<std::uintptr_t>(n));
     } else {
@@ -48,13 +48,13 @@ class grant_list {
   bool empty() const noexcept { return head_ == nullptr; }
   std::uint32_t size() const noexcept { return size_; }
 
-  // After the lock is released.  Keeps I-G2, I-G3.
+  // After the lock is released.  Keeps I-GL2, I-GL3.
   void grant_all() noexcept {
     node* n = head_;
     head_ = tail_ = nullptr;
     size_ = 0;
     while (n != nullptr) {
-      node* next = reinterpret_cast<node*>(n->data.load());  // before the grant: I-G2
+      node* next = reinterpret_cast<node*>(n->data.load());  // before the grant: I-GL2
       node::grant(n);
       n = next;
     }

@@ -8,7 +8,7 @@
 // "store sleepers; load work".  Both sides put a seq_cst fence between their
 // store and their load, so at least one sees the other (I-I1).  With only
 // release/acquire both can miss and a KLT sleeps with work queued
-// (verification-facts: Relacy finds that in 2 iterations; models/idle_*).
+// (papers/platform.md: Relacy finds that in 2 iterations; models/idle.cpp).
 //
 //   I-I1 No lost wake-up: if work is published while a KLT is between
 //        prepare_sleep() and sleep(), either its re-check sees the work or the

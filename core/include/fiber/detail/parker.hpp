@@ -89,7 +89,7 @@ class basic_parker {
     // and here (it sees kNotified and, by I-P2, does not wake).  A blind store
     // of kEmpty would erase its token without synchronising with it, and the
     // owner could re-check stale state and sleep forever (found by
-    // models/parker I-P3, full search, 2 threads).  acquire: pairs with the
+    // models/parker.cpp I-P3, full search, 2 threads).  acquire: pairs with the
     // release half of every unpark() whose token this consumes.
     state_.exchange(kEmpty, mo::acquire);
     return false;

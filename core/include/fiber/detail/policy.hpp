@@ -35,7 +35,7 @@
 //
 // runnext_policy - the same, except that a fiber created on a KLT runs next
 //   there (Go's runnext slot, LIFO for fresh work): depth-first spawn trees
-//   keep few stacks alive.  Offered for comparison (bench/skynet).
+//   keep few stacks alive.  Offered for comparison (bench/bench_skynet.cpp).
 #pragma once
 
 #include <cstddef>

@@ -10,7 +10,7 @@
 // Node requirements: a member `Seam::var<Node*> rq_next` and a member
 // `Seam::var<bool> pinned` (both guarded by the queue's lock while queued).
 //
-// Invariants (I-Q1..I-Q4, checked by models/runqueue_*):
+// Invariants (I-Q1..I-Q4, checked by models/run_queue.cpp):
 //   I-Q1 A node pushed is popped or stolen exactly once (no loss, no duplicate).
 //   I-Q2 pop_front returns nodes in push order (FIFO).
 //   I-Q3 steal takes at most ceil(n/2) nodes, never a pinned one, and keeps

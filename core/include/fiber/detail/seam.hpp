@@ -15,7 +15,7 @@
 //       exchange(v, mo), compare_exchange_strong(e, d, mo_ok, mo_fail),
 //       compare_exchange_weak(...), fetch_add(v, mo), fetch_sub(v, mo),
 //       fetch_or(v, mo), fetch_and(v, mo).  No implicit seq_cst operators:
-//       every call names its order (STYLE.md).  Zero-initialised storage is a
+//       every call names its order (the house rule).  Zero-initialised storage is a
 //       valid atomic holding 0 (static initialisers of the C API rely on it).
 //   template <class T> using var = ...;     // a plain shared variable,
 //       load()/store(v); Relacy reports a data race on unsynchronised access.

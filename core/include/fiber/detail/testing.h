@@ -1,12 +1,15 @@
-/* fiber/detail/testing.h - test-only knobs and runtime counters.
+/* fiber/detail/testing.h - test-only knobs.
  *
  * The knobs switch one preemption-safety protection off so that a test can
  * show the protection is what makes its positive twin pass (negative
- * controls).  Never use them in a program. */
+ * controls).  Never use them in a program.  The runtime's counters are public:
+ * fiber/stats.h (included here for the tests that use both). */
 #ifndef FIBER_DETAIL_TESTING_H
 #define FIBER_DETAIL_TESTING_H
 
 #include <stdint.h>
+
+#include "fiber/stats.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,18 +26,6 @@ enum fiber_test_knob {
 };
 void fiber_test_set_knob(int knob, int on);
 
-typedef struct fiber_stats {
-  uint64_t ticks;          /* ticks that found a fiber running */
-  uint64_t preemptions;    /* ticks that preempted */
-  uint64_t deferred_count; /* refused: preempt_count > 0 */
-  uint64_t deferred_pc;    /* refused: PC outside the allow-list */
-  uint64_t deferred_stack; /* refused: too little stack room */
-  uint64_t switches;       /* fibers run by schedulers */
-  uint64_t idle_sleeps;    /* KLT sleeps in the kernel */
-  uint64_t klts;
-  uint64_t live;           /* fibers created and not yet exited */
-} fiber_stats_t;
-int fiber_get_stats(fiber_stats_t *out); /* EINVAL if not initialised */
 
 #ifdef __cplusplus
 }
