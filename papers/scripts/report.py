@@ -243,6 +243,40 @@ def fig_scaling(plt, bench, out):
     return save(plt, fig, out, "scaling.svg", bench["stamp"], "papers/results/bench.md (skynet tables)")
 
 
+def fig_scaling_klts(plt, path, out):
+    """skynet against Go and CPU-bound speed-up across KLT counts (bench/scaling.sh records)."""
+    if not path:
+        return None
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import scaling_table  # papers/scripts/scaling_table.py: the same medians as its table
+    recs = scaling_table.load(path)
+    if not recs:
+        return None
+    rows = scaling_table.summarise(recs)
+    ks = [r["klts"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.5))
+    a.plot(ks, [r["skynet_fiber_us"] for r in rows], "o-", label="fiber")
+    if any(r["skynet_go_us"] for r in rows):
+        a.plot(ks, [r["skynet_go_us"] for r in rows], "s--", label="Go")
+    a.set_xscale("log", base=2)
+    a.set_yscale("log")
+    a.set_xlabel("KLTs (GOMAXPROCS)")
+    a.set_ylabel("skynet: us per ULT (lower is better)")
+    a.legend(fontsize=7)
+    a.grid(True, alpha=0.3)
+    b.plot(ks, [r["cpu_speedup"] for r in rows], "o-", label="64 CPU-bound fibers")
+    b.plot(ks, ks, ":", color="grey", label="linear")
+    b.set_xscale("log", base=2)
+    b.set_yscale("log", base=2)
+    b.set_xlabel("KLTs")
+    b.set_ylabel("speed-up against 1 KLT")
+    b.legend(fontsize=7)
+    b.grid(True, alpha=0.3)
+    r0 = recs[0]
+    stamp = {"date": r0.get("date"), "git": r0.get("rev"), "machine": "%s, %s CPUs" % (r0.get("host"), r0.get("cpus"))}
+    return save(plt, fig, out, "scaling-klts.svg", stamp, os.path.relpath(path, ROOT))
+
+
 def fig_lateness(plt, path, stamp, out):
     if not path:
         return None
@@ -412,6 +446,10 @@ def main():
          "tools/fiberctl bench (bench_lateness writes lateness.csv)"),
         ("Ratios against Boost.Fiber, Go and pthreads", fig_ratios(plt, bench, a.out), "tools/fiberctl bench"),
         ("Scaling (skynet)", fig_scaling(plt, bench, a.out), "tools/fiberctl bench"),
+        ("Scaling across KLT counts (bench/scaling.sh)",
+         fig_scaling_klts(plt, first(os.path.join(a.out, "scaling-16core.jsonl"),
+                                     os.path.join(a.out, "scaling.jsonl")), a.out),
+         "bench/scaling.sh (see README, The lab)"),
         ("Model search size against context bound", fig_models(plt, rows, mstamp, msource, a.out),
          "tools/fiberctl check"),
         ("Mutant kill matrix", fig_mutants(plt, muts, mstamp, msource, a.out), "tools/fiberctl check"),
