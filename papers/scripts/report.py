@@ -252,26 +252,7 @@ def fig_scaling_klts(plt, path, out):
     recs = scaling_table.load(path)
     if not recs:
         return None
-    rows = scaling_table.summarise(recs)
-    ks = [r["klts"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.5))
-    a.plot(ks, [r["skynet_fiber_us"] for r in rows], "o-", label="fiber")
-    if any(r["skynet_go_us"] for r in rows):
-        a.plot(ks, [r["skynet_go_us"] for r in rows], "s--", label="Go")
-    a.set_xscale("log", base=2)
-    a.set_yscale("log")
-    a.set_xlabel("KLTs (GOMAXPROCS)")
-    a.set_ylabel("skynet: us per ULT (lower is better)")
-    a.legend(fontsize=7)
-    a.grid(True, alpha=0.3)
-    b.plot(ks, [r["cpu_speedup"] for r in rows], "o-", label="64 CPU-bound fibers")
-    b.plot(ks, ks, ":", color="grey", label="linear")
-    b.set_xscale("log", base=2)
-    b.set_yscale("log", base=2)
-    b.set_xlabel("KLTs")
-    b.set_ylabel("speed-up against 1 KLT")
-    b.legend(fontsize=7)
-    b.grid(True, alpha=0.3)
+    fig = scaling_table.draw(plt, scaling_table.summarise(recs))
     r0 = recs[0]
     stamp = {"date": r0.get("date"), "git": r0.get("rev"), "machine": "%s, %s CPUs" % (r0.get("host"), r0.get("cpus"))}
     return save(plt, fig, out, "scaling-klts.svg", stamp, os.path.relpath(path, ROOT))

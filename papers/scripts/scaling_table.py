@@ -98,6 +98,29 @@ def table(rows, recs):
     return "\n".join(out) + "\n"
 
 
+def draw(plt, rows):
+    """The two panels (skynet us/ULT against Go; CPU-bound speed-up), on a new figure."""
+    ks = [r["klts"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.5))
+    a.plot(ks, [r["skynet_fiber_us"] for r in rows], "o-", label="fiber")
+    if any(r["skynet_go_us"] for r in rows):
+        a.plot(ks, [r["skynet_go_us"] for r in rows], "s--", label="Go")
+    a.set_xscale("log", base=2)
+    a.set_yscale("log")
+    a.set_xlabel("KLTs (GOMAXPROCS)")
+    a.set_ylabel("skynet: us per ULT (lower is better)")
+    b.plot(ks, [r["cpu_speedup"] for r in rows], "o-", label="64 CPU-bound fibers")
+    b.plot(ks, ks, ":", color="grey", label="linear")
+    b.set_xscale("log", base=2)
+    b.set_yscale("log", base=2)
+    b.set_xlabel("KLTs")
+    b.set_ylabel("speed-up against 1 KLT")
+    for ax in (a, b):
+        ax.legend(fontsize=7)
+        ax.grid(True, alpha=0.3)
+    return fig
+
+
 def plot(rows, recs, path):
     try:
         import matplotlib
@@ -107,23 +130,7 @@ def plot(rows, recs, path):
         print("scaling_table: matplotlib missing, no SVG", file=sys.stderr)
         return
     r0 = recs[0] if recs else {}
-    ks = [r["klts"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(ks, [r["skynet_fiber_us"] for r in rows], "o-", label="fiber")
-    if any(r["skynet_go_us"] for r in rows):
-        a.plot(ks, [r["skynet_go_us"] for r in rows], "s--", label="Go")
-    a.set_xscale("log", base=2)
-    a.set_yscale("log")
-    a.set_xlabel("KLTs (GOMAXPROCS)")
-    a.set_ylabel("skynet: us per fiber (lower is better)")
-    a.legend()
-    b.plot(ks, [r["cpu_speedup"] for r in rows], "o-", label="CPU-bound speed-up")
-    b.plot(ks, ks, ":", color="grey", label="linear")
-    b.set_xscale("log", base=2)
-    b.set_yscale("log", base=2)
-    b.set_xlabel("KLTs")
-    b.set_ylabel("speed-up vs 1 KLT")
-    b.legend()
+    fig = draw(plt, rows)
     fig.suptitle("fiber scaling - %s (%s CPUs), %s, rev %s"
                  % (r0.get("host", "?"), r0.get("cpus", "?"), r0.get("date", "?"), r0.get("rev", "?")),
                  fontsize=9)
