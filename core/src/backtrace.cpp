@@ -17,7 +17,7 @@
 //     dependency, and libunwind.so exports _Unwind_* symbols that can
 //     interpose libgcc's C++ exception unwinder; and over frame pointers by
 //     default because -fno-omit-frame-pointer cost 9-19% more instructions
-//     per yield, create+join and ping-pong here (callgrind, papers/design.md section 9).
+//     per yield, create+join and ping-pong here (callgrind, papers/design.md section 12).
 // Reads only inside the fiber's stack mapping and inside executable segments
 // recorded beforehand (module_table_refresh, at init and at every dump that
 // is not in a signal handler: dl_iterate_phdr is not async-signal-safe), so a

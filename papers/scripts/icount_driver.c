@@ -1,6 +1,6 @@
 /* papers/scripts/icount_driver.c - instruction counts of the hot paths, for
  * before/after comparisons that do not depend on machine load (papers/design.md
- * section 9).  One KLT, cooperative; N operations of one kind:
+ * section 12).  One KLT, cooperative; N operations of one kind:
  *   yield N     two fibers yield N times each
  *   create N    main creates and joins N fibers, one at a time
  *   pingpong N  two fibers hand a turn back and forth N times (mutex + condvar)
