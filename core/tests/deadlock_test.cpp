@@ -27,14 +27,6 @@ constexpr unsigned kBoundMs = 1000;  // the documented bound (deadlock.cpp: <= 0
 constexpr const char* kAsleep = "fiber: all fibers are asleep - deadlock!";
 constexpr const char* kCycle = "fiber: deadlock cycle: ";
 
-fiber_t spawn_named(void* (*fn)(void*), void* arg, const char* name) {
-  fiber_attr_t a;
-  fiber_attr_init(&a);
-  a.name = name;
-  fiber_t f = 0;
-  return fiber_create(&f, &a, fn, arg) == 0 ? f : 0;
-}
-
 // Two fibers take two mutexes in opposite orders.
 fiber_mutex_t g_m1 = FIBER_MUTEX_INITIALIZER, g_m2 = FIBER_MUTEX_INITIALIZER;
 std::atomic<int> g_first{0};

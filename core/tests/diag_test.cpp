@@ -20,14 +20,6 @@ namespace {
 
 class diag : public runtime_test {};
 
-fiber_t spawn_named(void* (*fn)(void*), void* arg, const char* name) {
-  fiber_attr_t a;
-  fiber_attr_init(&a);
-  a.name = name;
-  fiber_t f = 0;
-  return fiber_create(&f, &a, fn, arg) == 0 ? f : 0;
-}
-
 void* nop(void*) { return nullptr; }
 
 struct scene {

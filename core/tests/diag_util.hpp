@@ -87,6 +87,15 @@ inline std::uint64_t last_formed(const std::string& out) {
   return at == std::string::npos ? 0 : std::strtoull(out.c_str() + at + 7, nullptr, 10);
 }
 
+// A fiber created with a name (attr.name); 0 if the create failed.
+inline fiber_t spawn_named(void* (*fn)(void*), void* arg, const char* name) {
+  fiber_attr_t a;
+  fiber_attr_init(&a);
+  a.name = name;
+  fiber_t f = 0;
+  return fiber_create(&f, &a, fn, arg) == 0 ? f : 0;
+}
+
 // fiber_dump into a string (through a memfd).
 inline std::string dump_string() {
   int fd = memfd_create("fiber-dump", 0);
