@@ -207,8 +207,7 @@ void switch_out(klt_action a) noexcept;  // from a fiber: switch straight to the
                                          // fiber, or to the scheduler context if there is none
 void* klt_main(void* arg);
 void make_runnable(fcb* f) noexcept;    // after an unpark that owned the wake (I-P2)
-void timer_add(fcb* f, std::uint64_t deadline) noexcept;
-void timer_cancel(fcb* f) noexcept;
+// timers.hpp: timer_add, timer_cancel, process_timers (I6)
 void fiber_entry(void* arg);
 void klt_publish_self(klt* k) noexcept;
 
@@ -216,7 +215,7 @@ void klt_publish_self(klt* k) noexcept;
 bool os_wake_enter() noexcept;
 void os_wake_leave() noexcept;
 
-// OS threads that blocked in the runtime (sched.cpp), for dump and detector.
+// OS threads that blocked in the runtime (native_seam.cpp), for dump and detector.
 struct os_waiter_info {
   long tid;
   bool parked;    // committed and not yet woken

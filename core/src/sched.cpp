@@ -1,5 +1,6 @@
-// core/src/sched.cpp - the KLT scheduler loop, context switches, timers and
-// the native half of the park protocol.  Vocabulary, fiber states and the
+// core/src/sched.cpp - the KLT scheduler loop and context switches.  The
+// deadline heap is in timers.cpp, the native seam (futex, the blocking side
+// of the park protocol) in native_seam.cpp.  Vocabulary, fiber states and the
 // invariants I1..I7 are in runtime.hpp.
 //
 // Switching: a fiber that leaves its KLT (yield, park, exit, preemption)
@@ -15,10 +16,6 @@
 //     instead, and busy KLTs check the heap at every scheduling decision.
 //   * ucontext: a sigprocmask syscall per switch (papers/platform.md).
 #include <errno.h>
-#include <linux/futex.h>
-#include <sched.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <cxxabi.h>
 
@@ -30,6 +27,7 @@
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 #include "signals.hpp"
+#include "timers.hpp"
 
 namespace fiber::detail {
 
@@ -78,41 +76,6 @@ fcb* runtime::pick_next(unsigned k) noexcept {
 }
 bool runtime::has_work() const noexcept {
   return runnext ? runnext->has_work_hint() : fifo->has_work_hint();
-}
-
-// ---- timers (I6) -----------------------------------------------------------
-
-static void publish_deadline(runtime& rt) noexcept {
-  // relaxed: read as a hint; the idle protocol's fences order it (idle.hpp).
-  rt.next_deadline.store(rt.timers.next_deadline(), std::memory_order_relaxed);
-}
-
-void timer_add(fcb* f, std::uint64_t deadline) noexcept {
-  runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: pairs with fiber_init's publication
-  bool earliest;
-  {
-    lock_guard<spinlock> g(rt.timer_lock);
-    rt.timers.push(f, deadline);
-    earliest = rt.timers.next_deadline() == deadline;
-    publish_deadline(rt);
-  }
-  if (earliest) rt.idle.notify_all();  // sleeping KLTs recompute their timeout
-}
-
-void timer_cancel(fcb* f) noexcept {
-  runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: as above
-  lock_guard<spinlock> g(rt.timer_lock);
-  if (rt.timers.remove(f)) publish_deadline(rt);
-}
-
-static void process_timers(runtime& rt) noexcept {
-  std::uint64_t nd = rt.next_deadline.load(std::memory_order_relaxed);  // relaxed: hint, rechecked under lock
-  if (nd == kNoDeadline) return;
-  std::uint64_t now = native_seam::now_ns();
-  if (now < nd) return;
-  lock_guard<spinlock> g(rt.timer_lock);
-  while (fcb* t = rt.timers.pop_expired(now)) t->park.unpark();  // under the lock: I6
-  publish_deadline(rt);
 }
 
 static void finish_exit(runtime& rt, fcb* f) noexcept {
@@ -336,197 +299,6 @@ void make_runnable(fcb* f) noexcept {
   runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: as above
   rt.on_wake(f, k ? k->index : kNoKlt);
   if (gated) os_wake_leave();
-}
-
-// ---- the native seam's out-of-line half --------------------------------------
-
-static long futex(std::atomic<std::uint32_t>* w, int op, std::uint32_t val,
-                  const struct timespec* ts) noexcept {
-  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), op, val, ts, nullptr,
-                 FUTEX_BITSET_MATCH_ANY);
-}
-
-void native_seam::os_wait(native_atomic<std::uint32_t>& w, std::uint32_t expected,
-                          std::uint64_t deadline) noexcept {
-  struct timespec ts;
-  const struct timespec* tsp = nullptr;
-  if (deadline != kNoDeadline) {
-    ts.tv_sec = static_cast<time_t>(deadline / 1000000000u);
-    ts.tv_nsec = static_cast<long>(deadline % 1000000000u);
-    tsp = &ts;
-  }
-  // Absolute CLOCK_MONOTONIC timeout (FUTEX_WAIT_BITSET without CLOCK_REALTIME).
-  futex(&w.raw(), FUTEX_WAIT_BITSET_PRIVATE, expected, tsp);
-}
-
-void native_seam::os_wake(native_atomic<std::uint32_t>& w, std::uint32_t count) noexcept {
-  futex(&w.raw(), FUTEX_WAKE_PRIVATE, count, nullptr);
-}
-
-void native_seam::os_yield() noexcept { sched_yield(); }
-
-std::uint64_t native_seam::now_ns() noexcept {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-void native_seam::preempt_disable() noexcept {
-  if (fcb* f = current_fiber()) f->gate.disable();
-}
-
-void native_seam::preempt_enable() noexcept {
-  fcb* f = current_fiber();
-  // I5, I-G2: a tick that was refused meanwhile is taken now, at a safe point.
-  if (f && f->gate.enable()) switch_out(klt_action::yield);
-}
-
-// OS threads' parkers: type-stable (I-P4), recycled through a free list.
-namespace {
-struct os_parker_node {
-  parker p;
-  os_parker_node* next = nullptr;  // free list, guarded by g_os_parkers_lock
-  // Diagnostics (dump.cpp, deadlock.cpp): written by the owning thread,
-  // read racily; the node is never freed, so the registry below is safe.
-  std::atomic<os_parker_node*> all_next{nullptr};  // immutable once published
-  std::atomic<long> tid{0};
-  std::atomic<bool> untimed{false};
-  std::atomic<wait_kind> kind{wait_kind::none};
-  std::atomic<const void*> obj{nullptr};
-};
-spinlock g_os_parkers_lock;
-os_parker_node* g_os_parkers_free = nullptr;  // guarded by g_os_parkers_lock
-std::atomic<os_parker_node*> g_os_parkers_all{nullptr};  // every node ever made (push-only)
-std::atomic<std::uint64_t> g_os_blocks{0};               // OS park attempts (detector progress)
-
-void register_node(os_parker_node* n) noexcept {
-  os_parker_node* h = g_os_parkers_all.load(std::memory_order_relaxed);  // relaxed: the CAS decides
-  do {
-    n->all_next.store(h, std::memory_order_relaxed);  // relaxed: published by the CAS below
-    // release: a visitor that loads the new head (acquire) sees the node's fields.
-  } while (!g_os_parkers_all.compare_exchange_weak(h, n, std::memory_order_release,
-                                                   std::memory_order_relaxed));
-}
-
-struct os_parker_holder {
-  os_parker_node* n = nullptr;
-  ~os_parker_holder() {
-    if (!n) return;
-    lock_guard<spinlock> g(g_os_parkers_lock);
-    n->next = g_os_parkers_free;
-    g_os_parkers_free = n;
-  }
-  parker& get() {
-    if (!n) {
-      {
-        lock_guard<spinlock> g(g_os_parkers_lock);
-        n = g_os_parkers_free;
-        if (n) g_os_parkers_free = n->next;
-      }
-      if (!n) {
-        n = new os_parker_node;  // never freed: I-P4
-        register_node(n);
-      }
-      n->tid.store(static_cast<long>(syscall(SYS_gettid)), std::memory_order_relaxed);  // relaxed: diag
-    }
-    return n->p;
-  }
-};
-thread_local os_parker_holder tls_os_parker;
-
-// The node of an OS thread's parker; only its owner thread calls this.
-os_parker_node* os_node_of(parker& p) noexcept {
-  os_parker_node* n = tls_os_parker.n;
-  FIBER_ASSERT(n && &n->p == &p, "an OS thread's parker that is not its own");
-  (void)p;
-  return n;
-}
-thread_local std::uint64_t tls_os_id = 0;
-}  // namespace
-
-native_seam::parker_type& native_seam::current_parker() noexcept {
-  if (fcb* f = current_fiber()) return f->park;
-  return tls_os_parker.get();
-}
-
-void native_seam::note_wait(parker_type& p, wait_kind kind, const void* obj) noexcept {
-  if (p.owner) {
-    fiber_diag& d = static_cast<fcb*>(p.owner)->diag;
-    d.kind_.store(kind, std::memory_order_relaxed);  // relaxed: diagnostics (diag.hpp)
-    d.obj_.store(obj, std::memory_order_relaxed);
-    d.waits_.store(d.waits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
-    return;
-  }
-  os_parker_node* n = os_node_of(p);
-  n->kind.store(kind, std::memory_order_relaxed);  // relaxed: diagnostics
-  n->obj.store(obj, std::memory_order_relaxed);
-}
-
-void os_waiters_visit(void (*fn)(const os_waiter_info&, void*), void* ctx) noexcept {
-  // acquire: pairs with register_node's release CAS.
-  for (os_parker_node* n = g_os_parkers_all.load(std::memory_order_acquire); n;
-       n = n->all_next.load(std::memory_order_relaxed)) {  // relaxed: immutable once published
-    os_waiter_info w;
-    w.tid = n->tid.load(std::memory_order_relaxed);  // relaxed: racy snapshot (diag)
-    w.parked = n->p.is_parked();                     // acquire inside: pairs with try_commit()
-    w.untimed = n->untimed.load(std::memory_order_relaxed);
-    w.kind = n->kind.load(std::memory_order_relaxed);
-    w.obj = n->obj.load(std::memory_order_relaxed);
-    fn(w, ctx);
-  }
-}
-
-std::uint64_t os_blocks() noexcept {
-  return g_os_blocks.load(std::memory_order_acquire);  // acquire: pairs with os_block's release add
-}
-
-std::uint64_t native_seam::self_id() noexcept {
-  if (fcb* f = current_fiber()) return f->id;
-  if (tls_os_id == 0)
-    tls_os_id = (std::uint64_t{1} << 63) | static_cast<std::uint64_t>(syscall(SYS_gettid));
-  return tls_os_id;
-}
-
-static void os_block(parker& p, std::uint64_t deadline) noexcept {
-  os_parker_node* n = os_node_of(p);
-  n->untimed.store(deadline == kNoDeadline, std::memory_order_relaxed);  // relaxed: ordered by the add
-  // release, before the commit: a detector that sees this thread parked
-  // (acquire load of its word after the commit) has seen this count move.
-  g_os_blocks.fetch_add(1, std::memory_order_release);
-  if (!p.try_commit()) return;  // I-P1
-  while (p.word().load(mo::acquire) == parker::kParked) {  // acquire: pairs with unpark()
-    if (deadline != kNoDeadline && native_seam::now_ns() >= deadline) break;
-    native_seam::os_wait(p.word(), parker::kParked, deadline);
-  }
-  p.finish();
-}
-
-void native_seam::block(parker_type& p, std::uint64_t deadline) noexcept {
-  fcb* f = current_fiber();
-  if (!f || &f->park != &p) {
-    FIBER_ASSERT(f == nullptr, "a fiber blocked on a parker that is not its own");
-    os_block(p, deadline);
-    return;
-  }
-  if (deadline != kNoDeadline) {
-    if (now_ns() >= deadline) return;
-    timer_add(f, deadline);  // expiry unparks f (I6)
-  }
-  switch_out(klt_action::park);  // the scheduler commits (I-P5)
-  if (deadline != kNoDeadline) timer_cancel(f);
-  p.finish();
-}
-
-void native_seam::wake(parker_type& p) noexcept {
-  if (p.owner) {
-    fiber_diag& d = static_cast<fcb*>(p.owner)->diag;
-    d.wakes_.store(d.wakes_.load(std::memory_order_relaxed) + 1,  // one waker at a time (I-P2)
-                   std::memory_order_relaxed);                     // relaxed: diagnostics
-    d.move(fstate::parked, fstate::runnable);
-    make_runnable(static_cast<fcb*>(p.owner));
-  } else {
-    os_wake(p.word(), 1);
-  }
 }
 
 }  // namespace fiber::detail

@@ -28,7 +28,7 @@
 //       seam calls rl::yield so bounded searches terminate.
 //   static void preempt_disable();          // the native seam bumps the
 //   static void preempt_enable();           //  running fiber's counter (I5
-//       in core/src/sched.cpp); a preemption that arrived meanwhile is taken
+//       in core/src/native_seam.cpp); a preemption that arrived meanwhile is taken
 //       in preempt_enable (preempt_gate.hpp).  Under Relacy they only count a
 //       per-thread depth that models read to check I-S1.
 //   using parker_platform = ...;            // the platform half of the park

@@ -3,7 +3,7 @@
 // Stand-ins cost nothing: atomic<T> is std::atomic<T> with the order passed
 // through, var<T> is a plain T, src_loc is empty.  The park/wake platform and
 // the preemption counter live in the runtime (core/src/lifecycle.cpp,
-// core/src/sched.cpp) because they need the scheduler.
+// core/src/native_seam.cpp) because they need the scheduler.
 #pragma once
 
 #include <atomic>

@@ -1,6 +1,6 @@
 // fiber/detail/timer_heap.hpp - the runtime's timer structure: an indexed
 // binary min-heap of (deadline, sequence) -> Node.  Sequential: the runtime
-// guards it with a spinlock (core/src/sched.cpp), the simulator uses it as is.
+// guards it with a spinlock (core/src/timers.cpp), the simulator uses it as is.
 //
 // Node requirements: members `std::uint64_t timer_deadline`, `std::uint64_t
 // timer_seq`, `std::size_t timer_index` (kNotQueued when not in the heap).
