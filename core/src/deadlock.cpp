@@ -5,7 +5,10 @@
 // every KLT is idle, which is exactly when rule 1 below must keep looking.
 // The ticker also advances g_diag_now every kDiagPeriodMs (diag.hpp).
 //
-// Two rules, checked every period (kDiagPeriodMs = 100 ms):
+// Two rules, checked every period (kDiagPeriodMs = 100 ms).  The decision is
+// fiber/detail/deadlock_rules.hpp (dl_detector), shared with the property
+// test proptests/prop_deadlock.cpp; this file is its source of readings of
+// the live runtime (native_src) and the reports.
 //
 // 1. All asleep (Go's "all goroutines are asleep").  A snapshot is *quiet*
 //    when every KLT sleeps idle, no run queue holds a fiber, no timer is
@@ -43,36 +46,13 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "fiber/detail/deadlock_rules.hpp"
 #include "fiber/detail/mutex.hpp"
 #include "runtime.hpp"
 
 namespace fiber::detail {
 
 namespace {
-
-constexpr int kMaxCycle = 16;
-// The cycle scan reads every control block (O(fibers), a few ms per million
-// fibers), so it runs every kCycleEvery periods only.
-constexpr unsigned kCycleEvery = 3;
-constexpr int kMaxReported = 64;
-
-struct progress {
-  std::uint64_t switches = 0, idle_sleeps = 0, os_blocks = 0, live = 0;
-  bool operator==(const progress& o) const noexcept {
-    return switches == o.switches && idle_sleeps == o.idle_sleeps && os_blocks == o.os_blocks &&
-           live == o.live;
-  }
-};
-
-progress read_progress(runtime& rt) noexcept {
-  progress p;
-  for (unsigned i = 0; i < rt.nklts; ++i)
-    p.switches += rt.klts[i].switches.load(std::memory_order_relaxed);  // relaxed: a counter, see top
-  p.idle_sleeps = rt.stats.idle_sleeps.load(std::memory_order_relaxed);  // relaxed: as above
-  p.os_blocks = os_blocks();
-  p.live = rt.live.load(std::memory_order_relaxed);  // relaxed: as above
-  return p;
-}
 
 long process_threads() noexcept {  // field 20 of /proc/self/stat; -1 if unreadable
   char buf[1024];
@@ -91,109 +71,89 @@ long process_threads() noexcept {  // field 20 of /proc/self/stat; -1 if unreada
   return std::strtol(p + 1, nullptr, 10);
 }
 
-struct os_count {
-  long parked_untimed = 0;
-  bool timed = false;
-};
+void report_cycle(const dl_member<fcb*>* ms, int n) noexcept;
 
-bool quiet(runtime& rt) noexcept {
-  for (unsigned i = 0; i < rt.nklts; ++i)
-    if (!rt.klts[i].idle.load(std::memory_order_acquire)) return false;  // acquire: pairs with idle_wait
-  if (rt.has_work()) return false;
-  if (rt.next_deadline.load(std::memory_order_relaxed) != kNoDeadline) return false;  // relaxed: re-read
-  os_count c;
-  os_waiters_visit(
-      [](const os_waiter_info& w, void* p) noexcept {
-        auto& cc = *static_cast<os_count*>(p);
-        if (!w.parked) return;
-        if (w.untimed) ++cc.parked_untimed; else cc.timed = true;
-      },
-      &c);
-  if (c.timed) return false;
-  if (rt.live.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(c.parked_untimed) == 0)
-    return false;  // relaxed: confirmed by the progress counters
-  long expect = static_cast<long>(rt.nklts) +
-                static_cast<long>(rt.internal_threads.load(std::memory_order_relaxed)) + c.parked_untimed;
-  if (knobs.deadlock_no_thread_check.load(std::memory_order_relaxed)) return true;  // planted bug (tests)
-  return process_threads() == expect;
-}
+// The readings of the live runtime the rules ask for (deadlock_rules.hpp).
+// Every read is a racy relaxed snapshot: the rules confirm (see there).
+struct native_src {
+  runtime& rt;
+  using handle = fcb*;
+  static handle none() noexcept { return nullptr; }
 
-// ---- rule 2: waits-for cycles -----------------------------------------------
-
-struct member {
-  fcb* f;
-  std::uint32_t waits, wakes;
-  wait_kind kind;
-  const void* obj;
-};
-
-struct cycle_ctx {
-  runtime* rt;
-  std::ptrdiff_t join_off;
-  std::uint64_t reported[kMaxReported];  // the smallest member id of each reported cycle
-  int nreported;
-  bool report_only;
-};
-
-bool snap(fcb* f, member* m) noexcept {
-  if (f->diag.state() != fstate::parked) return false;
-  m->f = f;
-  m->waits = f->diag.waits_.load(std::memory_order_relaxed);  // relaxed: re-read to confirm
-  m->wakes = f->diag.wakes_.load(std::memory_order_relaxed);
-  m->kind = f->diag.kind_.load(std::memory_order_relaxed);
-  m->obj = f->diag.obj_.load(std::memory_order_relaxed);
-  return m->kind == wait_kind::mutex || m->kind == wait_kind::join;
-}
-
-// The fiber m waits for, or nullptr.
-fcb* blocker(const member& m, std::ptrdiff_t join_off) noexcept {
-  if (!m.obj) return nullptr;
-  if (m.kind == wait_kind::join)
-    return reinterpret_cast<fcb*>(const_cast<char*>(static_cast<const char*>(m.obj)) - join_off);
-  std::uint64_t owner = static_cast<const basic_mutex<native_seam>*>(m.obj)->owner_hint();
-  if (owner == 0 || (owner >> 63)) return nullptr;  // free, or an OS thread (rule 1)
-  fcb* f = slot_lookup(owner);
-  return f && f->diag.id_.load(std::memory_order_relaxed) == owner ? f : nullptr;  // relaxed: confirmed
-}
-
-bool same(const member& m) noexcept {
-  member again;
-  return snap(m.f, &again) && again.waits == m.waits && again.wakes == m.wakes &&
-         again.kind == m.kind && again.obj == m.obj;
-}
-
-void report_cycle(cycle_ctx& c, const member* ms, int n) noexcept;
-
-void find_cycle_from(fcb& start, void* p) noexcept {
-  auto& c = *static_cast<cycle_ctx*>(p);
-  c.join_off = reinterpret_cast<char*>(&start.join) - reinterpret_cast<char*>(&start);
-  member ms[kMaxCycle];
-  if (!snap(&start, &ms[0])) return;
-  int n = 1;
-  for (;;) {
-    fcb* next = blocker(ms[n - 1], c.join_off);
-    if (!next) return;
-    if (next == &start) break;
-    for (int i = 1; i < n; ++i)
-      if (ms[i].f == next) return;  // a cycle not through start: found from one of its members
-    if (n == kMaxCycle || !snap(next, &ms[n])) return;
-    ++n;
+  dl_progress progress() noexcept {
+    dl_progress p;
+    for (unsigned i = 0; i < rt.nklts; ++i)
+      p.switches += rt.klts[i].switches.load(std::memory_order_relaxed);  // relaxed: a counter, see top
+    p.idle_sleeps = rt.stats.idle_sleeps.load(std::memory_order_relaxed);  // relaxed: as above
+    p.os_blocks = os_blocks();
+    p.live = rt.live.load(std::memory_order_relaxed);  // relaxed: as above
+    return p;
   }
-  std::uint64_t min_id = ~std::uint64_t{0};
-  for (int i = 0; i < n; ++i) {
-    std::uint64_t id = ms[i].f->diag.id_.load(std::memory_order_relaxed);  // relaxed: confirmed below
-    if (id < min_id) min_id = id;
+  unsigned nklts() const noexcept { return rt.nklts; }
+  bool klt_idle(unsigned k) noexcept {
+    return rt.klts[k].idle.load(std::memory_order_acquire);  // acquire: pairs with idle_wait
   }
-  if (start.diag.id_.load(std::memory_order_relaxed) != min_id) return;  // report each cycle once
-  for (int i = 0; i < c.nreported; ++i)
-    if (c.reported[i] == min_id) return;
-  for (int i = 0; i < n; ++i)  // confirm: edges again, then members again (see top)
-    if (blocker(ms[i], c.join_off) != ms[(i + 1) % n].f) return;
-  for (int i = 0; i < n; ++i)
-    if (!same(ms[i])) return;
-  if (c.nreported < kMaxReported) c.reported[c.nreported++] = min_id;
-  report_cycle(c, ms, n);
-}
+  bool has_work() noexcept { return rt.has_work(); }
+  bool timer_armed() noexcept {
+    return rt.next_deadline.load(std::memory_order_relaxed) != kNoDeadline;  // relaxed: confirmed by progress
+  }
+  void os_waiters(long* untimed, bool* timed) noexcept {
+    struct count { long untimed = 0; bool timed = false; } c;
+    os_waiters_visit(
+        [](const os_waiter_info& w, void* p) noexcept {
+          auto& cc = *static_cast<count*>(p);
+          if (!w.parked) return;
+          if (w.untimed) ++cc.untimed; else cc.timed = true;
+        },
+        &c);
+    *untimed = c.untimed;
+    *timed = c.timed;
+  }
+  std::uint64_t live() noexcept {
+    return rt.live.load(std::memory_order_relaxed);  // relaxed: confirmed by the progress counters
+  }
+  long internal_threads() noexcept {
+    return static_cast<long>(rt.internal_threads.load(std::memory_order_relaxed));  // relaxed: a census
+  }
+  long process_threads() noexcept { return fiber::detail::process_threads(); }
+  bool skip_thread_check() noexcept {
+    return knobs.deadlock_no_thread_check.load(std::memory_order_relaxed);  // relaxed: planted bug (tests)
+  }
+
+  void each_fiber(void (*fn)(fcb*, void*), void* ctx) noexcept {
+    struct fwd { void (*fn)(fcb*, void*); void* ctx; } w{fn, ctx};
+    slots_visit([](fcb& f, void* p) noexcept {
+      auto& ww = *static_cast<fwd*>(p);
+      ww.fn(&f, ww.ctx);
+    }, &w);
+  }
+  bool read(fcb* f, dl_member<fcb*>* m) noexcept {
+    if (f->diag.state() != fstate::parked) return false;
+    m->f = f;
+    m->waits = f->diag.waits_.load(std::memory_order_relaxed);  // relaxed: re-read to confirm
+    m->wakes = f->diag.wakes_.load(std::memory_order_relaxed);  // relaxed: as above
+    m->kind = f->diag.kind_.load(std::memory_order_relaxed);    // relaxed: as above
+    m->obj = f->diag.obj_.load(std::memory_order_relaxed);      // relaxed: as above
+    return true;
+  }
+  // The fiber m waits for, or nullptr: a join's target, a mutex's owner (I-M4).
+  fcb* blocker(const dl_member<fcb*>& m) noexcept {
+    if (!m.obj) return nullptr;
+    if (m.kind == wait_kind::join) {
+      const std::ptrdiff_t off = reinterpret_cast<char*>(&m.f->join) - reinterpret_cast<char*>(m.f);
+      return reinterpret_cast<fcb*>(const_cast<char*>(static_cast<const char*>(m.obj)) - off);
+    }
+    if (m.kind != wait_kind::mutex) return nullptr;
+    std::uint64_t owner = static_cast<const basic_mutex<native_seam>*>(m.obj)->owner_hint();
+    if (owner == 0 || (owner >> 63)) return nullptr;  // free, or an OS thread (rule 1)
+    fcb* f = slot_lookup(owner);
+    return f && f->diag.id_.load(std::memory_order_relaxed) == owner ? f : nullptr;  // relaxed: confirmed
+  }
+  std::uint64_t id(fcb* f) noexcept {
+    return f->diag.id_.load(std::memory_order_relaxed);  // relaxed: confirmed by the rules
+  }
+  void report_cycle(const dl_member<fcb*>* ms, int n) noexcept { fiber::detail::report_cycle(ms, n); }
+};
 
 void put(const char* s) noexcept {
   ssize_t r = write(2, s, std::strlen(s));
@@ -218,24 +178,31 @@ void put_fiber(fcb* f) noexcept {
   put("\"");
 }
 
-void report_cycle(cycle_ctx&, const member* ms, int n) noexcept {
+void put_hex(const void* p) noexcept {
+  char hex[24];
+  auto v = reinterpret_cast<std::uintptr_t>(p);
+  int k = 0;
+  hex[k++] = '0';
+  hex[k++] = 'x';
+  for (int s = 60; s >= 0; s -= 4) {
+    unsigned d = (v >> s) & 0xF;
+    if (k == 2 && d == 0 && s) continue;
+    hex[k++] = "0123456789abcdef"[d];
+  }
+  hex[k] = '\0';
+  put(hex);
+}
+
+void report_cycle(const dl_member<fcb*>* ms, int n) noexcept {
   put("fiber: deadlock cycle: ");
   for (int i = 0; i < n; ++i) {
     put_fiber(ms[i].f);
-    put(ms[i].kind == wait_kind::mutex ? " waits on mutex " : " joins ");
     if (ms[i].kind == wait_kind::mutex) {
-      char hex[24];
-      auto v = reinterpret_cast<std::uintptr_t>(ms[i].obj);
-      int k = 0;
-      hex[k++] = '0'; hex[k++] = 'x';
-      for (int s = 60; s >= 0; s -= 4) {
-        unsigned d = (v >> s) & 0xF;
-        if (k == 2 && d == 0 && s) continue;
-        hex[k++] = "0123456789abcdef"[d];
-      }
-      hex[k] = '\0';
-      put(hex);
+      put(" waits on mutex ");
+      put_hex(ms[i].obj);
       put(" held by ");
+    } else {
+      put(" joins ");
     }
     put_fiber(ms[(i + 1) % n].f);
     put(i + 1 < n ? "; " : "\n");
@@ -250,11 +217,7 @@ struct ticker {
   native_atomic<std::uint32_t> stop{0};
   runtime* rt = nullptr;
   int mode = 1;  // 0 off, 1 on (rule 1 exits), 2 report only
-  bool have_prev = false;
-  bool prev_quiet = false;
-  progress prev_pre;
-  cycle_ctx cycles{};
-  unsigned tick = 0;
+  dl_detector det;
 };
 ticker g_ticker;
 
@@ -266,23 +229,11 @@ std::uint64_t mono_ns() noexcept { return native_seam::now_ns(); }
 void deadlock_check(runtime& rt) noexcept {
   ticker& t = g_ticker;
   if (t.mode == 0) return;
-  progress pre = read_progress(rt);
-  bool q = quiet(rt);
-  progress post = read_progress(rt);
-  t.cycles.rt = &rt;
-  if (q && t.have_prev && t.prev_quiet && t.prev_pre == post) {
-    slots_visit(find_cycle_from, &t.cycles);  // name the cycles too, if any
-    put("fiber: all fibers are asleep - deadlock!\n");
-    dump_write(2);
-    if (t.mode == 1) _exit(2);
-    t.have_prev = false;  // report mode: once per quiet spell
-    return;
-  }
-  t.have_prev = true;
-  t.prev_quiet = q;
-  t.prev_pre = pre;
-  if (++t.tick % kCycleEvery != 0) return;
-  slots_visit(find_cycle_from, &t.cycles);
+  native_src s{rt};
+  if (t.det.check(s) != dl_detector::verdict::asleep) return;
+  put("fiber: all fibers are asleep - deadlock!\n");
+  dump_write(2);
+  if (t.mode == 1) _exit(2);  // report mode: once per quiet spell (dl_detector)
 }
 
 static void* ticker_main(void*) {
@@ -303,8 +254,7 @@ void diag_start(runtime& rt) noexcept {
   const char* e = std::getenv("FIBER_DEADLOCK");
   t.mode = !e ? 1 : std::strcmp(e, "0") == 0 ? 0 : std::strcmp(e, "report") == 0 ? 2 : 1;
   t.rt = &rt;
-  t.have_prev = false;
-  t.cycles = cycle_ctx{};
+  t.det = dl_detector{};
   t.stop.store(0, mo::relaxed);  // relaxed: published by pthread_create
   g_diag_now.ns.store(mono_ns(), std::memory_order_relaxed);  // relaxed: a timestamp
   module_table_refresh();  // for SIGQUIT dumps, which cannot call dl_iterate_phdr

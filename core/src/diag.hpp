@@ -46,6 +46,16 @@ enum class fstate : unsigned char { free, runnable, running, parked, exited };
 inline constexpr std::size_t kNameMax = 32;  // bytes with the NUL (fiber_setname: ERANGE beyond)
 inline constexpr unsigned kDiagPeriodMs = 100;  // the ticker's period (deadlock.cpp)
 
+// FIBER_DIAG_NO_STATE=1 (CMake FIBER_DIAG_NO_STATE, a private switch for the
+// instruction-count measurement of papers/results/icount-diag.md only)
+// compiles the state bookkeeping out: move, note_wait and note_wake do
+// nothing, so dumps show stale states and the cycle rule finds nothing.
+// Never shipped that way.
+#ifndef FIBER_DIAG_NO_STATE
+#define FIBER_DIAG_NO_STATE 0
+#endif
+inline constexpr bool kDiagStateOn = !FIBER_DIAG_NO_STATE;
+
 // Coarse CLOCK_MONOTONIC ns, advanced by the diag ticker; 0 before it runs.
 // A cache line of its own: read at every transition, written every period.
 struct alignas(64) diag_clock {
@@ -73,11 +83,29 @@ struct fiber_diag {
 
   // One transition: `to`, asserting (debug builds) that the fiber was `from`.
   void move(fstate from, fstate to) noexcept {
+#if FIBER_DIAG_NO_STATE  // measurement builds only (see kDiagStateOn)
+    (void)from, (void)to;
+#else
     FIBER_ASSERT(state_.load(std::memory_order_relaxed) == from,  // relaxed: single writer
                  "bad fiber state transition (diag.hpp)");
     (void)from;
     state_.store(to, std::memory_order_relaxed);  // relaxed: diagnostics only; see top
     since_.store(diag_now(), std::memory_order_relaxed);  // relaxed: as above
+#endif
+  }
+  // The fiber begins a logical wait on obj (Seam::note_wait; the owner writes).
+  void note_wait(wait_kind k, const void* obj) noexcept {
+    if (!kDiagStateOn) return;
+    kind_.store(k, std::memory_order_relaxed);  // relaxed: diagnostics (see top)
+    obj_.store(obj, std::memory_order_relaxed);  // relaxed: as above
+    waits_.store(waits_.load(std::memory_order_relaxed) + 1,  // relaxed: one writer, the fiber
+                 std::memory_order_relaxed);                   // relaxed: re-read by the detector
+  }
+  // A waker unparks the fiber (Seam::wake; one waker at a time: I-P2).
+  void note_wake() noexcept {
+    if (!kDiagStateOn) return;
+    wakes_.store(wakes_.load(std::memory_order_relaxed) + 1,  // relaxed: one writer at a time (I-P2)
+                 std::memory_order_relaxed);                   // relaxed: re-read by the detector
   }
   fstate state() const noexcept { return state_.load(std::memory_order_relaxed); }  // relaxed: snapshot
   // Racy copy of the name into out[kNameMax] (always NUL-terminated).

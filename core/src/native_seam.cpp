@@ -128,10 +128,7 @@ native_seam::parker_type& native_seam::current_parker() noexcept {
 
 void native_seam::note_wait(parker_type& p, wait_kind kind, const void* obj) noexcept {
   if (p.owner) {
-    fiber_diag& d = static_cast<fcb*>(p.owner)->diag;
-    d.kind_.store(kind, std::memory_order_relaxed);  // relaxed: diagnostics (diag.hpp)
-    d.obj_.store(obj, std::memory_order_relaxed);
-    d.waits_.store(d.waits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
+    static_cast<fcb*>(p.owner)->diag.note_wait(kind, obj);  // diag.hpp
     return;
   }
   os_parker_node* n = os_node_of(p);
@@ -197,8 +194,7 @@ void native_seam::block(parker_type& p, std::uint64_t deadline) noexcept {
 void native_seam::wake(parker_type& p) noexcept {
   if (p.owner) {
     fiber_diag& d = static_cast<fcb*>(p.owner)->diag;
-    d.wakes_.store(d.wakes_.load(std::memory_order_relaxed) + 1,  // one waker at a time (I-P2)
-                   std::memory_order_relaxed);                     // relaxed: diagnostics
+    d.note_wake();  // diag.hpp
     d.move(fstate::parked, fstate::runnable);
     make_runnable(static_cast<fcb*>(p.owner));
   } else {
