@@ -419,6 +419,13 @@ TEST_F(MonitorWatchdog, SpinOutsideTheAllowListReportedAsDeferredTicks) {
     ASSERT_EQ(count_of(err, kWatchdogTag), 1) << err;
     std::printf("%s", err.substr(0, err.find('\n') + 1).c_str());
     EXPECT_NE(err.find("running fiber " + std::to_string(m.self) + ":"), std::string::npos) << err;
+    // The dump's KLT line counts the refused ticks, whatever the load.
+    const std::size_t at = err.find("klt 0 running fiber");
+    ASSERT_NE(at, std::string::npos) << err;
+    const std::size_t d = err.find(" deferred ", at);
+    ASSERT_NE(d, std::string::npos) << err;
+    EXPECT_GT(std::atol(err.c_str() + d + 10), 0) << "no tick deferred:\n" << err;
+    std::printf("%s\n", err.substr(at, err.find('\n', at) - at).c_str());
     if (err.find("it ran only") != std::string::npos) {  // the spinning KLT got < half a core
       std::printf("machine overloaded: the CPU-time reason came first\n");
       continue;
