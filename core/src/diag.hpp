@@ -61,7 +61,8 @@ inline constexpr bool kDiagStateOn = !FIBER_DIAG_NO_STATE;
 struct alignas(64) diag_clock {
   std::atomic<std::uint64_t> ns{0};
 };
-extern diag_clock g_diag_now;
+// Hidden: read without a GOT indirection at every transition (libfiber only).
+extern diag_clock g_diag_now __attribute__((visibility("hidden")));
 
 inline std::uint64_t diag_now() noexcept {
   return g_diag_now.ns.load(std::memory_order_relaxed);  // relaxed: a timestamp for humans
