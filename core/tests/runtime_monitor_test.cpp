@@ -412,24 +412,34 @@ TEST_F(MonitorWatchdog, SpinOutsideTheAllowListReportedAsDeferredTicks) {
     ASSERT_EQ(fiber_shutdown(), 0);
     cap.restore();
     std::string err = cap.text();
+    // On a loaded machine (the 2-core CI VM shared by parallel tests) the
+    // spinning KLT may get too little CPU: explain() then gives a CPU-time
+    // reason first ("ran only", "blocked in the kernel"), and a preemptible
+    // spin may even be reported.  Those runs are printed, not failed.
+    const bool starved = err.find("it ran only") != std::string::npos ||
+                         err.find("blocked in the kernel") != std::string::npos;
     if (allowed) {
-      EXPECT_EQ(count_of(err, kWatchdogTag), 0) << "preemptible spin reported:\n" << err;
+      EXPECT_EQ(err.find("ticks are deferred"), std::string::npos) << "preemptible spin deferred:\n" << err;
+      if (!starved) EXPECT_EQ(count_of(err, kWatchdogTag), 0) << "preemptible spin reported:\n" << err;
       continue;
     }
     ASSERT_EQ(count_of(err, kWatchdogTag), 1) << err;
     std::printf("%s", err.substr(0, err.find('\n') + 1).c_str());
     EXPECT_NE(err.find("running fiber " + std::to_string(m.self) + ":"), std::string::npos) << err;
-    // The dump's KLT line counts the refused ticks, whatever the load.
+    // The dump's KLT line counts the ticks and the refused ones.
     const std::size_t at = err.find("klt 0 running fiber");
     ASSERT_NE(at, std::string::npos) << err;
-    const std::size_t d = err.find(" deferred ", at);
-    ASSERT_NE(d, std::string::npos) << err;
-    EXPECT_GT(std::atol(err.c_str() + d + 10), 0) << "no tick deferred:\n" << err;
+    const std::size_t t = err.find(" ticks ", at), d = err.find(" deferred ", at);
+    ASSERT_TRUE(t != std::string::npos && d != std::string::npos) << err;
+    const long ticks = std::atol(err.c_str() + t + 7), deferred = std::atol(err.c_str() + d + 10);
     std::printf("%s\n", err.substr(at, err.find('\n', at) - at).c_str());
-    if (err.find("it ran only") != std::string::npos) {  // the spinning KLT got < half a core
-      std::printf("machine overloaded: the CPU-time reason came first\n");
+    // (At most one tick may land before the fiber enters the module.)
+    EXPECT_GE(deferred + 1, ticks) << "ticks were taken inside the module:\n" << err;
+    if (starved) {
+      std::printf("machine overloaded: a CPU-time reason came first\n");
       continue;
     }
+    EXPECT_GT(deferred, 0) << "no tick deferred:\n" << err;
     EXPECT_NE(err.find("ticks are deferred (code outside the preemption allow-list"), std::string::npos) << err;
   }
 }
