@@ -417,7 +417,9 @@ void* poller_fiber(void* p) {
 void* late_writer(void* p) {
   auto* c = static_cast<poll_case*>(p);
   if (c->write_after_ms < 0) return nullptr;
-  usleep(static_cast<useconds_t>(c->write_after_ms) * 1000);
+  // The runtime's own sleep: parks even in the negative controls, so the
+  // write comes only if the poller's KLT is free to run it.
+  fiber_sleep_ns(static_cast<std::uint64_t>(c->write_after_ms) * kMs);
   char x = 'x';
   if (write(c->fd[1], &x, 1) != 1) c->rc.store(-3);
   return nullptr;
@@ -681,6 +683,17 @@ TEST_F(blocking_io_test, ProgramSignalRunsItsHandlerAndTheParkedCallGoesOn) {
 
 // ---- fork ------------------------------------------------------------------------
 
+int thread_count() {
+  FILE* f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int n = -1;
+  while (fgets(line, sizeof line, f))
+    if (std::strncmp(line, "Threads:", 8) == 0) n = std::atoi(line + 8);
+  fclose(f);
+  return n;
+}
+
 void* fork_in_fiber(void*) {
   pid_t pid = fork();
   if (pid == 0) {
@@ -692,6 +705,9 @@ void* fork_in_fiber(void*) {
     if (usleep(1000) != 0) _exit(5);
     char x = 'x', y = 0;
     if (write(fd[1], &x, 1) != 1 || read(fd[0], &y, 1) != 1 || y != 'x') _exit(6);
+    // Plain calls start no runtime machinery: still one thread (a parked
+    // poll would have started a poller thread in the child).
+    if (thread_count() != 1) _exit(7);
     _exit(0);
   }
   if (pid < 0) return reinterpret_cast<void*>(1);
