@@ -1,5 +1,5 @@
 // models/readiness.cpp - Relacy model of core/include/fiber/detail/readiness.hpp
-// (I-R1..I-R4): a fiber that found a descriptor not ready parks, racing the
+// (I-RD1..I-RD4): a fiber that found a descriptor not ready parks, racing the
 // poller's edge.  The production basic_readiness, spinlock, wait queue and
 // parker; the kernel is an atomic count of available items (the I/O attempt
 // is "take one if any") and a plain payload the producer writes first.
@@ -9,8 +9,8 @@
 // and then delivers the edge (the poller thread's notify()).  An edge lost
 // between a waiter's failed attempt and its park is a DEADLOCK (the waiter
 // parks forever); a waiter that sees the new sequence number without the item
-// is the same deadlock one loop later (I-R2); a node left queued after its
-// waiter returned is ACCESS TO FREED MEMORY when the next edge grants it (I-R4).
+// is the same deadlock one loop later (I-RD2); a node left queued after its
+// waiter returned is ACCESS TO FREED MEMORY when the next edge grants it (I-RD4).
 #include "fiber/detail/readiness.hpp"
 #include "model_runner.hpp"
 
@@ -40,7 +40,7 @@ struct kernel {
 
 // The waiter's loop as io_fiber.cpp's park_loop: the snapshot comes before
 // the attempt.  `timed`: the first wait has a deadline (SO_RCVTIMEO), and a
-// timeout only loops (the node must be off the queue by then: I-R4).
+// timeout only loops (the node must be off the queue by then: I-RD4).
 void consume_one(readiness& r, kernel& k, bool timed) {
   for (;;) {
     std::uint32_t seen = r.snapshot();
@@ -54,7 +54,7 @@ void consume_one(readiness& r, kernel& k, bool timed) {
   }
 }
 
-// I-R1/I-R2: one waiter, one producer: the edge is never lost.
+// I-RD1/I-RD2: one waiter, one producer: the edge is never lost.
 template <bool Timed>
 struct edge_vs_park : rl::test_suite<edge_vs_park<Timed>, 2> {
   fiber::detail::relacy_env_t<> env;
@@ -70,9 +70,9 @@ struct edge_vs_park : rl::test_suite<edge_vs_park<Timed>, 2> {
   }
 };
 
-// I-R1..I-R4 with three threads: two waiters (the first timed) on one
+// I-RD1..I-RD4 with three threads: two waiters (the first timed) on one
 // direction, and a producer that makes two items available and then delivers
-// one edge: notify() wakes every queued waiter (I-R3), and a waiter that
+// one edge: notify() wakes every queued waiter (I-RD3), and a waiter that
 // parks after the edge saw it in its snapshot check.  Both get an item.
 template <bool Timed>
 struct two_waiters : rl::test_suite<two_waiters<Timed>, 3> {
@@ -96,16 +96,16 @@ struct two_waiters : rl::test_suite<two_waiters<Timed>, 3> {
 // waiter's park loop can be woken spuriously without end, and the bounded
 // tree does not close (bound 1 with three threads ran past 3 M iterations
 // against an estimate of 5.6 k); the random searches keep them on.
-// Measured (2 vCPUs shared): I-R1 full 0.75 M iterations 9 s; the timed full
-// search 25.8 M iterations 283 s (--long); I-R3-R4 untimed bound 3: 0.77 M,
+// Measured (2 vCPUs shared): I-RD1 full 0.75 M iterations 9 s; the timed full
+// search 25.8 M iterations 283 s (--long); I-RD3-RD4 untimed bound 3: 0.77 M,
 // 12 s; timed bound 2: 11.3 M, 185 s (--long).
 int main(int argc, char** argv) {
   using namespace fiber::models;
   std::vector<model_case> cases = {
-      {"I-R1", "an edge racing the park is never lost (untimed and timed waiter)",
+      {"I-RD1", "an edge racing the park is never lost (untimed and timed waiter)",
        {with<edge_vs_park<false>>(full()), with<edge_vs_park<true>>(bound(3, false)),
         with<edge_vs_park<true>>(random(200000)), deep<edge_vs_park<true>>(full())}},
-      {"I-R3-R4", "two waiters, two edges: both served; timeouts leave nothing queued",
+      {"I-RD3-RD4", "two waiters, two edges: both served; timeouts leave nothing queued",
        {with<two_waiters<false>>(bound(3, false)), with<two_waiters<true>>(bound(1, false)),
         with<two_waiters<true>>(random(100000)), deep<two_waiters<true>>(bound(2, false))}},
   };

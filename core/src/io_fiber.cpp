@@ -151,7 +151,7 @@ ssize_t park_loop(int fd, io_dir d, int opt, Attempt&& attempt) noexcept {
   std::uint64_t deadline = kNoDeadline;
   bool first = true;
   for (;;) {
-    std::uint32_t seen = r ? r->snapshot() : 0;  // before the attempt (I-R1)
+    std::uint32_t seen = r ? r->snapshot() : 0;  // before the attempt (I-RD1)
     ssize_t n = attempt(false);
     if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return n;
     if (first) {

@@ -56,7 +56,7 @@ class wait_set {
   wait_set& operator=(const wait_set&) = delete;
 
   bool ok() const noexcept { return e_ != nullptr; }
-  void snapshot() noexcept {  // before the poll (I-R1)
+  void snapshot() noexcept {  // before the poll (I-RD1)
     for (std::size_t i = 0; i < n_; ++i) e_[i].seen = e_[i].r->snapshot();
   }
   bool register_all() noexcept {
@@ -100,7 +100,7 @@ void wait_set::park(std::uint64_t deadline) noexcept {
       if (any || p.park_until(deadline)) break;
     }
   }
-  for (std::size_t i = 0; i < queued; ++i) {  // I-R4: every node off its queue
+  for (std::size_t i = 0; i < queued; ++i) {  // I-RD4: every node off its queue
     e_[i].r->dequeue(*e_[i].n());
     e_[i].n()->~node();
   }

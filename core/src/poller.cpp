@@ -2,7 +2,7 @@
 // (poller.hpp).  Descriptor states live in a two-level table indexed by the
 // descriptor number: chunks are allocated on first use and never freed, so a
 // readiness object is type-stable (the poller may notify one whose
-// descriptor was closed and reused: that is a spurious wake-up, I-R3).
+// descriptor was closed and reused: that is a spurious wake-up, I-RD3).
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>

@@ -5,7 +5,7 @@
 // fiber waits on it (EPOLL_CTL_ADD at every wait; EEXIST is fine - a flag
 // that says "registered" would go stale when glibc closes a descriptor by a
 // path that is not interposed, fclose say, and its number is reused).  Every
-// edge bumps the descriptor's readiness object (readiness.hpp, I-R1..I-R4)
+// edge bumps the descriptor's readiness object (readiness.hpp, I-RD1..I-RD4)
 // and unparks its waiters through the OS-thread wake path (make_runnable).
 //
 // Lifecycle: the poller starts at the first wait and lives as long as the
