@@ -33,6 +33,7 @@ void fio_closed(int fd) noexcept;  // after close(fd): wake its waiters, forget 
 
 // libc's poll and close (io_fiber.cpp).
 int r_poll(struct pollfd* p, nfds_t n, int timeout_ms) noexcept;
+int poll_now(struct pollfd* p, nfds_t n) noexcept;  // zero timeout, EINTR retried
 int r_close(int fd) noexcept;
 
 }  // namespace fiber::detail

@@ -127,14 +127,14 @@ int r_epoll_wait(int ep, struct epoll_event* evs, int max, int t) noexcept {
 }  // namespace
 
 int fio_poll(struct pollfd* fds, nfds_t n, int timeout_ms) noexcept {
-  int r = r_poll(fds, n, 0);
+  int r = poll_now(fds, n);
   if (r != 0 || timeout_ms == 0) return r;
   std::uint64_t deadline = deadline_after_ms(timeout_ms);
   wait_set w(fds, n);
   if (!w.ok()) return r_poll(fds, n, timeout_ms);  // no memory: the KLT waits, as before
   for (;;) {
     w.snapshot();
-    r = r_poll(fds, n, 0);
+    r = poll_now(fds, n);
     if (r != 0) return r;
     int left = remaining_ms(deadline);
     if (left == 0) return 0;
@@ -189,6 +189,7 @@ int fio_epoll_wait(int ep, struct epoll_event* evs, int max, int timeout_ms) noe
   std::uint64_t deadline = deadline_after_ms(timeout_ms);
   for (;;) {
     int r = r_epoll_wait(ep, evs, max, 0);
+    if (r < 0 && errno == EINTR) continue;  // a pending tick, as in poll_now
     if (r != 0 || timeout_ms == 0) return r;
     int left = remaining_ms(deadline);
     if (left == 0) return 0;
