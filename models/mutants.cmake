@@ -126,6 +126,24 @@ set(FIND [==[    n->queued_.store(false);
 set(REPLACE [==[  }]==])
 fiber_mutant(waitq_unlink_keeps_queued wait_queue I-W2-W3 fiber/detail/wait_queue.hpp "unlink does not clear queued_")
 
+# --- readiness.hpp ---------------------------------------------------------
+set(FIND [==[    return seq_.load(mo::acquire);  // acquire: pairs with notify()'s release bump (I-RD2)]==])
+set(REPLACE [==[    return seq_.load(mo::relaxed);]==])
+fiber_mutant(readiness_snapshot_relaxed readiness I-RD1 fiber/detail/readiness.hpp "snapshot relaxed: sees the edge's number without its data")
+
+set(FIND [==[    if (seq_.load(mo::relaxed) != seen) return false;  // relaxed: under the lock notify() holds (I-RD1)]==])
+set(REPLACE [==[]==])
+fiber_mutant(readiness_no_seq_check readiness I-RD1 fiber/detail/readiness.hpp "enqueue ignores an edge since the snapshot - lost wake-up")
+
+set(FIND [==[    seq_.fetch_add(1, mo::release);  // release: pairs with snapshot()'s acquire (I-RD2)]==])
+set(REPLACE [==[]==])
+fiber_mutant(readiness_notify_no_bump readiness I-RD1 fiber/detail/readiness.hpp "notify wakes the queued only, the edge is not recorded")
+
+set(FIND [==[    if (n.wait(deadline)) return true;
+    return dequeue(n);]==])
+set(REPLACE [==[    return n.wait(deadline);]==])
+fiber_mutant(readiness_timeout_leaves_node readiness I-RD3-RD4 fiber/detail/readiness.hpp "a timed-out waiter returns with its node still queued")
+
 # --- mutex.hpp -------------------------------------------------------------
 set(FIND [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::release, mo::relaxed)) return 0;]==])
 set(REPLACE [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::relaxed, mo::relaxed)) return 0;]==])

@@ -39,6 +39,7 @@ const char* wait_kind_name(wait_kind k) noexcept {
     case wait_kind::join: return "join";
     case wait_kind::sleep: return "sleep";
     case wait_kind::shutdown: return "shutdown";
+    case wait_kind::io: return "io";  // a descriptor (poller.hpp)
   }
   return "?";
 }

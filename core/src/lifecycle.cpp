@@ -387,6 +387,7 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_NO_STACK_CHECK: knobs.no_stack_check.store(v); break;
     case FIBER_KNOB_MIGRATE_PREEMPTED: knobs.migrate_preempted.store(v); break;
     case FIBER_KNOB_DEADLOCK_NO_THREAD_CHECK: knobs.deadlock_no_thread_check.store(v); break;
+    case FIBER_KNOB_NO_IO_INTERPOSE: knobs.no_io_interpose.store(v); break;
     default: break;
   }
 }

@@ -276,6 +276,7 @@ struct knobs_t {
   std::atomic<bool> no_pc_check{false}, no_count_check{false}, no_errno_swap{false},
       no_eh_swap{false}, no_stack_check{false}, migrate_preempted{false},
       deadlock_no_thread_check{false};
+  std::atomic<bool> no_io_interpose{false};  // blocking calls in fibers go to libc (interpose.hpp)
 };
 extern knobs_t knobs;
 

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <array>
@@ -68,9 +69,15 @@ int count_of(const std::string& text, const std::string& what) {
   return n;
 }
 
+// The blocking calls these tests make in fibers go to the kernel directly:
+// libc's read and nanosleep are interposed and would park the fiber
+// (interpose_io.cpp); these tests need a KLT that is really blocked, as by a
+// call the runtime cannot see (one made inside libc, a regular file).
+ssize_t klt_blocking_read(int fd, void* buf, std::size_t n) { return syscall(SYS_read, fd, buf, n); }
+
 void sleep_ms(unsigned ms) {
   struct timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
+  while (syscall(SYS_nanosleep, &ts, &ts) != 0) {
   }
 }
 
@@ -143,7 +150,7 @@ void* blocker(void* p) {
   switch (s->kind) {
     case block_kind::pipe_read: {
       char c;
-      ssize_t r = read(s->fds[0], &c, 1);  // blocks the KLT until the test writes
+      ssize_t r = klt_blocking_read(s->fds[0], &c, 1);  // blocks the KLT until the test writes
       (void)r;
       break;
     }
@@ -225,7 +232,7 @@ void* stuck_body(void* p) {
     if (s->disable_preemption) fiber_preempt_enable();
   } else {
     char c;
-    ssize_t r = read(s->fds[0], &c, 1);
+    ssize_t r = klt_blocking_read(s->fds[0], &c, 1);
     (void)r;
   }
   return nullptr;
@@ -518,7 +525,7 @@ TEST_F(MonitorWatchdog, CxxRuntimeOptionTurnsTheWatchdogOn) {
       fiber::runtime rt(o);
       fiber::thread t([&] {
         char c;
-        ssize_t r = read(fds[0], &c, 1);
+        ssize_t r = klt_blocking_read(fds[0], &c, 1);
         (void)r;
       });
       sleep_ms(450);

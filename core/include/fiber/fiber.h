@@ -45,6 +45,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h> /* ssize_t */
 #include <time.h>
 
 #ifdef __cplusplus
@@ -116,6 +117,28 @@ int fiber_yield(void);                     /* 0; outside a fiber: sched_yield */
 void fiber_exit(void *retval) __attribute__((noreturn)); /* aborts with a message outside a fiber */
 fiber_t fiber_self(void);                  /* 0 when the caller is not a fiber */
 int fiber_sleep_ns(uint64_t ns);           /* parks the fiber, not its KLT */
+
+/* --- blocking I/O that parks the fiber (core/src/io_fiber.cpp) -------------
+ * From a fiber, these behave as read(2), write(2) and poll(2) - return value,
+ * errno, partial counts - but a call that would block parks the calling fiber
+ * until the descriptor is ready (or poll's timeout, or SO_RCVTIMEO/SO_SNDTIMEO
+ * passes: -1/EAGAIN), and the KLT runs other fibers meanwhile.  A descriptor
+ * the program made non-blocking keeps its semantics (-1/EAGAIN).  A write
+ * returns when all n bytes are written, or the count written before an error.
+ * A parked call is not interrupted by signals (never EINTR).  close() of the
+ * descriptor by another fiber or thread wakes the caller (-1/EBADF).  From an
+ * OS thread, or in a child forked from a fiber, they are exactly libc's calls.
+ * The same code serves libc's read, write, readv, writev, recv*, send*,
+ * accept*, connect, poll, select, epoll_wait, nanosleep, clock_nanosleep,
+ * usleep and sleep when a fiber calls them (interposed by libfiber); these
+ * explicit forms work even where the interposition does not reach (a call
+ * made inside libc, a program that binds libc's symbols directly).
+ * Regular files have no readiness: reading one blocks the KLT (as read does).
+ * Example:  char b[64]; ssize_t n = fiber_read(sock, b, sizeof b); */
+struct pollfd;
+ssize_t fiber_read(int fd, void *buf, size_t n);        /* as read(2) */
+ssize_t fiber_write(int fd, const void *buf, size_t n); /* as write(2), all of buf */
+int fiber_poll(struct pollfd *fds, unsigned long nfds, int timeout_ms); /* as poll(2) */
 
 /* --- preemption control (beyond the contract) ----------------------------- */
 /* A section in which the calling fiber is not preempted (nests).  A tick that

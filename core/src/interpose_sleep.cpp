@@ -1,0 +1,134 @@
+// core/src/interpose_sleep.cpp - nanosleep, clock_nanosleep, usleep and sleep
+// from a fiber park the fiber on the runtime's timers (as fiber_sleep_ns),
+// instead of putting its KLT - and every fiber queued on it - to sleep.
+//
+// What a fiber sees: the full duration (the wake-up lateness of any timed
+// park, at most about one quantum), never EINTR - the runtime's ticks do not
+// reach a parked fiber, and a program signal is handled by whichever KLT or
+// thread the kernel picks, which POSIX allows for a process-directed signal
+// (as if another thread took it).  `rem` is therefore never written.
+// CLOCK_REALTIME with TIMER_ABSTIME is converted to a monotonic deadline at
+// the call: a later change of the wall clock does not move it (documented).
+// Clocks other than CLOCK_MONOTONIC, CLOCK_REALTIME and CLOCK_BOOTTIME (CPU
+// clocks) go to libc.  OS threads, the KLTs' scheduler, a forked child and
+// the test knob FIBER_KNOB_NO_IO_INTERPOSE get libc unchanged.
+//
+// Linking: as signals.cpp (interposition by archive pull-in or lookup order).
+#include <errno.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "interpose.hpp"
+#include "io_real.hpp"
+#include "runtime.hpp"
+
+namespace fiber::detail {
+
+namespace {
+
+__attribute__((constructor)) void resolve_sleep_symbols() {
+  (void)FIBER_REAL(nanosleep);
+  (void)FIBER_REAL(clock_nanosleep);
+  (void)FIBER_REAL(usleep);
+  (void)FIBER_REAL(sleep);
+}
+
+constexpr std::uint64_t kNs = 1000000000u;
+
+std::uint64_t ns_of(const struct timespec& t) noexcept {
+  auto s = static_cast<std::uint64_t>(t.tv_sec);
+  if (s > (kNoDeadline - 1) / kNs - 1) return kNoDeadline - 1;  // about 584 years: forever
+  return s * kNs + static_cast<std::uint64_t>(t.tv_nsec);
+}
+
+bool valid(const struct timespec* t) noexcept {
+  return t && t->tv_sec >= 0 && t->tv_nsec >= 0 && t->tv_nsec < static_cast<long>(kNs);
+}
+
+// The fiber parks until the monotonic deadline, whatever wakes it meanwhile.
+void park_until(std::uint64_t deadline) noexcept {
+  parker& p = native_seam::current_parker();
+  native_seam::note_wait(p, wait_kind::sleep, nullptr);
+  while (!p.park_until(deadline)) {  // spurious wake-ups loop (I-P4)
+  }
+}
+
+std::uint64_t after(std::uint64_t ns) noexcept {
+  std::uint64_t now = native_seam::now_ns();
+  return ns > kNoDeadline - 1 - now ? kNoDeadline - 1 : now + ns;
+}
+
+std::uint64_t wall_ns() noexcept {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return ns_of(t);
+}
+
+}  // namespace
+
+// The fiber's clock_nanosleep; returns an error number as clock_nanosleep does.
+int fiber_clock_sleep(clockid_t clk, int flags, const struct timespec* req) noexcept {
+  if (!valid(req)) return EINVAL;
+  std::uint64_t d = ns_of(*req);
+  if (flags & TIMER_ABSTIME) {
+    if (clk == CLOCK_REALTIME) {
+      std::uint64_t w = wall_ns();
+      d = d > w ? after(d - w) : 0;
+    }
+  } else {
+    d = after(d);
+  }
+  park_until(d);
+  return 0;
+}
+
+}  // namespace fiber::detail
+
+using namespace fiber::detail;
+
+extern "C" {
+
+__attribute__((visibility("default"))) int nanosleep(const struct timespec* req, struct timespec* rem) {
+  if (io_interposing()) {
+    int r = fiber_clock_sleep(CLOCK_MONOTONIC, 0, req);
+    if (r == 0) return 0;
+    errno = r;
+    return -1;
+  }
+  if (auto f = FIBER_REAL(nanosleep)) return f(req, rem);
+  return static_cast<int>(syscall(SYS_nanosleep, req, rem));
+}
+
+__attribute__((visibility("default"))) int clock_nanosleep(clockid_t clk, int flags,
+                                                           const struct timespec* req,
+                                                           struct timespec* rem) {
+  bool ours = clk == CLOCK_MONOTONIC || clk == CLOCK_REALTIME || clk == CLOCK_BOOTTIME;
+  if (ours && io_interposing()) return fiber_clock_sleep(clk, flags, req);
+  if (auto f = FIBER_REAL(clock_nanosleep)) return f(clk, flags, req, rem);
+  long r = syscall(SYS_clock_nanosleep, clk, flags, req, rem);
+  return r == 0 ? 0 : errno;
+}
+
+__attribute__((visibility("default"))) int usleep(useconds_t us) {
+  if (io_interposing()) {
+    park_until(after(static_cast<std::uint64_t>(us) * 1000u));
+    return 0;
+  }
+  if (auto f = FIBER_REAL(usleep)) return f(us);
+  struct timespec t{static_cast<time_t>(us / 1000000u), static_cast<long>(us % 1000000u) * 1000};
+  return static_cast<int>(syscall(SYS_nanosleep, &t, nullptr));
+}
+
+__attribute__((visibility("default"))) unsigned int sleep(unsigned int s) {
+  if (io_interposing()) {
+    park_until(after(static_cast<std::uint64_t>(s) * kNs));
+    return 0;
+  }
+  if (auto f = FIBER_REAL(sleep)) return f(s);
+  struct timespec t{static_cast<time_t>(s), 0}, rem{0, 0};
+  if (syscall(SYS_nanosleep, &t, &rem) == 0) return 0;
+  return static_cast<unsigned>(rem.tv_sec) + (rem.tv_nsec > 0 ? 1 : 0);
+}
+
+}  // extern "C"
