@@ -352,8 +352,8 @@ set(FIND [==[      r = try_fn();  // the re-check after registering (I-LOT1)]==]
 set(REPLACE [==[      r = kBusy;  // mutant: no re-check after registering]==])
 fiber_mutant(lot_no_recheck parking_lot I-LOT1 fiber/detail/parking_lot.hpp "waiter parks without re-trying after it registered: lost wake-up")
 
-set(FIND [==[    Seam::fence(mo::seq_cst);  // I-LOT1: pairs with enqueue()'s fence]==])
-set(REPLACE [==[    Seam::fence(mo::acquire);  // mutant: weakened]==])
+set(FIND [==[      Seam::fence_after_rmw();  // I-LOT1: pairs with enqueue()'s fence]==])
+set(REPLACE [==[      Seam::fence(mo::acquire);  // mutant: weakened]==])
 fiber_mutant(lot_release_fence_weak parking_lot I-LOT1 fiber/detail/parking_lot.hpp "releaser's fence weakened to acquire: it may miss a registered waiter")
 
 set(FIND [==[      if (n->data.load() == k) {]==])

@@ -25,7 +25,7 @@ struct resource {
   }
   void release(lot_t& lot) {
     word.exchange(0, mo::release);  // release: pairs with try_take()'s acquire
-    lot.unpark_one(this);
+    lot.unpark_one(this, true);     // after an RMW, as libc's unlock
   }
 };
 

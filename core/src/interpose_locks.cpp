@@ -188,7 +188,7 @@ int fiber_mutex_lock(fcb* f, pthread_mutex_t* m, clockid_t clock, const struct t
 int any_mutex_unlock(fcb* f, pthread_mutex_t* m) noexcept {
   int r = real_mutex_unlock(m);
   if (r != 0) return r;
-  if (!pshared(m)) g_lot.unpark_one(m);  // a fiber waiting for m retries (I-LOT1)
+  if (!pshared(m)) g_lot.unpark_one(m, true);  // after libc's RMW: a waiting fiber retries (I-LOT1)
   if (f) unhold(f);
   return 0;
 }
@@ -394,7 +394,7 @@ FIBER_INTERPOSER int pthread_rwlock_unlock(pthread_rwlock_t* rw) {
   int r = real().rw_unlock(rw);
   if (r != 0) return r;
   // All: readers may all proceed, and a writer's turn is decided by libc.
-  if (!pshared(rw)) g_lot.unpark_all(rw);
+  if (!pshared(rw)) g_lot.unpark_all(rw, true);  // after libc's RMW (I-LOT1)
   if (fcb* f = fiber_caller()) unhold(f);
   return 0;
 }
@@ -421,6 +421,6 @@ FIBER_INTERPOSER int sem_clockwait(sem_t* s, clockid_t clock, const struct times
 
 FIBER_INTERPOSER int sem_post(sem_t* s) {
   int r = real().sem_post(s);
-  if (r == 0 && !pshared(s)) g_lot.unpark_one(s);
+  if (r == 0 && !pshared(s)) g_lot.unpark_one(s, true);  // after libc's RMW (I-LOT1)
   return r;
 }
