@@ -11,7 +11,10 @@
 //               libc's function directly ("before": what every call was
 //               without the interposer); the same two on an OS thread.
 //
-//   bench_blocking_locks [--quick]
+//   hold        (--hold) std::mutex in fibers with the hold (a holder is not
+//               preempted, I9) and without it (FIBER_KNOB_NO_LOCK_HOLD).
+//
+//   bench_blocking_locks [--quick] [--hold]
 #include <dlfcn.h>
 #include <pthread.h>
 
@@ -23,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "fiber/detail/testing.h"
 #include "fiber/fiber.h"
 #include "fiber/mutex.hpp"
 
@@ -162,11 +166,32 @@ double best_of(lock_fn lock, lock_fn unlock) {
 
 }  // namespace
 
+void hold_table() {
+  std::printf("| std::mutex in fibers, 4 workers (ns per acquisition, best of %u) | hold | no hold |\n"
+              "|---|---|---|\n", g_reps);
+  for (unsigned klts : {1u, 2u}) {
+    double with = contended_fibers(g_std, klts);
+    fiber_test_set_knob(FIBER_KNOB_NO_LOCK_HOLD, 1);
+    double without = contended_fibers(g_std, klts);
+    fiber_test_set_knob(FIBER_KNOB_NO_LOCK_HOLD, 0);
+    std::printf("| %u KLT%s | %.1f | %.1f |\n", klts, klts > 1 ? "s" : "", with, without);
+  }
+}
+
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--quick") == 0) {
-    g_iters = 20000;
-    g_reps = 2;
-    g_uncontended = 2000000;
+  bool hold = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      g_iters = 20000;
+      g_reps = 2;
+      g_uncontended = 2000000;
+    } else if (std::strcmp(argv[i], "--hold") == 0) {
+      hold = true;
+    }
+  }
+  if (hold) {
+    hold_table();
+    return 0;
   }
   std::printf("| contended, 4 workers (ns per acquisition, best of %u) | ns |\n|---|---|\n", g_reps);
   std::printf("| std::mutex in fibers, 1 KLT | %.1f |\n", contended_fibers(g_std, 1));
