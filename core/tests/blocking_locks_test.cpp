@@ -308,6 +308,39 @@ TEST(blocking_locks_families, OsThreadsAndFibersShareAStdMutex) {
   EXPECT_EQ(run(2, false, mixed_os_threads_and_fibers), child_result::ok);
 }
 
+// I-LOT5: an OS thread holding the mutex enters libc's pthread_cond_wait, which
+// releases the mutex where no interposer sees it; the fiber waiting for the
+// mutex must still get it (its own bounded re-check) and signal the thread.
+pthread_cond_t g_pc2 = PTHREAD_COND_INITIALIZER;
+std::atomic<bool> g_fiber_waiting{false};
+
+void* take_then_signal(void*) {
+  g_fiber_waiting.store(true, std::memory_order_release);  // release: pairs with the thread's acquire
+  pthread_mutex_lock(&g_pm);  // held by the OS thread: the fiber parks in the lot
+  g_ready = true;
+  pthread_cond_signal(&g_pc2);
+  pthread_mutex_unlock(&g_pm);
+  return nullptr;
+}
+
+int hidden_release_in_os_cond_wait() {
+  g_ready = false;
+  g_fiber_waiting.store(false);
+  pthread_mutex_lock(&g_pm);  // this OS thread holds it first
+  fiber_t f = spawn(take_then_signal);
+  if (!f) return 80;
+  while (!g_fiber_waiting.load(std::memory_order_acquire)) std::this_thread::yield();  // acquire: as above
+  struct timespec nap{0, 5000000};
+  nanosleep(&nap, nullptr);  // let the fiber reach the lot
+  while (!g_ready) pthread_cond_wait(&g_pc2, &g_pm);  // libc releases g_pm inside
+  pthread_mutex_unlock(&g_pm);
+  return fiber_join(f, nullptr) == 0 ? 0 : 1;
+}
+
+TEST(blocking_locks_families, MutexReleasedInsideAnOsThreadsCondWait) {
+  EXPECT_EQ(run(1, false, hidden_release_in_os_cond_wait), child_result::ok);
+}
+
 // An OS thread alone (no runtime running in this process): libc's behaviour.
 TEST(blocking_locks_families, OsThreadCallerUnchanged) {
   std::mutex m;
