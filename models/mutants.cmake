@@ -359,3 +359,7 @@ fiber_mutant(lot_release_fence_weak parking_lot I-LOT1 fiber/detail/parking_lot.
 set(FIND [==[      if (n->data.load() == k) {]==])
 set(REPLACE [==[      if (true) {  // mutant: the key is ignored]==])
 fiber_mutant(lot_wake_ignores_key parking_lot I-LOT1-keys fiber/detail/parking_lot.hpp "a wake pops the bucket's first waiter whatever its key")
+
+set(FIND [==[      if (deadline == kNoDeadline || Seam::now_ns() < deadline) continue;  // granted: retry (I-LOT4)]==])
+set(REPLACE [==[      // mutant: a grant that lands after the re-check period ended is taken as the deadline]==])
+fiber_mutant(lot_recheck_grant_times_out parking_lot I-LOT5 fiber/detail/parking_lot.hpp "a grant after a re-check period reports ETIMEDOUT to an untimed acquire")

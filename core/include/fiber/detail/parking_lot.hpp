@@ -133,6 +133,7 @@ class basic_parking_lot {
         return ETIMEDOUT;
       }
       while (!n.wait(kNoDeadline)) {}  // a releaser holds n: wait for its grant
+      if (deadline == kNoDeadline || Seam::now_ns() < deadline) continue;  // granted: retry (I-LOT4)
       r = try_fn();
       if (r != kBusy) return r;
       unpark_one(key);  // I-LOT3: the grant we leave with goes on
