@@ -16,6 +16,8 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <atomic>
@@ -197,7 +199,7 @@ int any_mutex_unlock(fcb* f, pthread_mutex_t* m) noexcept {
 
 int fiber_cond_wait(fcb* f, pthread_cond_t* c, pthread_mutex_t* m, std::uint64_t deadline) noexcept {
   lot_t::node n(&f->park);
-  g_lot.enqueue(&n, c);  // before m is released: a signal under m finds us
+  g_lot.enqueue(&n, c, wait_kind::condvar);  // before m is released: a signal under m finds us
   int r = any_mutex_unlock(f, m);
   if (r != 0) {  // not the owner (an error-checking mutex)
     if (!g_lot.cancel(&n, c)) {
@@ -228,7 +230,8 @@ int fiber_rw_lock(fcb* f, pthread_rwlock_t* rw, Try try_fn, clockid_t clock,
       if (bad_time(abs) || !known_clock(clock)) return EINVAL;
       deadline = deadline_of(clock, abs);
     }
-    r = g_lot.acquire(rw, [rw, try_fn] { int t = try_fn(rw); return t == EBUSY ? kBusy : t; }, deadline);
+    r = g_lot.acquire(rw, [rw, try_fn] { int t = try_fn(rw); return t == EBUSY ? kBusy : t; }, deadline, 0,
+                      wait_kind::mutex);  // diagnostics: a lock (fiber_dump prints the rwlock's address)
   }
   if (r == 0) hold(f);
   return r;
@@ -249,7 +252,7 @@ int fiber_sem_wait(sem_t* s, clockid_t clock, const struct timespec* abs) noexce
   int r = g_lot.acquire(s, [s] {
     if (real().sem_trywait(s) == 0) return 0;
     return errno == EAGAIN ? kBusy : errno;
-  }, deadline);
+  }, deadline, 0, wait_kind::semaphore);
   if (r == 0) return 0;
   errno = r;
   return -1;
@@ -390,7 +393,28 @@ FIBER_INTERPOSER int pthread_rwlock_clockwrlock(pthread_rwlock_t* rw, clockid_t 
   return fiber_rw_lock(f, rw, try_wr, clock, abs);
 }
 
+namespace {
+// initial-exec: the KLT's own, read in the same call that uses it.
+thread_local pid_t tls_tid __attribute__((tls_model("initial-exec"))) = 0;
+
+// glibc's rwlock unlock decides "write unlock" by __cur_writer == the calling
+// thread's tid.  A fiber that took the write lock on one KLT and parked while
+// holding it (a nested lock, a lot re-check that was granted meanwhile) may
+// unlock on another: glibc would then take it for a read unlock and corrupt
+// the reader count (seen in stress_blocking: __readers 0xfffffffb, every
+// waiter stuck).  Write phase + WRLOCKED (bits 0 and 1 of __readers) means a
+// writer owns it, and only the owner unlocks, so the caller is that writer:
+// it records the KLT it is on now.
+void claim_write_owner(pthread_rwlock_t* rw) noexcept {
+  const unsigned r = __atomic_load_n(&rw->__data.__readers, __ATOMIC_RELAXED);  // relaxed: our own lock's state
+  if ((r & 3u) != 3u) return;
+  if (tls_tid == 0) tls_tid = static_cast<pid_t>(syscall(SYS_gettid));
+  __atomic_store_n(&rw->__data.__cur_writer, tls_tid, __ATOMIC_RELAXED);  // relaxed: read by this thread's unlock
+}
+}  // namespace
+
 FIBER_INTERPOSER int pthread_rwlock_unlock(pthread_rwlock_t* rw) {
+  if (fiber_caller() && !pshared(rw)) claim_write_owner(rw);
   int r = real().rw_unlock(rw);
   if (r != 0) return r;
   // All: readers may all proceed, and a writer's turn is decided by libc.

@@ -67,7 +67,8 @@ class basic_parking_lot {
   // Registers n (on the caller's stack, with the caller's parker) under key.
   // Ends with the waiter's fence (I-LOT1): the caller's next read of the
   // resource is ordered after the registration.
-  void enqueue(node* n, const void* key) noexcept {
+  void enqueue(node* n, const void* key, wait_kind kind = wait_kind::mutex) noexcept {
+    Seam::note_wait(*n->parker, kind, key);  // diagnostics (fiber_dump): what n's owner waits on
     bucket& b = bucket_of(key);
     {
       lock_guard<basic_spinlock<Seam>> g(b.lock_);
@@ -107,12 +108,12 @@ class basic_parking_lot {
   // that do not go through wake() (I-LOT5, interpose_locks.cpp).
   template <class Try>
   int acquire(const void* key, Try&& try_fn, std::uint64_t deadline,
-              std::uint64_t recheck_ns = 0) noexcept {
+              std::uint64_t recheck_ns = 0, wait_kind kind = wait_kind::mutex) noexcept {
     for (;;) {
       int r = try_fn();
       if (r != kBusy) return r;
       node n(&Seam::current_parker());
-      enqueue(&n, key);
+      enqueue(&n, key, kind);
       r = try_fn();  // the re-check after registering (I-LOT1)
       if (r != kBusy) {
         if (!cancel(&n, key)) {  // granted meanwhile: let the grant land
