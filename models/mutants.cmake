@@ -364,3 +364,20 @@ set(FIND [==[  calls.close();
   calls.drain();    // the last OS-thread join/detach/stats call has left]==])
 set(REPLACE [==[  calls.close();]==])
 fiber_mutant(lifecycle_no_calls_drain lifecycle L2-join fiber/detail/lifecycle_gate.hpp "shutdown does not drain joins: a join still running when the slot is freed")
+
+# --- parking_lot.hpp (models/parking_lot.cpp) ----------------------------------
+set(FIND [==[      r = try_fn();  // the re-check after registering (I-LOT1)]==])
+set(REPLACE [==[      r = kBusy;  // mutant: no re-check after registering]==])
+fiber_mutant(lot_no_recheck parking_lot I-LOT1 fiber/detail/parking_lot.hpp "waiter parks without re-trying after it registered: lost wake-up")
+
+set(FIND [==[      Seam::fence_after_rmw();  // I-LOT1: pairs with enqueue()'s fence]==])
+set(REPLACE [==[      Seam::fence(mo::acquire);  // mutant: weakened]==])
+fiber_mutant(lot_release_fence_weak parking_lot I-LOT1 fiber/detail/parking_lot.hpp "releaser's fence weakened to acquire: it may miss a registered waiter")
+
+set(FIND [==[      if (n->data.load() == k) {]==])
+set(REPLACE [==[      if (true) {  // mutant: the key is ignored]==])
+fiber_mutant(lot_wake_ignores_key parking_lot I-LOT1-keys fiber/detail/parking_lot.hpp "a wake pops the bucket's first waiter whatever its key")
+
+set(FIND [==[      if (deadline == kNoDeadline || Seam::now_ns() < deadline) continue;  // granted: retry (I-LOT4)]==])
+set(REPLACE [==[      // mutant: a grant that lands after the re-check period ended is taken as the deadline]==])
+fiber_mutant(lot_recheck_grant_times_out parking_lot I-LOT5 fiber/detail/parking_lot.hpp "a grant after a re-check period reports ETIMEDOUT to an untimed acquire")

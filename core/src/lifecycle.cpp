@@ -218,6 +218,7 @@ void fiber_attr_init(fiber_attr_t* attr) {
 
 int fiber_init(const fiber_config_t* cfg) {
   if (current_fiber()) return EBUSY;
+  interpose_locks_init();  // libc's lock functions, before any fiber can call them
   pthread_mutex_lock(&g_init_mu);
   int r = init_locked(cfg);
   pthread_mutex_unlock(&g_init_mu);
@@ -285,6 +286,7 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   signals_init_fiber(f);  // I8: the creator's signal mask (signals.hpp)
   f->asan_fake_stack = nullptr;
   f->gate.reset(1);  // not yet published; fiber_entry drops it (I5, I-G1)
+  f->locks_held = 0;  // I9
   f->join.reset(f->id, detached);
   f->diag.set_name(name);
   f->diag.move(fstate::free, fstate::runnable);
@@ -388,6 +390,8 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_MIGRATE_PREEMPTED: knobs.migrate_preempted.store(v); break;
     case FIBER_KNOB_DEADLOCK_NO_THREAD_CHECK: knobs.deadlock_no_thread_check.store(v); break;
     case FIBER_KNOB_NO_IO_INTERPOSE: knobs.no_io_interpose.store(v); break;
+    case FIBER_KNOB_NO_LOCK_INTERPOSE: knobs.no_lock_interpose.store(v); break;
+    case FIBER_KNOB_NO_LOCK_HOLD: knobs.no_lock_hold.store(v); break;
     default: break;
   }
 }

@@ -48,6 +48,11 @@
 //      The KLT running it has that mask for real (install() switches it when
 //      it differs from klt::sigmask), except the preemption signal, which is
 //      never blocked on a KLT, and glibc's internal signals.
+//   I9 A fiber holding a libc lock taken through the interposers
+//      (interpose_locks.cpp: pthread mutex, rwlock) is not preempted until it
+//      releases it (one gate count per lock held, fcb::locks_held), and a
+//      fiber that finds such a lock (or a semaphore, a condition) busy parks
+//      in the parking lot (parking_lot.hpp), never in the kernel.
 #pragma once
 
 #include <pthread.h>
@@ -111,6 +116,9 @@ struct fcb {
   eh_globals saved_eh{nullptr, 0};
   std::uint64_t sigmask = 0;                 // I8: bit signo-1 blocked; set at create
   std::atomic<bool> sig_pending{false};      // a preemption signal held while blocked (I8)
+  // Interposed libc locks (interpose_locks.cpp): how many this fiber holds,
+  // each also one count of gate (I9).  Written only by the fiber; reset at create.
+  std::uint32_t locks_held = 0;
   // Sanitizer fiber state.
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
@@ -268,6 +276,10 @@ int preempt_signal() noexcept;
 [[noreturn]] void report_stack_overflow(const fcb* f, const char* what, std::uintptr_t at,
                                        const char* why) noexcept;
 
+// interpose_locks.cpp: resolves libc's lock functions (fiber_init; it also
+// links the interposers into a static program).
+void interpose_locks_init() noexcept;
+
 // signals.cpp (the rest in signals.hpp)
 void signals_init_fiber(fcb* f) noexcept;  // at create: the creator's signal mask (I8)
 
@@ -277,6 +289,9 @@ struct knobs_t {
       no_eh_swap{false}, no_stack_check{false}, migrate_preempted{false},
       deadlock_no_thread_check{false};
   std::atomic<bool> no_io_interpose{false};  // blocking calls in fibers go to libc (interpose.hpp)
+  // interpose_locks.cpp: fibers call libc's locks directly (the old behaviour);
+  // lock holders are preemptible.
+  std::atomic<bool> no_lock_interpose{false}, no_lock_hold{false};
 };
 extern knobs_t knobs;
 

@@ -20,6 +20,9 @@
 //   template <class T> using var = ...;     // a plain shared variable,
 //       load()/store(v); Relacy reports a data race on unsynchronised access.
 //   static void fence(mo);                  // atomic_thread_fence
+//   static void fence_after_rmw();          // fence(seq_cst) placed right after an
+//       RMW of the caller: natively a compiler barrier on x86-64, where a
+//       locked RMW is a full barrier (parking_lot.hpp's releases).
 //   static void signal_fence();             // atomic_signal_fence: orders against
 //       an asynchronous handler on the same thread (preempt_gate.hpp); nothing
 //       under Relacy, where that handler runs inline at an interrupt point.

@@ -98,6 +98,13 @@ struct native_seam {
   static void fence(mo m, src_loc = src_loc::current()) noexcept {
     std::atomic_thread_fence(to_std(m));
   }
+  // A seq_cst fence right after a locked RMW instruction (Linux's
+  // smp_mb__after_atomic): on x86-64 the RMW is already a full barrier, so
+  // only the compiler must not move accesses across (parking_lot.hpp).
+  static void fence_after_rmw(src_loc = src_loc::current()) noexcept {
+    static_assert(sizeof(void*) == 8 && __x86_64__, "fence_after_rmw relies on x86-64 locked RMWs");
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
   // Orders against the tick handler of this same thread (preempt_gate.hpp).
   static void signal_fence() noexcept { std::atomic_signal_fence(std::memory_order_seq_cst); }
 

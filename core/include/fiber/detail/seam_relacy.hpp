@@ -264,6 +264,10 @@ struct relacy_seam {
   static void fence(mo m, src_loc l = src_loc::current()) {
     ::rl::atomic_thread_fence(to_rl(m), l.info);
   }
+  // What the native fence_after_rmw stands for: a full seq_cst fence.
+  static void fence_after_rmw(src_loc l = src_loc::current()) {
+    ::rl::atomic_thread_fence(::rl::mo_seq_cst, l.info);
+  }
   // Same thread as the handler it orders against: program order suffices.
   static void signal_fence(src_loc = src_loc::current()) {}
   static void spin_hint(unsigned /*iter*/, src_loc l = src_loc::current()) {
