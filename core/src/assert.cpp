@@ -5,12 +5,13 @@
 #include <cstring>
 
 #include "fiber/detail/assert.hpp"
+#include "sys_write.hpp"
 
 namespace fiber::detail {
 
 static void put(const char* s) noexcept {
   if (s) {
-    ssize_t r = write(2, s, std::strlen(s));
+    ssize_t r = sys_write(2, s, std::strlen(s));
     (void)r;
   }
 }

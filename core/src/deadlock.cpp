@@ -49,6 +49,7 @@
 #include "fiber/detail/deadlock_rules.hpp"
 #include "fiber/detail/mutex.hpp"
 #include "runtime.hpp"
+#include "sys_write.hpp"
 
 namespace fiber::detail {
 
@@ -156,7 +157,7 @@ struct native_src {
 };
 
 void put(const char* s) noexcept {
-  ssize_t r = write(2, s, std::strlen(s));
+  ssize_t r = sys_write(2, s, std::strlen(s));
   (void)r;
 }
 

@@ -11,7 +11,7 @@
 // What it takes (async-signal-safe): no lock and no allocation.  It reads the
 // control-block chunks (never freed while the runtime runs: slots_visit), the
 // OS-waiter registry (push-only, never freed: os_waiters_visit) and the KLT
-// array, all racily (relaxed atomics, diag.hpp), and writes with write(2)
+// array, all racily (relaxed atomics, diag.hpp), and writes with write(2) as a raw system call (sys_write.hpp)
 // from a stack buffer.  Symbol names come from dladdr only when not called
 // from the SIGQUIT handler (dladdr takes the loader's lock); there raw
 // addresses are printed (resolve with addr2line or the gdb extension).
@@ -31,6 +31,7 @@
 
 #include "fiber/detail/mutex.hpp"
 #include "runtime.hpp"
+#include "sys_write.hpp"
 
 namespace fiber::detail {
 
@@ -71,7 +72,7 @@ class out_buf {
   void flush() noexcept {
     std::size_t off = 0;
     while (off < n_) {
-      ssize_t w = write(fd_, buf_ + off, n_ - off);
+      ssize_t w = sys_write(fd_, buf_ + off, n_ - off);
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) break;
       off += static_cast<std::size_t>(w);

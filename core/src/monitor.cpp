@@ -39,6 +39,7 @@
 
 #include "runtime.hpp"
 #include "sanitizer.hpp"
+#include "sys_write.hpp"
 
 namespace fiber::detail {
 
@@ -135,7 +136,7 @@ void report_stall(const monitor_state& m, unsigned k, const klt_watch& w, std::u
   if (len > 0) {
     std::size_t n = static_cast<std::size_t>(len);
     if (n >= sizeof line) n = sizeof line - 1;  // truncated by snprintf
-    ssize_t r = write(STDERR_FILENO, line, n);  // one write: the line is not interleaved
+    ssize_t r = sys_write(STDERR_FILENO, line, n);  // one write: the line is not interleaved
     (void)r;  // nothing better to do if stderr is gone
   }
   dump_write(STDERR_FILENO);  // the watchdog reports with the dump (issue 17; dump.cpp)
