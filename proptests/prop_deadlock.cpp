@@ -64,6 +64,7 @@ struct sim_src {
   unsigned nklts() const noexcept { return w().nklts(); }
   bool klt_idle(unsigned k) noexcept { between(); return w().klt_idle(k); }
   bool has_work() noexcept { between(); return w().has_work(); }
+  bool io_waiting() noexcept { return false; }  // the simulated programs do no I/O
   bool timer_armed() noexcept { between(); return !(plants & kIgnoreTimers) && w().sleeping(); }
   void os_waiters(long* untimed, bool* timed) noexcept {
     between();

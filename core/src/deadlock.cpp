@@ -48,6 +48,7 @@
 
 #include "fiber/detail/deadlock_rules.hpp"
 #include "fiber/detail/mutex.hpp"
+#include "poller.hpp"
 #include "runtime.hpp"
 #include "sys_write.hpp"
 
@@ -113,8 +114,22 @@ struct native_src {
   std::uint64_t live() noexcept {
     return rt.live.load(std::memory_order_relaxed);  // relaxed: confirmed by the progress counters
   }
+  // A parked fiber waiting for a descriptor: only the world outside can wake
+  // it, so nobody is deadlocked (the "no pending I/O").  A walk over
+  // the slots, only when every KLT is idle (dl_quiet tests them first).
+  bool io_waiting() noexcept {
+    bool any = false;
+    slots_visit([](fcb& f, void* p) noexcept {
+      if (f.diag.state() == fstate::parked &&
+          f.diag.kind_.load(std::memory_order_relaxed) == wait_kind::io)  // relaxed: confirmed by progress
+        *static_cast<bool*>(p) = true;
+    }, &any);
+    return any;
+  }
   long internal_threads() noexcept {
-    return static_cast<long>(rt.internal_threads.load(std::memory_order_relaxed));  // relaxed: a census
+    // The poller (poller.hpp) outlives runtimes, so it is not in rt's census.
+    return static_cast<long>(rt.internal_threads.load(std::memory_order_relaxed))  // relaxed: a census
+           + io_poller_threads();
   }
   long process_threads() noexcept { return fiber::detail::process_threads(); }
   bool skip_thread_check() noexcept {

@@ -40,6 +40,7 @@ const char* wait_kind_name(wait_kind k) noexcept {
     case wait_kind::sleep: return "sleep";
     case wait_kind::shutdown: return "shutdown";
     case wait_kind::io: return "io";  // a descriptor (poller.hpp)
+    case wait_kind::libc_lock: return "pthread lock";  // a pthread mutex or rwlock (interpose_locks.cpp)
   }
   return "?";
 }

@@ -231,7 +231,7 @@ int fiber_rw_lock(fcb* f, pthread_rwlock_t* rw, Try try_fn, clockid_t clock,
       deadline = deadline_of(clock, abs);
     }
     r = g_lot.acquire(rw, [rw, try_fn] { int t = try_fn(rw); return t == EBUSY ? kBusy : t; }, deadline, 0,
-                      wait_kind::mutex);  // diagnostics: a lock (fiber_dump prints the rwlock's address)
+                      wait_kind::libc_lock);  // diagnostics: not wait_kind::mutex, whose object the detector reads as a fiber mutex
   }
   if (r == 0) hold(f);
   return r;

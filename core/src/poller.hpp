@@ -11,9 +11,11 @@
 // Lifecycle: the poller starts at the first wait and lives as long as the
 // process (it touches the runtime only to wake a parked, hence live, fiber;
 // after fiber_shutdown no fiber waits).  It is not counted in
-// runtime::internal_threads: the deadlock detector must see it as a thread
-// that may still wake someone (a server whose fibers all wait on sockets is
-// not deadlocked).  A forked child has no poller (fork keeps one thread):
+// runtime::internal_threads (it outlives runtimes) but the deadlock detector
+// counts it as known (io_poller_threads): a fiber parked on a descriptor is
+// itself what vetoes an "all asleep" verdict (deadlock_rules.hpp: a server
+// whose fibers all wait on sockets is not deadlocked), so once every such
+// fiber is gone, the poller no longer hides a real deadlock.  A forked child has no poller (fork keeps one thread):
 // the interposers are off there (interpose_io.cpp).
 //
 // Design note: the first slice.  Weaving epoll into idle_wait (an idle KLT
@@ -47,5 +49,8 @@ void io_notify_all(int fd) noexcept;
 
 // In a forked child: the poller thread is gone.
 void io_poller_forget() noexcept;
+// 1 once the poller thread runs, else 0: the deadlock detector counts it as
+// a thread the runtime knows (deadlock.cpp).
+long io_poller_threads() noexcept;
 
 }  // namespace fiber::detail

@@ -21,7 +21,7 @@ import struct
 import gdb
 
 STATES = ["free", "runnable", "running", "parked", "exited"]
-KINDS = ["nothing", "mutex", "condvar", "semaphore", "barrier", "join", "sleep", "shutdown"]
+KINDS = ["nothing", "mutex", "condvar", "semaphore", "barrier", "join", "sleep", "shutdown", "io", "pthread lock"]
 CHUNK = 4096  # slots.cpp kChunk
 
 

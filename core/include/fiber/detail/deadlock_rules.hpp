@@ -7,7 +7,8 @@
 // What it guarantees (argued in papers/design.md section 12, checked by the
 // property test):
 //   rule 1, all asleep: reported only when nobody can ever run again (no
-//     fiber runnable or running, no timer armed, every thread of the process
+//     fiber runnable or running, no timer armed, no fiber waiting for a
+//     descriptor (the world outside may wake it), every thread of the process
 //     other than KLTs and runtime threads parked in the runtime without a
 //     deadline), and reported at the second check after that state forms.
 //   rule 2, waits-for cycles among fiber mutexes (edge: waiter -> owner,
@@ -31,6 +32,7 @@
 //   dl_progress progress();             switches, KLT idle sleeps, OS-thread
 //                                       park attempts, live fibers
 //   unsigned nklts(); bool klt_idle(k); bool has_work(); bool timer_armed();
+//   bool io_waiting();                  a fiber parked on a descriptor
 //   void os_waiters(long* parked_untimed, bool* parked_timed);
 //   std::uint64_t live(); long internal_threads(); long process_threads();
 //   bool skip_thread_check();           a planted bug (tests), else false
@@ -69,7 +71,7 @@ struct dl_member {
 };
 
 // One reading of "nobody can wake anybody": every KLT idle, no queued fiber,
-// no timer armed, no OS thread parked with a deadline, something to be
+// no timer armed, no fiber waiting for I/O, no OS thread parked with a deadline, something to be
 // deadlocked (a live fiber or a parked OS thread), and the process's thread
 // count equal to the threads the runtime knows (KLTs, its own threads, the
 // OS threads parked untimed), so an unknown thread - it might post a
@@ -78,7 +80,7 @@ template <class Src>
 bool dl_quiet(Src& s) noexcept {
   for (unsigned k = 0; k < s.nklts(); ++k)
     if (!s.klt_idle(k)) return false;
-  if (s.has_work() || s.timer_armed()) return false;
+  if (s.has_work() || s.timer_armed() || s.io_waiting()) return false;
   long untimed = 0;
   bool timed = false;
   s.os_waiters(&untimed, &timed);

@@ -67,7 +67,7 @@ class basic_parking_lot {
   // Registers n (on the caller's stack, with the caller's parker) under key.
   // Ends with the waiter's fence (I-LOT1): the caller's next read of the
   // resource is ordered after the registration.
-  void enqueue(node* n, const void* key, wait_kind kind = wait_kind::mutex) noexcept {
+  void enqueue(node* n, const void* key, wait_kind kind = wait_kind::libc_lock) noexcept {
     Seam::note_wait(*n->parker, kind, key);  // diagnostics (fiber_dump): what n's owner waits on
     bucket& b = bucket_of(key);
     {
@@ -108,7 +108,7 @@ class basic_parking_lot {
   // that do not go through wake() (I-LOT5, interpose_locks.cpp).
   template <class Try>
   int acquire(const void* key, Try&& try_fn, std::uint64_t deadline,
-              std::uint64_t recheck_ns = 0, wait_kind kind = wait_kind::mutex) noexcept {
+              std::uint64_t recheck_ns = 0, wait_kind kind = wait_kind::libc_lock) noexcept {
     for (;;) {
       int r = try_fn();
       if (r != kBusy) return r;

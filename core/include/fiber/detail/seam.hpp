@@ -73,7 +73,7 @@ inline constexpr std::uint64_t kNoDeadline = ~std::uint64_t{0};
 
 // What a parked party waits on (Seam::note_wait; printed by fiber_dump).  The
 // object is the algorithm object (basic_mutex..., a fiber's join_state).
-enum class wait_kind : unsigned char { none, mutex, condvar, semaphore, barrier, join, sleep, shutdown, io };
+enum class wait_kind : unsigned char { none, mutex, condvar, semaphore, barrier, join, sleep, shutdown, io, libc_lock };
 
 }  // namespace fiber::detail
 
