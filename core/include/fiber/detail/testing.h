@@ -22,9 +22,21 @@ enum fiber_test_knob {
   FIBER_KNOB_NO_EH_SWAP = 4,        /* C++ exception globals shared by the fibers of a KLT */
   FIBER_KNOB_NO_STACK_CHECK = 5,    /* preempt with too little stack room */
   FIBER_KNOB_MIGRATE_PREEMPTED = 6, /* preempted fibers go to the global queue (may migrate) */
-  FIBER_KNOB_DEADLOCK_NO_THREAD_CHECK = 7 /* deadlock detector ignores threads outside the runtime */
+  FIBER_KNOB_DEADLOCK_NO_THREAD_CHECK = 7, /* deadlock detector ignores threads outside the runtime */
+  FIBER_KNOB_NO_STACK_CACHE = 8, /* no slot caches, no arenas: a mapping per fiber, unmapped at exit */
+  FIBER_KNOB_UNGUARDED_STACKS = 9 /* new stacks are unguarded (canary), as past the guarded budget */
 };
 void fiber_test_set_knob(int knob, int on);
+
+/* Stack system calls and reuses since the process started (core/src/stacks.cpp). */
+typedef struct fiber_test_stack_counters_s {
+  uint64_t own_maps;   /* stacks mapped one by one (mmap + mprotect) */
+  uint64_t arena_maps; /* arenas mapped (one mmap each, for 64 stacks) */
+  uint64_t carved;     /* stacks carved from an arena (one mprotect if guarded) */
+  uint64_t reused;     /* fibers created on a cached stack (no system call) */
+  uint64_t trims;      /* cached stacks trimmed with madvise (MADV_DONTNEED) */
+} fiber_test_stack_counters_t;
+void fiber_test_get_stack_counters(fiber_test_stack_counters_t *out);
 
 
 #ifdef __cplusplus
