@@ -104,7 +104,8 @@ struct fcb {
   std::size_t want_stack = 0;  // bytes asked for
   bool guarded = true;
   bool in_arena = false;  // carved from an arena: never unmapped alone (stacks.cpp)
-  bool trimmed = false;   // free, pages below the top dropped (slots.cpp I-C3); slot lock / owner
+  bool trimmed = false;   // free, pages below the top dropped (slots.cpp I-SC3); slot lock / owner
+  std::uintptr_t low_sp = ~std::uintptr_t{0};  // lowest sp seen at a switch (act_on); owner KLT
   // Preempt count and pending flag: the running fiber and the tick handler
   // of its KLT (I5, preempt_gate.hpp I-G1..I-G3).
   preempt_gate gate;
@@ -254,7 +255,8 @@ void slots_reset() noexcept;
 // stacks.cpp: arenas, the guarded budget, canaries, trimming
 bool stack_ensure(fcb* f) noexcept;   // keeps f's stack if its size fits, else gets one; false: ENOMEM
 void stack_release(fcb* f) noexcept;  // f gives up its stack (unmapped, or kept in its arena)
-void stack_trim(fcb* f) noexcept;     // a free f's stack keeps only its top page resident
+constexpr std::size_t kTrimBatch = 32;  // stacks one stack_trim call handles at most
+void stack_trim(fcb* const* fs, std::size_t n) noexcept;  // free stacks keep only their top page
 void stack_free_own(fcb* f) noexcept; // shutdown: unmap f's stack unless it is in an arena
 void stacks_reset() noexcept;         // shutdown: unmap every arena
 bool stack_canary_ok_slow(const fcb* f) noexcept;
@@ -285,7 +287,8 @@ struct knobs_t {
       no_eh_swap{false}, no_stack_check{false}, migrate_preempted{false},
       deadlock_no_thread_check{false},
       no_stack_cache{false},   // every fiber maps its own stack, unmapped at exit (stacks.cpp)
-      unguarded_stacks{false};  // as if the guarded budget were spent (stacks.cpp)
+      unguarded_stacks{false},  // as if the guarded budget were spent (stacks.cpp)
+      trim_all{false};          // the global pool keeps no stack untrimmed (slots.cpp I-SC3)
 };
 extern knobs_t knobs;
 

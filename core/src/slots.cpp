@@ -39,18 +39,19 @@
 // switch instead of at the faulting instruction.
 //
 // A freed fiber keeps its stack for the next fiber (stacks.cpp: arenas,
-// trimming).  Free slots are cached per KLT (I-C1 below), then in a global
+// trimming).  Free slots are cached per KLT (I-SC1 below), then in a global
 // pool, both LIFO so the stack is warm:
 //
-//   I-C1 A KLT's slot cache (g_cache[k]) is touched only by KLT k, with
+//   I-SC1 A KLT's slot cache (g_cache[k]) is touched only by KLT k, with
 //        preemption off (fiber_create/fiber_join/fiber_detach hold no_preempt;
 //        finish_exit runs in the switch path): no lock.  OS threads use the
 //        global pool.
-//   I-C2 A cache holds at most kCacheMax slots; past that kBatch of them move
+//   I-SC2 A cache holds at most kCacheMax slots; past that kBatch of them move
 //        to the global pool under g_slot_lock in one critical section, and an
 //        empty cache refills up to kBatch from it the same way.  So the lock
 //        is taken at most once per kBatch creates or exits of a KLT.
-//   I-C3 The global pool keeps at most kResidentFree stacks untrimmed; a
+//   I-SC3 The global pool keeps at most kResidentFree stacks untrimmed
+//        (env FIBER_STACK_CACHE_RESIDENT overrides); a
 //        stack that enters it past that is trimmed to its top page
 //        (stack_trim) before it is published.
 // fiber_shutdown empties the caches (slots_reset) before the chunks go.
@@ -75,7 +76,7 @@ constexpr unsigned kChunk = 1u << kChunkBits;
 constexpr unsigned kMaxChunks = 1u << (kSlotBits - kChunkBits);
 constexpr unsigned kCacheMax = 64;
 constexpr unsigned kBatch = 32;
-constexpr std::size_t kResidentFree = 4096;
+constexpr long kResidentFree = 4096;  // default; FIBER_STACK_CACHE_RESIDENT overrides
 
 std::atomic<fcb*> g_chunks[kMaxChunks];  // published with release, never freed until shutdown
 spinlock g_slot_lock;
@@ -85,10 +86,22 @@ std::size_t g_pooled = 0;         // untrimmed stacks in g_free; guarded by g_sl
 std::atomic<std::uint64_t> g_seq{1};  // process-wide: ids are never reused
 
 struct alignas(64) slot_cache {
-  fcb* head = nullptr;  // free_next links; KLT-private (I-C1)
+  fcb* head = nullptr;  // free_next links; KLT-private (I-SC1)
   unsigned n = 0;
 };
 slot_cache g_cache[FIBER_MAX_KLTS];  // [klt::index]
+
+// Free stacks the global pool keeps untrimmed (I-SC3).
+std::size_t resident_free() noexcept {
+  static std::atomic<long> v{-1};
+  long r = v.load(std::memory_order_relaxed);  // relaxed: idempotent computation
+  if (r >= 0) return static_cast<std::size_t>(r);
+  r = kResidentFree;
+  if (const char* e = std::getenv("FIBER_STACK_CACHE_RESIDENT")) r = std::atol(e);
+  if (r < 0) r = 0;
+  v.store(r, std::memory_order_relaxed);
+  return static_cast<std::size_t>(r);
+}
 
 slot_cache* my_cache() noexcept {
   if (knobs.no_stack_cache.load(std::memory_order_relaxed)) return nullptr;  // relaxed: test knob
@@ -115,7 +128,7 @@ static fcb* new_slot_locked() noexcept {
   return &chunk[s & (kChunk - 1)];
 }
 
-// Moves up to kBatch slots from the global pool into cache c (I-C2).
+// Moves up to kBatch slots from the global pool into cache c (I-SC2).
 static void cache_refill(slot_cache* c) noexcept {
   lock_guard<spinlock> g(g_slot_lock);
   for (unsigned i = 0; i < kBatch && g_free; ++i) {
@@ -146,22 +159,30 @@ static fcb* take_slot() noexcept {
 }
 
 // Publishes the chain first..last (n slots) in the global pool; trims the
-// stacks that would take it past kResidentFree (I-C3), outside the lock.
+// stacks that would take it past kResidentFree (I-SC3), outside the lock.
 static void pool_put(fcb* first, fcb* last, unsigned n) noexcept {
   std::size_t room;
   {
     lock_guard<spinlock> g(g_slot_lock);
-    room = g_pooled < kResidentFree ? kResidentFree - g_pooled : 0;
+    const std::size_t keep =
+        knobs.trim_all.load(std::memory_order_relaxed) ? 0 : resident_free();  // relaxed: test knob
+    room = g_pooled < keep ? keep - g_pooled : 0;
     if (room > n) room = n;
     g_pooled += room;  // reserved; what is not used is given back below
   }
-  std::size_t kept = 0;
+  std::size_t kept = 0, ntrim = 0;
+  fcb* trim[kTrimBatch];
   for (fcb* f = first;; f = f->free_next) {
     const bool keep = f->map_base && kept < room;
     f->trimmed = !keep;  // no stack counts as trimmed
-    if (keep) ++kept; else stack_trim(f);
+    if (keep) ++kept; else if (f->map_base) trim[ntrim++] = f;
+    if (ntrim == kTrimBatch) {
+      stack_trim(trim, ntrim);
+      ntrim = 0;
+    }
     if (f == last) break;
   }
+  stack_trim(trim, ntrim);
   lock_guard<spinlock> g(g_slot_lock);
   g_pooled -= room - kept;
   last->free_next = g_free;
@@ -201,7 +222,7 @@ void slot_free(fcb* f) noexcept {
   f->free_next = c->head;
   c->head = f;
   if (++c->n <= kCacheMax) return;
-  // Keep the newest (warmest) slots, move the oldest kBatch (I-C2).
+  // Keep the newest (warmest) slots, move the oldest kBatch (I-SC2).
   fcb* keep = c->head;
   for (unsigned i = 1; i < c->n - kBatch; ++i) keep = keep->free_next;
   fcb* first = keep->free_next;

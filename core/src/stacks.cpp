@@ -38,6 +38,8 @@
 // give their memory back.  Arena stacks are never unmapped alone; every
 // arena is unmapped at fiber_shutdown (stacks_reset).
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -237,6 +239,7 @@ bool stack_ensure(fcb* f) noexcept {
   }
   const bool arena = arena_size(f->want_stack);
   bool ok = false;
+  f->low_sp = ~std::uintptr_t{0};  // a new stack: no depth seen yet
   if (!knobs.unguarded_stacks.load(std::memory_order_relaxed) &&  // relaxed: test knob
       g_guarded.load(std::memory_order_relaxed) < guarded_budget()) {  // relaxed: a budget
     ok = arena ? arena_stack(f, true) : own_stack(f, true);
@@ -249,17 +252,37 @@ bool stack_ensure(fcb* f) noexcept {
   return ok;
 }
 
-// Drops the pages of a cached stack below its top page (see the header).
-void stack_trim(fcb* f) noexcept {
-  if (!f->map_base) return;
+// The pages of a free stack below its top page (see the header); false: none.
+static bool trim_range(fcb* f, iovec* out) noexcept {
+  if (!f->map_base) return false;
   std::size_t pg = fcb::page_size();
   auto lo = reinterpret_cast<std::uintptr_t>(f->stack_lo());
   auto hi = reinterpret_cast<std::uintptr_t>(f->stack_hi());
   lo = (lo + pg - 1) & ~(pg - 1);  // never the canary's page
   hi = (hi - 1) & ~(pg - 1);       // never the top page
-  if (hi <= lo) return;
-  madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
-  count(g_trims);
+  if (f->low_sp >= hi || hi <= lo) return false;  // never seen below its top page
+  f->low_sp = ~std::uintptr_t{0};  // the next fibers' depth, from now on
+  *out = {reinterpret_cast<void*>(lo), hi - lo};
+  return true;
+}
+
+// Trims up to kTrimBatch stacks with one process_madvise(PIDFD_SELF) where
+// the kernel has it (Linux 6.13 accepts MADV_DONTNEED for the caller itself,
+// 6.15 PIDFD_SELF), else one madvise each.
+void stack_trim(fcb* const* fs, std::size_t n) noexcept {
+  constexpr int kPidfdSelf = -10000;  // PIDFD_SELF
+  static std::atomic<bool> no_batch{false};
+  iovec iov[kTrimBatch];
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < n && k < kTrimBatch; ++i) k += trim_range(fs[i], &iov[k]);
+  if (k == 0) return;
+  g_trims.fetch_add(k, std::memory_order_relaxed);  // relaxed: statistics
+  if (!no_batch.load(std::memory_order_relaxed)) {  // relaxed: a cached capability
+    long r = syscall(SYS_process_madvise, kPidfdSelf, iov, k, MADV_DONTNEED, 0u);
+    if (r >= 0) return;
+    no_batch.store(true, std::memory_order_relaxed);  // relaxed: as above
+  }
+  for (std::size_t i = 0; i < k; ++i) madvise(iov[i].iov_base, iov[i].iov_len, MADV_DONTNEED);
 }
 
 bool stack_canary_ok_slow(const fcb* f) noexcept {

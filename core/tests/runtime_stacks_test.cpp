@@ -39,6 +39,7 @@ class stacks_test : public runtime_test {
     runtime_test::TearDown();
     fiber_test_set_knob(FIBER_KNOB_NO_STACK_CACHE, 0);
     fiber_test_set_knob(FIBER_KNOB_UNGUARDED_STACKS, 0);
+    fiber_test_set_knob(FIBER_KNOB_TRIM_ALL, 0);
   }
 };
 
@@ -210,6 +211,52 @@ void canary_smash() {
 TEST(stacks_death, AnOverwrittenCanaryOfAnArenaStackIsReported) {
   EXPECT_EXIT(canary_smash(), ::testing::KilledBySignal(SIGABRT),
               "fiber: fatal: fiber [0-9]+: stack overflow \\(canary");
+}
+
+// ---- what a cached stack keeps resident --------------------------------------------
+
+long rss_now() {
+  long pages = 0, res = 0;
+  if (FILE* fp = fopen("/proc/self/statm", "r")) {
+    if (fscanf(fp, "%ld %ld", &pages, &res) != 2) res = 0;
+    fclose(fp);
+  }
+  return res * 4096;
+}
+
+constexpr std::size_t kDeep = 128 * 1024;
+
+// Touches kDeep bytes of its stack and switches while that deep (the switch
+// is where the runtime sees how deep a stack went).
+__attribute__((noinline)) void* deep(void*) {
+  auto* buf = static_cast<volatile char*>(alloca(kDeep));
+  for (std::size_t i = 0; i < kDeep; i += 4096) buf[i] = 1;
+  fiber_yield();
+  asm volatile("" : : "r"(buf) : "memory");
+  return nullptr;
+}
+
+// Joined from the OS thread, the slots go straight to the global pool; with
+// FIBER_KNOB_TRIM_ALL it keeps none untrimmed.  Deep stacks give their pages
+// back; shallow ones cost no system call.
+TEST_F(stacks_test, DeepCachedStacksAreTrimmedShallowOnesAreNot) {
+  fiber_test_set_knob(FIBER_KNOB_TRIM_ALL, 1);
+  start(1, 0);
+  constexpr unsigned kN = 64;
+  std::vector<fiber_t> ids(kN);
+  auto c0 = counters();
+  for (auto& id : ids) ASSERT_NE(id = spawn(nop), 0u);
+  for (auto id : ids) join(id);
+  auto c1 = counters();
+  EXPECT_EQ(c1.trims - c0.trims, 0u) << "shallow stacks trimmed";
+  for (auto& id : ids) ASSERT_NE(id = spawn(deep), 0u);
+  while (stats().live > 0) usleep(1000);  // all ran and exited; not yet joined
+  const long before = rss_now();
+  for (auto id : ids) join(id);
+  const long after = rss_now();
+  auto c2 = counters();
+  EXPECT_EQ(c2.trims - c1.trims, kN);
+  EXPECT_GE(before - after, static_cast<long>(kN * (kDeep - 8192))) << "RSS did not drop";
 }
 
 // ---- shutdown returns the memory ----------------------------------------------------

@@ -24,7 +24,8 @@ enum fiber_test_knob {
   FIBER_KNOB_MIGRATE_PREEMPTED = 6, /* preempted fibers go to the global queue (may migrate) */
   FIBER_KNOB_DEADLOCK_NO_THREAD_CHECK = 7, /* deadlock detector ignores threads outside the runtime */
   FIBER_KNOB_NO_STACK_CACHE = 8, /* no slot caches, no arenas: a mapping per fiber, unmapped at exit */
-  FIBER_KNOB_UNGUARDED_STACKS = 9 /* new stacks are unguarded (canary), as past the guarded budget */
+  FIBER_KNOB_UNGUARDED_STACKS = 9, /* new stacks are unguarded (canary), as past the guarded budget */
+  FIBER_KNOB_TRIM_ALL = 10 /* every free stack entering the global pool is trimmed (if seen deep) */
 };
 void fiber_test_set_knob(int knob, int on);
 
