@@ -159,7 +159,8 @@ static fcb* take_slot() noexcept {
 }
 
 // Publishes the chain first..last (n slots) in the global pool; trims the
-// stacks that would take it past kResidentFree (I-SC3), outside the lock.
+// stacks that would take it past resident_free() (I-SC3), outside the lock.
+// One critical section when nothing is to be trimmed.
 static void pool_put(fcb* first, fcb* last, unsigned n) noexcept {
   std::size_t room;
   {
@@ -167,7 +168,16 @@ static void pool_put(fcb* first, fcb* last, unsigned n) noexcept {
     const std::size_t keep =
         knobs.trim_all.load(std::memory_order_relaxed) ? 0 : resident_free();  // relaxed: test knob
     room = g_pooled < keep ? keep - g_pooled : 0;
-    if (room > n) room = n;
+    if (room >= n) {
+      for (fcb* f = first;; f = f->free_next) {
+        f->trimmed = !f->map_base;  // no stack counts as trimmed
+        g_pooled += f->map_base != nullptr;
+        if (f == last) break;
+      }
+      last->free_next = g_free;
+      g_free = first;
+      return;
+    }
     g_pooled += room;  // reserved; what is not used is given back below
   }
   std::size_t kept = 0, ntrim = 0;
