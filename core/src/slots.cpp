@@ -1,4 +1,5 @@
-// core/src/slots.cpp - fiber control blocks and their stacks.
+// core/src/slots.cpp - fiber control blocks, their caches, and the rules their
+// stacks follow (where stacks come from: stacks.cpp).
 //
 // Control blocks live in chunks that are never freed while the runtime runs
 // (type-stable: a late unpark or a stale id lookup touches valid memory,

@@ -81,7 +81,7 @@ spare_list g_spare[2];  // [guarded]: arena stacks whose slot took another size
 
 std::atomic<long> g_guarded{0};        // guarded mappings alive (in use or cached)
 std::atomic<long> g_guarded_max{-1};   // budget; -1 until read
-std::atomic<std::uint64_t> g_maps{0}, g_arena_maps{0}, g_carved{0}, g_reused{0}, g_trims{0};
+std::atomic<std::uint64_t> g_maps{0}, g_arena_maps{0}, g_carved{0}, g_trims{0};
 
 long guarded_budget() noexcept {
   long b = g_guarded_max.load(std::memory_order_relaxed);  // relaxed: idempotent computation
@@ -231,10 +231,7 @@ void stack_release(fcb* f) noexcept {
 
 bool stack_ensure(fcb* f) noexcept {
   if (f->map_base) {
-    if (f->map_size - (f->guarded ? fcb::kGuard : 0) == f->want_stack) {
-      count(g_reused);
-      return true;
-    }
+    if (f->map_size - (f->guarded ? fcb::kGuard : 0) == f->want_stack) return true;  // no count: hot path
     stack_release(f);
   }
   const bool arena = arena_size(f->want_stack);
@@ -319,6 +316,5 @@ extern "C" void fiber_test_get_stack_counters(fiber_test_stack_counters_t* out) 
   out->own_maps = g_maps.load(std::memory_order_relaxed);
   out->arena_maps = g_arena_maps.load(std::memory_order_relaxed);
   out->carved = g_carved.load(std::memory_order_relaxed);
-  out->reused = g_reused.load(std::memory_order_relaxed);
   out->trims = g_trims.load(std::memory_order_relaxed);
 }

@@ -29,12 +29,12 @@ enum fiber_test_knob {
 };
 void fiber_test_set_knob(int knob, int on);
 
-/* Stack system calls and reuses since the process started (core/src/stacks.cpp). */
+/* Stack system calls since the process started (core/src/stacks.cpp).  A fiber created
+ * without any of them ran on a reused stack. */
 typedef struct fiber_test_stack_counters_s {
   uint64_t own_maps;   /* stacks mapped one by one (mmap + mprotect) */
   uint64_t arena_maps; /* arenas mapped (one mmap each, for 64 stacks) */
   uint64_t carved;     /* stacks carved from an arena (one mprotect if guarded) */
-  uint64_t reused;     /* fibers created on a cached stack (no system call) */
   uint64_t trims;      /* cached stacks trimmed with madvise (MADV_DONTNEED) */
 } fiber_test_stack_counters_t;
 void fiber_test_get_stack_counters(fiber_test_stack_counters_t *out);
