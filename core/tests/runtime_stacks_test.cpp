@@ -228,12 +228,13 @@ long rss_now() {
 
 constexpr std::size_t kDeep = 128 * 1024;
 
-// Touches kDeep bytes of its stack and switches while that deep (the switch
-// is where the runtime sees how deep a stack went).
+// Touches kDeep bytes of its stack and parks while that deep (a switch is
+// where the runtime sees how deep a stack went; a park always switches, a
+// yield with nothing else runnable does not).
 __attribute__((noinline)) void* deep(void*) {
   auto* buf = static_cast<volatile char*>(alloca(kDeep));
   for (std::size_t i = 0; i < kDeep; i += 4096) buf[i] = 1;
-  fiber_yield();
+  fiber_sleep_ns(kMs);
   asm volatile("" : : "r"(buf) : "memory");
   return nullptr;
 }
