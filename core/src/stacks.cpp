@@ -239,11 +239,11 @@ bool stack_ensure(fcb* f) noexcept {
   f->low_sp = ~std::uintptr_t{0};  // a new stack: no depth seen yet
   if (!knobs.unguarded_stacks.load(std::memory_order_relaxed) &&  // relaxed: test knob
       g_guarded.load(std::memory_order_relaxed) < guarded_budget()) {  // relaxed: a budget
-    ok = arena ? arena_stack(f, true) : own_stack(f, true);
+    ok = (arena && arena_stack(f, true)) || own_stack(f, true);  // own: past kMaxArenas
     if (ok) g_guarded.fetch_add(1, std::memory_order_relaxed);  // relaxed: a budget
   }
   if (!ok) {
-    ok = arena ? arena_stack(f, false) : own_stack(f, false);
+    ok = (arena && arena_stack(f, false)) || own_stack(f, false);
     if (ok) std::memcpy(f->map_base, &kCanary, sizeof kCanary);
   }
   return ok;
