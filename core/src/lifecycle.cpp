@@ -392,6 +392,9 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_NO_IO_INTERPOSE: knobs.no_io_interpose.store(v); break;
     case FIBER_KNOB_NO_LOCK_INTERPOSE: knobs.no_lock_interpose.store(v); break;
     case FIBER_KNOB_NO_LOCK_HOLD: knobs.no_lock_hold.store(v); break;
+    case FIBER_KNOB_NO_STACK_CACHE: knobs.no_stack_cache.store(v); break;
+    case FIBER_KNOB_UNGUARDED_STACKS: knobs.unguarded_stacks.store(v); break;
+    case FIBER_KNOB_TRIM_ALL: knobs.trim_all.store(v); break;
     default: break;
   }
 }

@@ -108,6 +108,9 @@ struct fcb {
   std::size_t map_size = 0;  // unguarded: canary at map_base (slots.cpp)
   std::size_t want_stack = 0;  // bytes asked for
   bool guarded = true;
+  bool in_arena = false;  // carved from an arena: never unmapped alone (stacks.cpp)
+  bool trimmed = false;   // free, pages below the top dropped (slots.cpp I-SC3); slot lock / owner
+  std::uintptr_t low_sp = ~std::uintptr_t{0};  // lowest sp seen at a switch (act_on); owner KLT
   // Preempt count and pending flag: the running fiber and the tick handler
   // of its KLT (I5, preempt_gate.hpp I-G1..I-G3).
   preempt_gate gate;
@@ -248,19 +251,26 @@ void dump_write(int fd) noexcept;       // fiber_dump's body
 int fiber_backtrace(const fcb& f, std::uintptr_t* pcs, int max, bool* scanned) noexcept;
 void module_table_refresh() noexcept;   // executable segments for the scan (not AS-safe)
 
-// slots.cpp
+// slots.cpp: control blocks and their caches
 fcb* slot_alloc(std::size_t stack_size) noexcept;  // with its stack mapped; nullptr: EAGAIN
-bool stack_ensure(fcb* f) noexcept;   // maps f's stack unless a pooled one fits; false: ENOMEM
-bool stack_canary_ok_slow(const fcb* f) noexcept;
-inline bool stack_canary_ok(const fcb* f) noexcept {  // unguarded stacks: the canary is intact
-  return f->guarded || stack_canary_ok_slow(f);
-}
 void slot_free(fcb* f) noexcept;
 fcb* slot_lookup(fiber_t id) noexcept;            // nullptr: no such slot
 // Diagnostics: every control block ever allocated (chunks are never freed
 // while the runtime runs); lock-free, async-signal-safe; fn sees racy states.
 void slots_visit(void (*fn)(fcb&, void*), void* ctx) noexcept;
 void slots_reset() noexcept;
+
+// stacks.cpp: arenas, the guarded budget, canaries, trimming
+bool stack_ensure(fcb* f) noexcept;   // keeps f's stack if its size fits, else gets one; false: ENOMEM
+void stack_release(fcb* f) noexcept;  // f gives up its stack (unmapped, or kept in its arena)
+constexpr std::size_t kTrimBatch = 32;  // stacks one stack_trim call handles at most
+void stack_trim(fcb* const* fs, std::size_t n) noexcept;  // free stacks keep only their top page
+void stack_free_own(fcb* f) noexcept; // shutdown: unmap f's stack unless it is in an arena
+void stacks_reset() noexcept;         // shutdown: unmap every arena
+bool stack_canary_ok_slow(const fcb* f) noexcept;
+inline bool stack_canary_ok(const fcb* f) noexcept {  // unguarded stacks: the canary is intact
+  return f->guarded || stack_canary_ok_slow(f);
+}
 bool stack_map(std::size_t size, char** base, std::size_t* map_size,
                std::size_t guard = fcb::kPage) noexcept;  // fiber stacks: fcb::kGuard
 void stack_unmap(char* base, std::size_t map_size) noexcept;
@@ -292,6 +302,10 @@ struct knobs_t {
   // interpose_locks.cpp: fibers call libc's locks directly (the old behaviour);
   // lock holders are preemptible.
   std::atomic<bool> no_lock_interpose{false}, no_lock_hold{false};
+  std::atomic<bool>
+      no_stack_cache{false},   // every fiber maps its own stack, unmapped at exit (stacks.cpp)
+      unguarded_stacks{false},  // as if the guarded budget were spent (stacks.cpp)
+      trim_all{false};          // the global pool keeps no stack untrimmed (slots.cpp I-SC3)
 };
 extern knobs_t knobs;
 

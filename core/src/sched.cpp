@@ -103,6 +103,7 @@ static void finish_exit(runtime& rt, fcb* f) noexcept {
 static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
   if (!stack_canary_ok(f)) report_canary(f);
   auto sp = reinterpret_cast<std::uintptr_t>(f->sp);
+  if (sp < f->low_sp) f->low_sp = sp;  // stacks.cpp: trim only stacks seen deep
   if (f->sp_overflowed(sp))  // stack clash (slots.cpp)
     report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a switch");
   switch (a) {

@@ -1,4 +1,5 @@
-// core/src/slots.cpp - fiber control blocks and their stacks.
+// core/src/slots.cpp - fiber control blocks, their caches, and the rules their
+// stacks follow (where stacks come from: stacks.cpp).
 //
 // Control blocks live in chunks that are never freed while the runtime runs
 // (type-stable: a late unpark or a stale id lookup touches valid memory,
@@ -38,9 +39,23 @@
 // an unguarded stack is then reported ("stack overflow (canary)") at the next
 // switch instead of at the faulting instruction.
 //
-// A freed fiber keeps its stack for the next fiber of the same size (free
-// slots are reused LIFO, so the stack is warm); at most kMaxPooled idle
-// guarded stacks are kept, the rest are unmapped.
+// A freed fiber keeps its stack for the next fiber (stacks.cpp: arenas,
+// trimming).  Free slots are cached per KLT (I-SC1 below), then in a global
+// pool, both LIFO so the stack is warm:
+//
+//   I-SC1 A KLT's slot cache (g_cache[k]) is touched only by KLT k, with
+//        preemption off (fiber_create/fiber_join/fiber_detach hold no_preempt;
+//        finish_exit runs in the switch path): no lock.  OS threads use the
+//        global pool.
+//   I-SC2 A cache holds at most kCacheMax slots; past that kBatch of them move
+//        to the global pool under g_slot_lock in one critical section, and an
+//        empty cache refills up to kBatch from it the same way.  So the lock
+//        is taken at most once per kBatch creates or exits of a KLT.
+//   I-SC3 The global pool keeps at most kResidentFree stacks untrimmed
+//        (env FIBER_STACK_CACHE_RESIDENT overrides); a
+//        stack that enters it past that is trimmed to its top page
+//        (stack_trim) before it is published.
+// fiber_shutdown empties the caches (slots_reset) before the chunks go.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -60,53 +75,41 @@ constexpr std::uint64_t kSlotMask = (std::uint64_t{1} << kSlotBits) - 1;
 constexpr unsigned kChunkBits = 12;
 constexpr unsigned kChunk = 1u << kChunkBits;
 constexpr unsigned kMaxChunks = 1u << (kSlotBits - kChunkBits);
-constexpr std::size_t kMaxPooled = 16384;
-constexpr std::uint64_t kCanary = 0xF1BE5CA7C0DEC0DEull;
+constexpr unsigned kCacheMax = 64;
+constexpr unsigned kBatch = 32;
+constexpr long kResidentFree = 4096;  // default; FIBER_STACK_CACHE_RESIDENT overrides
 
 std::atomic<fcb*> g_chunks[kMaxChunks];  // published with release, never freed until shutdown
 spinlock g_slot_lock;
 fcb* g_free = nullptr;            // guarded by g_slot_lock
 std::uint32_t g_nslots = 0;       // guarded by g_slot_lock
-std::size_t g_pooled = 0;         // free slots holding a stack; guarded by g_slot_lock
+std::size_t g_pooled = 0;         // untrimmed stacks in g_free; guarded by g_slot_lock
 std::atomic<std::uint64_t> g_seq{1};  // process-wide: ids are never reused
-std::atomic<long> g_guarded{0};        // guarded mappings alive (in use or pooled)
-std::atomic<long> g_guarded_max{-1};   // budget; -1 until read
 
-long guarded_budget() noexcept {
-  long b = g_guarded_max.load(std::memory_order_relaxed);  // relaxed: idempotent computation
-  if (b >= 0) return b;
-  long maps = 65530;
-  if (FILE* fp = std::fopen("/proc/sys/vm/max_map_count", "r")) {
-    if (std::fscanf(fp, "%ld", &maps) != 1) maps = 65530;
-    std::fclose(fp);
-  }
-  b = maps / 2 - 8192;  // the margin: libraries, heaps, sanitizer shadow
-  if (const char* e = std::getenv("FIBER_MAX_GUARDED_STACKS")) b = std::atol(e);
-  if (b < 0) b = 0;
-  g_guarded_max.store(b, std::memory_order_relaxed);
-  return b;
+struct alignas(64) slot_cache {
+  fcb* head = nullptr;  // free_next links; KLT-private (I-SC1)
+  unsigned n = 0;
+};
+slot_cache g_cache[FIBER_MAX_KLTS];  // [klt::index]
+
+// Free stacks the global pool keeps untrimmed (I-SC3).
+std::size_t resident_free() noexcept {
+  static std::atomic<long> v{-1};
+  long r = v.load(std::memory_order_relaxed);  // relaxed: idempotent computation
+  if (r >= 0) return static_cast<std::size_t>(r);
+  r = kResidentFree;
+  if (const char* e = std::getenv("FIBER_STACK_CACHE_RESIDENT")) r = std::atol(e);
+  if (r < 0) r = 0;
+  v.store(r, std::memory_order_relaxed);
+  return static_cast<std::size_t>(r);
+}
+
+slot_cache* my_cache() noexcept {
+  if (knobs.no_stack_cache.load(std::memory_order_relaxed)) return nullptr;  // relaxed: test knob
+  klt* k = this_klt();
+  return k ? &g_cache[k->index] : nullptr;
 }
 }  // namespace
-
-
-bool stack_map(std::size_t size, char** base, std::size_t* map_size, std::size_t guard) noexcept {
-  std::size_t pg = fcb::page_size();
-  std::size_t total = ((size + pg - 1) / pg) * pg + guard;
-  void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-  if (p == MAP_FAILED) return false;
-  if (mprotect(p, guard, PROT_NONE) != 0) {
-    munmap(p, total);
-    return false;
-  }
-  *base = static_cast<char*>(p);
-  *map_size = total;
-  return true;
-}
-
-void stack_unmap(char* base, std::size_t map_size) noexcept {
-  if (base) munmap(base, map_size);
-}
 
 static fcb* new_slot_locked() noexcept {
   std::uint32_t s = g_nslots;
@@ -126,26 +129,87 @@ static fcb* new_slot_locked() noexcept {
   return &chunk[s & (kChunk - 1)];
 }
 
-fcb* slot_alloc(std::size_t stack_size) noexcept {
-  std::size_t pg = fcb::page_size();
-  fcb* f;
-  {
-    lock_guard<spinlock> g(g_slot_lock);
-    f = g_free;
-    if (f) {
-      g_free = f->free_next;
-      if (f->map_base && f->guarded) --g_pooled;
-    } else {
-      f = new_slot_locked();
-      if (!f) return nullptr;
+// Moves up to kBatch slots from the global pool into cache c (I-SC2).
+static void cache_refill(slot_cache* c) noexcept {
+  lock_guard<spinlock> g(g_slot_lock);
+  for (unsigned i = 0; i < kBatch && g_free; ++i) {
+    fcb* f = g_free;
+    g_free = f->free_next;
+    if (f->map_base && !f->trimmed) --g_pooled;
+    f->free_next = c->head;
+    c->head = f;
+    ++c->n;
+  }
+}
+
+static fcb* take_slot() noexcept {
+  if (slot_cache* c = my_cache()) {
+    if (!c->head) cache_refill(c);
+    if (fcb* f = c->head) {
+      c->head = f->free_next;
+      --c->n;
+      return f;
     }
   }
+  lock_guard<spinlock> g(g_slot_lock);
+  fcb* f = g_free;
+  if (!f) return new_slot_locked();
+  g_free = f->free_next;
+  if (f->map_base && !f->trimmed) --g_pooled;
+  return f;
+}
+
+// Publishes the chain first..last (n slots) in the global pool; trims the
+// stacks that would take it past resident_free() (I-SC3), outside the lock.
+// One critical section when nothing is to be trimmed.
+static void pool_put(fcb* first, fcb* last, unsigned n) noexcept {
+  std::size_t room;
+  {
+    lock_guard<spinlock> g(g_slot_lock);
+    const std::size_t keep =
+        knobs.trim_all.load(std::memory_order_relaxed) ? 0 : resident_free();  // relaxed: test knob
+    room = g_pooled < keep ? keep - g_pooled : 0;
+    if (room >= n) {
+      for (fcb* f = first;; f = f->free_next) {
+        f->trimmed = !f->map_base;  // no stack counts as trimmed
+        g_pooled += f->map_base != nullptr;
+        if (f == last) break;
+      }
+      last->free_next = g_free;
+      g_free = first;
+      return;
+    }
+    g_pooled += room;  // reserved; what is not used is given back below
+  }
+  std::size_t kept = 0, ntrim = 0;
+  fcb* trim[kTrimBatch];
+  for (fcb* f = first;; f = f->free_next) {
+    const bool keep = f->map_base && kept < room;
+    f->trimmed = !keep;  // no stack counts as trimmed
+    if (keep) ++kept; else if (f->map_base) trim[ntrim++] = f;
+    if (ntrim == kTrimBatch) {
+      stack_trim(trim, ntrim);
+      ntrim = 0;
+    }
+    if (f == last) break;
+  }
+  stack_trim(trim, ntrim);
+  lock_guard<spinlock> g(g_slot_lock);
+  g_pooled -= room - kept;
+  last->free_next = g_free;
+  g_free = first;
+}
+
+fcb* slot_alloc(std::size_t stack_size) noexcept {
+  std::size_t pg = fcb::page_size();
+  fcb* f = take_slot();
+  if (!f) return nullptr;
   f->want_stack = ((stack_size + pg - 1) / pg) * pg;
   f->sp = nullptr;  // the first frame is written at first run: no page is touched before
+  f->trimmed = false;
   if (!stack_ensure(f)) {
-    lock_guard<spinlock> g(g_slot_lock);
-    f->free_next = g_free;
-    g_free = f;
+    f->free_next = nullptr;
+    pool_put(f, f, 1);
     return nullptr;
   }
   f->id = (g_seq.fetch_add(1, std::memory_order_relaxed) << kSlotBits) | f->slot;  // relaxed: uniqueness only
@@ -155,68 +219,29 @@ fcb* slot_alloc(std::size_t stack_size) noexcept {
   return f;
 }
 
-static bool map_unguarded(std::size_t size, char** base, std::size_t* map_size) noexcept {
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-  if (p == MAP_FAILED) return false;
-  *base = static_cast<char*>(p);
-  *map_size = size;
-  return true;
-}
-
-bool stack_ensure(fcb* f) noexcept {
-  if (f->map_base) {
-    std::size_t have = f->map_size - (f->guarded ? fcb::kGuard : 0);
-    if (have == f->want_stack) return true;
-    if (f->guarded) {  // unguarded mappings stay until shutdown (unmapping could split a VMA)
-      stack_unmap(f->map_base, f->map_size);
-      g_guarded.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a budget, not a synchronisation
-    }
-    f->map_base = nullptr;
-  }
-  bool ok = false;
-  if (g_guarded.load(std::memory_order_relaxed) < guarded_budget()) {  // relaxed: a budget
-    ok = stack_map(f->want_stack, &f->map_base, &f->map_size, fcb::kGuard);
-    if (ok) g_guarded.fetch_add(1, std::memory_order_relaxed);
-    f->guarded = true;
-  }
-  if (!ok) {
-    ok = map_unguarded(f->want_stack, &f->map_base, &f->map_size);
-    f->guarded = false;
-    if (ok) std::memcpy(f->map_base, &kCanary, sizeof kCanary);
-  }
-  if (!ok) f->map_base = nullptr;
-  return ok;
-}
-
-bool stack_canary_ok_slow(const fcb* f) noexcept {
-  std::uint64_t v;
-  std::memcpy(&v, f->map_base, sizeof v);
-  return v == kCanary;
-}
-
 void slot_free(fcb* f) noexcept {
   f->diag.move(fstate::exited, fstate::free);
   san_destroy_fiber(f->tsan_fiber);
   f->tsan_fiber = nullptr;
-  char* unmap_base = nullptr;
-  std::size_t unmap_size = 0;
-  {
-    lock_guard<spinlock> g(g_slot_lock);
-    if (f->map_base && f->guarded) {
-      if (g_pooled >= kMaxPooled) {  // keep the slot, drop its stack
-        unmap_base = f->map_base;
-        unmap_size = f->map_size;
-        f->map_base = nullptr;
-        g_guarded.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a budget
-      } else {
-        ++g_pooled;
-      }
-    }
-    f->free_next = g_free;
-    g_free = f;
+  slot_cache* c = my_cache();
+  if (!c) {
+    if (knobs.no_stack_cache.load(std::memory_order_relaxed)) stack_release(f);  // relaxed: test knob
+    f->free_next = nullptr;
+    pool_put(f, f, 1);
+    return;
   }
-  stack_unmap(unmap_base, unmap_size);
+  f->free_next = c->head;
+  c->head = f;
+  if (++c->n <= kCacheMax) return;
+  // Keep the newest (warmest) slots, move the oldest kBatch (I-SC2).
+  fcb* keep = c->head;
+  for (unsigned i = 1; i < c->n - kBatch; ++i) keep = keep->free_next;
+  fcb* first = keep->free_next;
+  fcb* last = first;
+  while (last->free_next) last = last->free_next;
+  keep->free_next = nullptr;
+  c->n -= kBatch;
+  pool_put(first, last, kBatch);
 }
 
 fcb* slot_lookup(fiber_t id) noexcept {
@@ -233,14 +258,16 @@ void slots_visit(void (*fn)(fcb&, void*), void* ctx) noexcept {
   }
 }
 
-// At shutdown, no fiber is alive: unmap every stack and free the chunks.
+// At shutdown, no fiber is alive: empty the caches, unmap every stack and
+// free the chunks.
 void slots_reset() noexcept {
   lock_guard<spinlock> g(g_slot_lock);
+  for (slot_cache& c : g_cache) c = slot_cache{};
   for (unsigned c = 0; c < kMaxChunks; ++c) {
     fcb* chunk = g_chunks[c].load(std::memory_order_relaxed);  // relaxed: quiescent
     if (!chunk) break;
     for (unsigned i = 0; i < kChunk; ++i) {
-      stack_unmap(chunk[i].map_base, chunk[i].map_size);
+      stack_free_own(&chunk[i]);
       san_destroy_fiber(chunk[i].tsan_fiber);
     }
     delete[] chunk;
@@ -249,7 +276,7 @@ void slots_reset() noexcept {
   g_free = nullptr;
   g_nslots = 0;
   g_pooled = 0;
-  g_guarded.store(0, std::memory_order_relaxed);  // relaxed: quiescent
+  stacks_reset();
 }
 
 }  // namespace fiber::detail

@@ -25,9 +25,22 @@ enum fiber_test_knob {
   FIBER_KNOB_DEADLOCK_NO_THREAD_CHECK = 7, /* deadlock detector ignores threads outside the runtime */
   FIBER_KNOB_NO_IO_INTERPOSE = 8,   /* a fiber's read, write, poll, sleep... go straight to libc */
   FIBER_KNOB_NO_LOCK_INTERPOSE = 9, /* fibers call libc's pthread/sem locks directly (may block the KLT) */
-  FIBER_KNOB_NO_LOCK_HOLD = 10      /* holders of interposed libc locks stay preemptible */
+  FIBER_KNOB_NO_LOCK_HOLD = 10,     /* holders of interposed libc locks stay preemptible */
+  FIBER_KNOB_NO_STACK_CACHE = 11, /* no slot caches, no arenas: a mapping per fiber, unmapped at exit */
+  FIBER_KNOB_UNGUARDED_STACKS = 12, /* new stacks are unguarded (canary), as past the guarded budget */
+  FIBER_KNOB_TRIM_ALL = 13 /* every free stack entering the global pool is trimmed (if seen deep) */
 };
 void fiber_test_set_knob(int knob, int on);
+
+/* Stack system calls since the process started (core/src/stacks.cpp).  A fiber created
+ * without any of them ran on a reused stack. */
+typedef struct fiber_test_stack_counters_s {
+  uint64_t own_maps;   /* stacks mapped one by one (mmap + mprotect) */
+  uint64_t arena_maps; /* arenas mapped (one mmap each, for 64 stacks) */
+  uint64_t carved;     /* stacks carved from an arena (one mprotect if guarded) */
+  uint64_t trims;      /* cached stacks trimmed with madvise (MADV_DONTNEED) */
+} fiber_test_stack_counters_t;
+void fiber_test_get_stack_counters(fiber_test_stack_counters_t *out);
 
 
 #ifdef __cplusplus

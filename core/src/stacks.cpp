@@ -1,0 +1,320 @@
+// core/src/stacks.cpp - fiber stacks: where they come from, what they keep.
+//
+// A stack belongs to a control block (fcb::map_base) and travels with it
+// through the slot caches (slots.cpp): a fiber created on a reused slot runs
+// on a warm stack and costs no system call.  New stacks of the runtime's
+// default size are carved from arenas, so the address space lock is taken
+// once per kArenaStacks stacks, not once per fiber (on 2 KLTs a mmap per
+// fiber serialised both on mmap_lock: skynet 1M spent 5x its user time in the
+// kernel).  Other sizes are mapped one by one, as before.
+//
+// Guarded arena: a PROT_NONE reservation of kArenaStacks x (guard + stack);
+// carving a stack is one mprotect of its stack part, the guard below it is
+// the reservation itself.  Same VMA count as one mapping per stack (2 per
+// guarded stack), so the guarded budget below still applies.
+//
+// Unguarded arena (past the budget): one read-write MAP_NORESERVE mapping of
+// kArenaStacks stacks, adjacent, with the canary of each stack in the same
+// page as the top of the stack below it:
+//
+//   page k-1                          | page k ...            page k+63 |
+//   [... top frames of stack i-1][can.i][stack i: lo (page aligned) ... hi)[can.i+1]
+//
+// stack_lo is page aligned and stack_hi sits kCanaryBytes below a page
+// boundary.  A fiber that only ever touches its top page then costs one page
+// of memory, where a page-aligned layout costs two (its top page and the page
+// holding its canary): that second page was half of the 7.4 KB a parked
+// fiber cost.
+//
+// Guard size, stack clash, the guarded budget (half of vm.max_map_count less
+// a margin; FIBER_MAX_GUARDED_STACKS) and the canary check of unguarded
+// stacks are unchanged: see slots.cpp's header.
+//
+// What a cached stack keeps resident: a stack handed to the global pool when
+// it already holds kResidentFree stacks is trimmed with MADV_DONTNEED below
+// its top page (the top page holds the next stack's canary in an unguarded
+// arena, and the next fiber touches it first anyway).  So a burst of a
+// million fibers leaves at most one page per cached stack, and deep stacks
+// give their memory back.  Arena stacks are never unmapped alone; every
+// arena is unmapped at fiber_shutdown (stacks_reset).
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "fiber/detail/testing.h"
+#include "runtime.hpp"
+
+namespace fiber::detail {
+
+namespace {
+constexpr std::uint64_t kCanary = 0xF1BE5CA7C0DEC0DEull;
+constexpr std::size_t kArenaStacks = 64;
+constexpr std::size_t kMaxArenas = 1u << 16;  // 4M arena stacks; past that, one mapping each
+
+struct arena {
+  char* base;
+  std::size_t size;
+};
+
+// Arenas and the free arena stacks of a size no slot wanted; all guarded by
+// g_arena_lock (taken once per kArenaStacks new stacks, and when a slot
+// changes its stack size).
+spinlock g_arena_lock;
+arena g_arenas[kMaxArenas];  // every arena mapped, for stacks_reset
+std::size_t g_narenas = 0;
+struct carver {
+  char* next = nullptr;  // next stack's map_base in the current arena
+  std::size_t left = 0;  // stacks left in it
+  std::size_t size = 0;  // their stack size
+};
+carver g_carve[2];  // [guarded]
+struct spare_list {
+  char** v = nullptr;
+  std::size_t n = 0, cap = 0, size = 0;  // size: the stack size of every entry
+};
+spare_list g_spare[2];  // [guarded]: arena stacks whose slot took another size
+
+std::atomic<long> g_guarded{0};        // guarded mappings alive (in use or cached)
+std::atomic<long> g_guarded_max{-1};   // budget; -1 until read
+std::atomic<std::uint64_t> g_maps{0}, g_arena_maps{0}, g_carved{0}, g_trims{0};
+
+long guarded_budget() noexcept {
+  long b = g_guarded_max.load(std::memory_order_relaxed);  // relaxed: idempotent computation
+  if (b >= 0) return b;
+  long maps = 65530;
+  if (FILE* fp = std::fopen("/proc/sys/vm/max_map_count", "r")) {
+    if (std::fscanf(fp, "%ld", &maps) != 1) maps = 65530;
+    std::fclose(fp);
+  }
+  b = maps / 2 - 8192;  // the margin: libraries, heaps, sanitizer shadow
+  if (const char* e = std::getenv("FIBER_MAX_GUARDED_STACKS")) b = std::atol(e);
+  if (b < 0) b = 0;
+  g_guarded_max.store(b, std::memory_order_relaxed);
+  return b;
+}
+
+void count(std::atomic<std::uint64_t>& c) noexcept {
+  c.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+}
+
+// Maps a new arena for stacks of `size` bytes; g_arena_lock held.
+bool arena_new_locked(carver& c, std::size_t size, bool guarded) noexcept {
+  if (g_narenas == kMaxArenas) return false;
+  std::size_t pg = fcb::page_size();
+  std::size_t total = guarded ? kArenaStacks * (fcb::kGuard + size) : pg + kArenaStacks * size;
+  void* p = mmap(nullptr, total, guarded ? PROT_NONE : PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (p == MAP_FAILED) return false;
+  count(g_arena_maps);
+  g_arenas[g_narenas++] = {static_cast<char*>(p), total};
+  c.next = static_cast<char*>(p) + (guarded ? 0 : pg - fcb::kCanaryBytes);
+  c.left = kArenaStacks;
+  c.size = size;
+  return true;
+}
+
+// One stack of `size` from the arenas (a spare one first); g_arena_lock held.
+char* arena_take_locked(std::size_t size, bool guarded) noexcept {
+  spare_list& s = g_spare[guarded];
+  if (s.n && s.size == size) return s.v[--s.n];
+  carver& c = g_carve[guarded];
+  if (!c.left || c.size != size) {
+    if (!arena_new_locked(c, size, guarded)) return nullptr;
+  }
+  count(g_carved);
+  char* base = c.next;
+  c.next += guarded ? fcb::kGuard + size : size;
+  --c.left;
+  return base;
+}
+
+bool arena_stack(fcb* f, bool guarded) noexcept {
+  char* base;
+  {
+    lock_guard<spinlock> g(g_arena_lock);
+    base = arena_take_locked(f->want_stack, guarded);
+  }
+  if (!base) return false;
+  if (guarded && mprotect(base + fcb::kGuard, f->want_stack, PROT_READ | PROT_WRITE) != 0) {
+    // Address space only: the stack stays a guard.  Not returned to a list
+    // (it could fail again); the arena is unmapped at shutdown.
+    return false;
+  }
+  f->map_base = base;
+  f->map_size = guarded ? fcb::kGuard + f->want_stack : f->want_stack;
+  f->guarded = guarded;
+  f->in_arena = true;
+  return true;
+}
+
+bool map_unguarded(std::size_t size, char** base, std::size_t* map_size) noexcept {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (p == MAP_FAILED) return false;
+  *base = static_cast<char*>(p);
+  *map_size = size;
+  return true;
+}
+
+// A stack mapped for f alone (sizes other than the default, or the knob).
+bool own_stack(fcb* f, bool guarded) noexcept {
+  bool ok = guarded ? stack_map(f->want_stack, &f->map_base, &f->map_size, fcb::kGuard)
+                    : map_unguarded(f->want_stack, &f->map_base, &f->map_size);
+  if (!ok) {
+    f->map_base = nullptr;
+    return false;
+  }
+  count(g_maps);
+  f->guarded = guarded;
+  f->in_arena = false;
+  return true;
+}
+
+bool arena_size(std::size_t size) noexcept {
+  if (knobs.no_stack_cache.load(std::memory_order_relaxed)) return false;  // relaxed: test knob
+  runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: set while fibers are created
+  return rt && size == rt->cfg.stack_size;
+}
+
+// Keeps a spare arena stack for the next slot that wants its size.
+void arena_spare(fcb* f) noexcept {
+  std::size_t size = f->map_size - (f->guarded ? fcb::kGuard : 0);
+  lock_guard<spinlock> g(g_arena_lock);
+  spare_list& s = g_spare[f->guarded];
+  if (s.size != size) s.n = 0;  // the old size's spares stay in their arenas until shutdown
+  s.size = size;
+  if (s.n == s.cap) {
+    std::size_t cap = s.cap ? 2 * s.cap : 64;
+    auto* v = static_cast<char**>(std::realloc(s.v, cap * sizeof(char*)));
+    if (!v) return;  // kept in its arena, unused, until shutdown
+    s.v = v;
+    s.cap = cap;
+  }
+  s.v[s.n++] = f->map_base;
+}
+}  // namespace
+
+bool stack_map(std::size_t size, char** base, std::size_t* map_size, std::size_t guard) noexcept {
+  std::size_t pg = fcb::page_size();
+  std::size_t total = ((size + pg - 1) / pg) * pg + guard;
+  void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (p == MAP_FAILED) return false;
+  if (mprotect(p, guard, PROT_NONE) != 0) {
+    munmap(p, total);
+    return false;
+  }
+  *base = static_cast<char*>(p);
+  *map_size = total;
+  return true;
+}
+
+void stack_unmap(char* base, std::size_t map_size) noexcept {
+  if (base) munmap(base, map_size);
+}
+
+void stack_release(fcb* f) noexcept {
+  if (!f->map_base) return;
+  if (f->in_arena) {
+    arena_spare(f);
+  } else {
+    stack_unmap(f->map_base, f->map_size);
+    if (f->guarded) g_guarded.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a budget
+  }
+  f->map_base = nullptr;
+}
+
+bool stack_ensure(fcb* f) noexcept {
+  if (f->map_base) {
+    if (f->map_size - (f->guarded ? fcb::kGuard : 0) == f->want_stack) return true;  // no count: hot path
+    stack_release(f);
+  }
+  const bool arena = arena_size(f->want_stack);
+  bool ok = false;
+  f->low_sp = ~std::uintptr_t{0};  // a new stack: no depth seen yet
+  if (!knobs.unguarded_stacks.load(std::memory_order_relaxed) &&  // relaxed: test knob
+      g_guarded.load(std::memory_order_relaxed) < guarded_budget()) {  // relaxed: a budget
+    ok = (arena && arena_stack(f, true)) || own_stack(f, true);  // own: past kMaxArenas
+    if (ok) g_guarded.fetch_add(1, std::memory_order_relaxed);  // relaxed: a budget
+  }
+  if (!ok) {
+    ok = (arena && arena_stack(f, false)) || own_stack(f, false);
+    if (ok) std::memcpy(f->map_base, &kCanary, sizeof kCanary);
+  }
+  return ok;
+}
+
+// The pages of a free stack below its top page (see the header); false: none.
+static bool trim_range(fcb* f, iovec* out) noexcept {
+  if (!f->map_base) return false;
+  std::size_t pg = fcb::page_size();
+  auto lo = reinterpret_cast<std::uintptr_t>(f->stack_lo());
+  auto hi = reinterpret_cast<std::uintptr_t>(f->stack_hi());
+  lo = (lo + pg - 1) & ~(pg - 1);  // never the canary's page
+  hi = (hi - 1) & ~(pg - 1);       // never the top page
+  if (f->low_sp >= hi || hi <= lo) return false;  // never seen below its top page
+  f->low_sp = ~std::uintptr_t{0};  // the next fibers' depth, from now on
+  *out = {reinterpret_cast<void*>(lo), hi - lo};
+  return true;
+}
+
+// Trims up to kTrimBatch stacks with one process_madvise(PIDFD_SELF) where
+// the kernel has it (Linux 6.13 accepts MADV_DONTNEED for the caller itself,
+// 6.15 PIDFD_SELF), else one madvise each.
+void stack_trim(fcb* const* fs, std::size_t n) noexcept {
+  constexpr int kPidfdSelf = -10000;  // PIDFD_SELF
+  static std::atomic<bool> no_batch{false};
+  iovec iov[kTrimBatch];
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < n && k < kTrimBatch; ++i) k += trim_range(fs[i], &iov[k]);
+  if (k == 0) return;
+  g_trims.fetch_add(k, std::memory_order_relaxed);  // relaxed: statistics
+  if (!no_batch.load(std::memory_order_relaxed)) {  // relaxed: a cached capability
+    long r = syscall(SYS_process_madvise, kPidfdSelf, iov, k, MADV_DONTNEED, 0u);
+    if (r >= 0) return;
+    no_batch.store(true, std::memory_order_relaxed);  // relaxed: as above
+  }
+  for (std::size_t i = 0; i < k; ++i) madvise(iov[i].iov_base, iov[i].iov_len, MADV_DONTNEED);
+}
+
+bool stack_canary_ok_slow(const fcb* f) noexcept {
+  std::uint64_t v;
+  std::memcpy(&v, f->map_base, sizeof v);
+  return v == kCanary;
+}
+
+void stack_free_own(fcb* f) noexcept {
+  if (f->map_base && !f->in_arena) stack_unmap(f->map_base, f->map_size);
+  f->map_base = nullptr;
+}
+
+// At shutdown, every fiber is gone: unmap the arenas (own mappings are
+// unmapped by slots_reset through stack_free_own).
+void stacks_reset() noexcept {
+  lock_guard<spinlock> g(g_arena_lock);
+  for (std::size_t i = 0; i < g_narenas; ++i) munmap(g_arenas[i].base, g_arenas[i].size);
+  g_narenas = 0;
+  g_carve[0] = g_carve[1] = carver{};
+  for (spare_list& s : g_spare) {
+    std::free(s.v);
+    s = spare_list{};
+  }
+  g_guarded.store(0, std::memory_order_relaxed);  // relaxed: quiescent
+}
+
+}  // namespace fiber::detail
+
+using namespace fiber::detail;
+
+extern "C" void fiber_test_get_stack_counters(fiber_test_stack_counters_t* out) {
+  // relaxed: statistics, read by a test after the fibers it counts are joined
+  out->own_maps = g_maps.load(std::memory_order_relaxed);
+  out->arena_maps = g_arena_maps.load(std::memory_order_relaxed);
+  out->carved = g_carved.load(std::memory_order_relaxed);
+  out->trims = g_trims.load(std::memory_order_relaxed);
+}

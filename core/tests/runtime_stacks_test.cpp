@@ -1,0 +1,320 @@
+// core/tests/runtime_stacks_test.cpp - stack reuse (slot caches, arenas) keeps
+// every guarantee of a freshly mapped stack (core/src/stacks.cpp, slots.cpp):
+//   - a fiber created after another exited reuses its stack without a system
+//     call (StacksAreReused; its twin under FIBER_KNOB_NO_STACK_CACHE maps one
+//     stack per fiber, so the counters measure what they claim);
+//   - a reused guarded stack still has its guard (death test);
+//   - unguarded arena stacks share a page between one stack's top and the
+//     next one's canary, yet neither disturbs the other (UnguardedNeighbours)
+//     and an overwritten canary is still reported (death test);
+//   - a slot that changes stack size gives its arena stack to the next slot
+//     of that size (SpareArenaStacksAreReused);
+//   - fiber_shutdown unmaps every stack and arena (/proc/self/maps is back to
+//     its size before the runtime ran).
+// How each was seen failing: papers/results/stacks.md, "Tests".
+#include <alloca.h>
+#include <stdio.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "test_util.hpp"
+
+namespace {
+
+using namespace fiber_test;
+
+fiber_test_stack_counters_t counters() {
+  fiber_test_stack_counters_t c{};
+  fiber_test_get_stack_counters(&c);
+  return c;
+}
+
+std::uint64_t maps_of(const fiber_test_stack_counters_t& c) { return c.own_maps + c.arena_maps; }
+// New stacks: every fiber created without one ran on a reused stack.
+std::uint64_t new_stacks(const fiber_test_stack_counters_t& c) { return c.own_maps + c.carved; }
+
+class stacks_test : public runtime_test {
+ protected:
+  void TearDown() override {
+    runtime_test::TearDown();
+    fiber_test_set_knob(FIBER_KNOB_NO_STACK_CACHE, 0);
+    fiber_test_set_knob(FIBER_KNOB_UNGUARDED_STACKS, 0);
+    fiber_test_set_knob(FIBER_KNOB_TRIM_ALL, 0);
+  }
+};
+
+void* nop(void*) { return nullptr; }
+
+constexpr unsigned kSerial = 2000;
+
+// Creates and joins kSerial fibers one after the other, from a fiber.
+void* serial(void*) {
+  for (unsigned i = 0; i < kSerial; ++i) {
+    fiber_t f = spawn(nop);
+    if (!f || fiber_join(f, nullptr) != 0) return reinterpret_cast<void*>(1);
+  }
+  return nullptr;
+}
+
+TEST_F(stacks_test, StacksAreReused) {
+  start(2, 0);
+  auto before = counters();
+  EXPECT_EQ(join(spawn(serial)), nullptr);
+  auto after = counters();
+  // The serial loop's fiber itself may need a new stack, and the first child
+  // one more; an arena (64 stacks) covers both.
+  EXPECT_LE(maps_of(after) - maps_of(before), 2u);
+  EXPECT_LE(new_stacks(after) - new_stacks(before), 2u) << "of " << kSerial << " fibers";
+}
+
+TEST_F(stacks_test, WithoutTheCacheEveryFiberMapsAStack) {  // the control of StacksAreReused
+  fiber_test_set_knob(FIBER_KNOB_NO_STACK_CACHE, 1);
+  start(2, 0);
+  auto before = counters();
+  EXPECT_EQ(join(spawn(serial)), nullptr);
+  auto after = counters();
+  EXPECT_GE(after.own_maps - before.own_maps, kSerial);
+}
+
+// From an OS thread (no KLT cache: the global pool), the same holds.
+TEST_F(stacks_test, StacksAreReusedFromAnOsThread) {
+  start(1, 0);
+  auto before = counters();
+  for (unsigned i = 0; i < 500; ++i) {
+    fiber_t f = spawn(nop);
+    ASSERT_NE(f, 0u);
+    join(f);
+  }
+  auto after = counters();
+  EXPECT_LE(maps_of(after) - maps_of(before), 1u);
+  EXPECT_LE(new_stacks(after) - new_stacks(before), 1u) << "of 500 fibers";
+}
+
+// Many live fibers, then many again: the second wave runs on the first's
+// stacks (through the KLT caches and the global pool).  The other KLT's cache
+// may keep up to kCacheMax (64) free slots the creator cannot take (I-C1), so
+// up to that many are new.
+constexpr unsigned kWave = 1000;
+void* wave(void*) {
+  std::vector<fiber_t> ids(kWave);
+  for (auto& id : ids)
+    if (!(id = spawn(nop))) return reinterpret_cast<void*>(1);
+  for (auto id : ids)
+    if (fiber_join(id, nullptr) != 0) return reinterpret_cast<void*>(1);
+  return nullptr;
+}
+
+TEST_F(stacks_test, WavesOfFibersReuseTheFirstWavesStacks) {
+  start(2, 0);
+  EXPECT_EQ(join(spawn(wave)), nullptr);
+  auto before = counters();
+  EXPECT_EQ(join(spawn(wave)), nullptr);
+  auto after = counters();
+  EXPECT_LE(maps_of(after) - maps_of(before), 1u);
+  EXPECT_LE(after.carved - before.carved, 64u + 2u);
+}
+
+// A slot that takes a custom size gives up its arena stack; the next default
+// fiber takes that one instead of carving a new one.
+void* sizes(void*) {
+  for (unsigned i = 0; i < 200; ++i) {
+    fiber_t a = spawn(nop, nullptr, i % 2 ? 64 * 1024 : 0);
+    if (!a || fiber_join(a, nullptr) != 0) return reinterpret_cast<void*>(1);
+  }
+  return nullptr;
+}
+
+TEST_F(stacks_test, SpareArenaStacksAreReused) {
+  start(1, 0);
+  auto before = counters();
+  EXPECT_EQ(join(spawn(sizes)), nullptr);
+  auto after = counters();
+  EXPECT_LE(after.carved - before.carved, 3u);
+}
+
+// ---- guards and canaries on reused stacks -------------------------------------------
+
+int recurse(int n) {
+  volatile char buf[1024];
+  std::memset(const_cast<char*>(buf), n, sizeof buf);
+  return n + (n > 100000000 ? 0 : recurse(n + 1)) + buf[7];
+}
+
+void* overflow(void*) { return reinterpret_cast<void*>(static_cast<intptr_t>(recurse(0))); }
+
+void* reuse_then_overflow(void*) {
+  join(spawn(nop));  // its stack goes to this KLT's cache
+  auto before = counters();
+  fiber_t f = spawn(overflow);
+  if (f && new_stacks(counters()) == new_stacks(before)) fprintf(stderr, "overflowing on a reused stack\n");
+  if (f) fiber_join(f, nullptr);
+  return nullptr;
+}
+
+void reused_guard() {
+  fiber_config_t cfg = config(1, 0);
+  if (fiber_init(&cfg) != 0) return;
+  join(spawn(reuse_then_overflow));
+  fiber_shutdown();
+}
+
+TEST(stacks_death, AReusedStackKeepsItsGuard) {
+  EXPECT_EXIT(reused_guard(), ::testing::KilledBySignal(SIGABRT),
+              "overflowing on a reused stack.*fiber: fatal: fiber [0-9]+: stack overflow \\(fault at "
+              "0x[0-9a-f]+, guard page hit\\)");
+}
+
+// Unguarded arena stacks (stacks.cpp): stack_lo is page aligned, the canary
+// is the kCanaryBytes below it, and stack_hi is kCanaryBytes below the page
+// boundary above the top frame.  Neighbours that park and resume many times
+// with frames at their tops never trip each other's canaries.
+std::atomic<unsigned> g_rounds{0};
+void* top_heavy(void*) {
+  for (int i = 0; i < 20; ++i) {
+    volatile char buf[2048];  // writes near the top page
+    std::memset(const_cast<char*>(buf), i, sizeof buf);
+    fiber_yield();
+    g_rounds.fetch_add(1, std::memory_order_relaxed);  // relaxed: counted after the joins
+  }
+  return nullptr;
+}
+
+TEST_F(stacks_test, UnguardedNeighboursLeaveEachOthersCanariesAlone) {
+  fiber_test_set_knob(FIBER_KNOB_UNGUARDED_STACKS, 1);
+  start(2, 1000);
+  g_rounds.store(0);
+  std::vector<fiber_t> ids(300);
+  for (auto& id : ids) ASSERT_NE(id = spawn(top_heavy), 0u);
+  for (auto id : ids) join(id);
+  EXPECT_EQ(g_rounds.load(), 300u * 20);
+}
+
+// Writes the kCanaryBytes just below this fiber's stack_lo (computed from the
+// layout above), as an overflow by a few bytes would, then switches.
+void* smash_own_canary(void*) {
+  auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  std::uintptr_t top_page_end = (here + 4095) & ~std::uintptr_t{4095};
+  char* lo = reinterpret_cast<char*>(top_page_end - FIBER_DEFAULT_STACK_SIZE);
+  std::memset(lo - 64, 0x5a, 64);
+  fiber_yield();
+  return nullptr;
+}
+
+void canary_smash() {
+  fiber_test_set_knob(FIBER_KNOB_UNGUARDED_STACKS, 1);
+  fiber_config_t cfg = config(1, 0);
+  if (fiber_init(&cfg) != 0) return;
+  join(spawn(smash_own_canary));
+  fiber_shutdown();
+}
+
+TEST(stacks_death, AnOverwrittenCanaryOfAnArenaStackIsReported) {
+  EXPECT_EXIT(canary_smash(), ::testing::KilledBySignal(SIGABRT),
+              "fiber: fatal: fiber [0-9]+: stack overflow \\(canary");
+}
+
+// ---- what a cached stack keeps resident --------------------------------------------
+
+long rss_now() {
+  long pages = 0, res = 0;
+  if (FILE* fp = fopen("/proc/self/statm", "r")) {
+    if (fscanf(fp, "%ld %ld", &pages, &res) != 2) res = 0;
+    fclose(fp);
+  }
+  return res * 4096;
+}
+
+constexpr std::size_t kDeep = 128 * 1024;
+
+// Touches kDeep bytes of its stack and parks while that deep (a switch is
+// where the runtime sees how deep a stack went; a park always switches, a
+// yield with nothing else runnable does not).
+__attribute__((noinline)) void* deep(void*) {
+  auto* buf = static_cast<volatile char*>(alloca(kDeep));
+  for (std::size_t i = 0; i < kDeep; i += 4096) buf[i] = 1;
+  fiber_sleep_ns(kMs);
+  asm volatile("" : : "r"(buf) : "memory");
+  return nullptr;
+}
+
+// Joined from the OS thread, the slots go straight to the global pool; with
+// FIBER_KNOB_TRIM_ALL it keeps none untrimmed.  Deep stacks give their pages
+// back; shallow ones cost no system call.
+TEST_F(stacks_test, DeepCachedStacksAreTrimmedShallowOnesAreNot) {
+  fiber_test_set_knob(FIBER_KNOB_TRIM_ALL, 1);
+  start(1, 0);
+  constexpr unsigned kN = 64;
+  std::vector<fiber_t> ids(kN);
+  auto c0 = counters();
+  for (auto& id : ids) ASSERT_NE(id = spawn(nop), 0u);
+  for (auto id : ids) join(id);
+  auto c1 = counters();
+  EXPECT_EQ(c1.trims - c0.trims, 0u) << "shallow stacks trimmed";
+  for (auto& id : ids) ASSERT_NE(id = spawn(deep), 0u);
+  while (stats().live > 0) usleep(1000);  // all ran and exited; not yet joined
+  const long before = rss_now();
+  for (auto id : ids) join(id);
+  const long after = rss_now();
+  auto c2 = counters();
+  EXPECT_EQ(c2.trims - c1.trims, kN);
+  EXPECT_GE(before - after, static_cast<long>(kN * (kDeep - 8192))) << "RSS did not drop";
+}
+
+// ---- shutdown returns the memory ----------------------------------------------------
+
+struct maps_size {
+  long lines = 0;
+  unsigned long bytes = 0;
+};
+
+maps_size read_maps() {
+  maps_size m;
+  char line[512];
+  FILE* fp = fopen("/proc/self/maps", "r");
+  if (!fp) return m;
+  while (fgets(line, sizeof line, fp)) {
+    unsigned long lo = 0, hi = 0;
+    if (sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
+      ++m.lines;
+      m.bytes += hi - lo;
+    }
+  }
+  fclose(fp);
+  return m;
+}
+
+void* park_until_released(void* p) {
+  auto* sem = static_cast<fiber_sem_t*>(p);
+  fiber_sem_wait(sem);
+  return nullptr;
+}
+
+void run_wave(unsigned n, bool unguarded) {
+  fiber_test_set_knob(FIBER_KNOB_UNGUARDED_STACKS, unguarded ? 1 : 0);
+  fiber_config_t cfg = config(2, 0);
+  ASSERT_EQ(fiber_init(&cfg), 0);
+  fiber_sem_t sem;
+  fiber_sem_init(&sem, 0);
+  std::vector<fiber_t> ids(n);
+  for (auto& id : ids) ASSERT_NE(id = spawn(park_until_released, &sem), 0u);
+  for (unsigned i = 0; i < n; ++i) fiber_sem_post(&sem);
+  for (auto id : ids) join(id);
+  fiber_sem_destroy(&sem);
+  ASSERT_EQ(fiber_shutdown(), 0);
+  fiber_test_set_knob(FIBER_KNOB_UNGUARDED_STACKS, 0);
+}
+
+TEST(stacks_shutdown, ShutdownUnmapsEveryStack) {
+  run_wave(10, false);  // warm: KLT threads' malloc arenas and the like exist now
+  run_wave(10, true);
+  const maps_size base = read_maps();
+  run_wave(3000, false);  // 47 guarded arenas, 6000 VMAs
+  run_wave(3000, true);   // 47 unguarded arenas
+  const maps_size end = read_maps();
+  EXPECT_LE(end.lines, base.lines + 8) << "mappings left behind by the stacks";
+  EXPECT_LE(end.bytes, base.bytes + 64ul * 1024 * 1024) << "address space left behind";
+}
+
+}  // namespace
