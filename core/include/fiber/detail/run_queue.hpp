@@ -20,6 +20,11 @@
 //   I-Q5 evacuate_into moves every unpinned node queued when it takes the
 //        lock, never a pinned one, keeping the relative order of what it
 //        moves and what it leaves (the monitor's hand-off, core/src/monitor.hpp).
+//   I-Q6 stealable_hint() (size minus pinned nodes) is exact whenever the
+//        lock is not held, and steal_into(dst, cap) moves the first
+//        min(cap, unpinned) unpinned nodes (otherwise as I-Q3).  The policy's per-KLT has-work test
+//        reads it, so that a KLT does not stay awake for work pinned to
+//        another KLT (policy.hpp, I-R6).
 //
 // Thieves and the evacuating monitor run on other threads than the owner;
 // they take the same lock, so evacuation is the steal with "all" for "half"
@@ -52,13 +57,25 @@ class run_queue {
 
   // Moves up to half (rounded up) of this queue's unpinned nodes, oldest
   // first, to the tail of dst, and returns how many moved (I-Q3).
-  std::size_t steal_half_into(run_queue& dst) noexcept { return move_unpinned_into(dst, false); }
+  std::size_t steal_half_into(run_queue& dst) noexcept { return move_unpinned_into(dst, false, ~std::size_t{0}); }
+
+  // Moves up to `cap` unpinned nodes (not limited to half), oldest first, to
+  // the tail of dst (I-Q6): the policy's balanced intake from the global
+  // queue (policy.hpp, I-R2).
+  std::size_t steal_into(run_queue& dst, std::size_t cap) noexcept { return move_unpinned_into(dst, true, cap); }
 
   // Moves every unpinned node, oldest first, to the tail of dst and returns
   // how many moved (I-Q5).  From any thread (the monitor: an OS thread).
-  std::size_t evacuate_into(run_queue& dst) noexcept { return move_unpinned_into(dst, true); }
+  std::size_t evacuate_into(run_queue& dst) noexcept { return move_unpinned_into(dst, true, ~std::size_t{0}); }
 
   std::size_t size_hint() const noexcept { return size_.load(mo::relaxed); }  // relaxed: hint
+  // Nodes a thief may take (I-Q6).  Two relaxed loads: a hint, exact when
+  // quiescent; the idle protocol's fences order it against pushes (idle.hpp).
+  std::size_t stealable_hint() const noexcept {
+    const std::size_t n = size_.load(mo::relaxed);    // relaxed: hint (see above)
+    const std::size_t p = pinned_.load(mo::relaxed);  // relaxed: hint (see above)
+    return n > p ? n - p : 0;
+  }
 
   // For the scheduler's policies, which may need to inspect under the lock.
   basic_spinlock<Seam>& lock() noexcept { return lock_; }
@@ -67,6 +84,7 @@ class run_queue {
     Node* t = tail_.load();
     if (t) t->rq_next.store(n); else head_.store(n);
     tail_.store(n);
+    if (n->pinned.load()) pinned_.store(pinned_.load(mo::relaxed) + 1, mo::relaxed);  // relaxed: only written under lock_
     size_.store(size_.load(mo::relaxed) + 1, mo::relaxed);  // relaxed: only written under lock_
   }
   Node* pop_locked() noexcept {
@@ -76,6 +94,7 @@ class run_queue {
     head_.store(next);
     if (!next) tail_.store(nullptr);
     n->rq_next.store(nullptr);
+    if (n->pinned.load()) pinned_.store(pinned_.load(mo::relaxed) - 1, mo::relaxed);  // relaxed: only written under lock_
     size_.store(size_.load(mo::relaxed) - 1, mo::relaxed);  // relaxed: only written under lock_
     return n;
   }
@@ -83,7 +102,8 @@ class run_queue {
  private:
   // Lock order: none.  The victim's (this) lock is released before dst's is
   // taken, so no thread ever holds two queue locks.
-  std::size_t move_unpinned_into(run_queue& dst, bool all) noexcept {
+  // Moves nothing pinned, so pinned_ is unchanged on both sides.
+  std::size_t move_unpinned_into(run_queue& dst, bool all, std::size_t cap) noexcept {
     if (size_.load(mo::relaxed) == 0) return 0;  // relaxed: hint only
     Node* first = nullptr;
     Node* last = nullptr;
@@ -93,6 +113,7 @@ class run_queue {
       std::size_t n = size_.load(mo::relaxed);  // relaxed: written only under lock_
       std::size_t want = (n + 1) / 2;
       if (all) want = n;  // I-Q5
+      if (want > cap) want = cap;  // I-Q6
       Node* prev = nullptr;
       Node* cur = head_.load();
       while (cur && moved < want) {
@@ -126,6 +147,7 @@ class run_queue {
   typename Seam::template var<Node*> head_{nullptr};  // guarded by lock_
   typename Seam::template var<Node*> tail_{nullptr};  // guarded by lock_
   typename Seam::template atomic<std::size_t> size_{0};  // written under lock_, read as a hint
+  typename Seam::template atomic<std::size_t> pinned_{0};  // pinned nodes queued; as size_
 };
 
 }  // namespace fiber::detail
