@@ -49,11 +49,15 @@
 //                take (a violation); false puts it to sleep, and a sleeping
 //                KLT takes no steps until a push or a wake_another() after a
 //                pick wakes it (notify_one: the lowest-numbered sleeper).
-//                After every step no KLT sleeps while work it could take
+//                After every step, unless some awake KLT without a fiber is
+//                looking for work, no KLT sleeps while work it could take
 //                exists (global, its own queue, or an unpinned fiber of a
 //                queue whose KLT sleeps too or that holds more than the one
 //                fiber its awake KLT runs next), computed from the queues'
 //                contents, not from the policy's hints.
+//   Order: a KLT picks its next fiber before it requeues the one switching
+//   out (yield, tick), as sched.cpp's switch_out does; with nothing else
+//   runnable that fiber continues without a pick.
 #pragma once
 
 #include <algorithm>

@@ -107,7 +107,14 @@ class sim {
 
   void do_step(const step& s) {
     switch (s.o) {
-      case op::spawn: spawn(s.arg, s.klt < nklts_ ? s.klt : kNoKlt); break;
+      case op::spawn: {
+        unsigned k = s.klt < nklts_ ? s.klt : kNoKlt;
+        // kIdle: code runs on a KLT only in its running fiber; a spawn "on"
+        // an idle or sleeping KLT is an OS thread's.
+        if ((checks_ & kIdle) && k != kNoKlt && cur_[k] == nullptr) k = kNoKlt;
+        spawn(s.arg, k);
+        break;
+      }
       case op::tick: tick(s.klt % nklts_); break;
       case op::run: run_klt(s.klt % nklts_); break;
       case op::clock: advance(now_ + s.arg + 1); break;
@@ -157,17 +164,20 @@ class sim {
   }
   void check_sleepers();
 
-  sim_fiber* pick(unsigned k);
+  // KLT k picks its next fiber.  `leaving`, if any, is k's running fiber
+  // switching out (how: yielded or preempted): as in the runtime
+  // (sched.cpp, switch_out) the pick comes first and the fiber is requeued
+  // after it; when nothing else is runnable it simply continues.
+  sim_fiber* pick(unsigned k, sim_fiber* leaving = nullptr, how h = how::yielded);
   void count_waits(const sim_fiber& picked);
   void tick(unsigned k) {
     if (asleep_[k]) return;  // a sleeping KLT takes no steps (kIdle)
-    if (sim_fiber* f = cur_[k]) {
+    sim_fiber* f = cur_[k];
+    if (f) {
       if (service_.size() <= f->id) service_.resize(f->id + 1, 0);
       ++service_[f->id];
-      cur_[k] = nullptr;
-      enqueue(*f, k, how::preempted);
     }
-    pick(k);
+    pick(k, f, how::preempted);
   }
   void run_klt(unsigned k) {
     if (asleep_[k]) return;  // kIdle
@@ -207,9 +217,10 @@ class sim {
 };
 
 template <class P, class H>
-sim_fiber* sim<P, H>::pick(unsigned k) {
+sim_fiber* sim<P, H>::pick(unsigned k, sim_fiber* leaving, how h) {
   sim_fiber* f = policy_.pick_next(k);
   raise_asserts();
+  if (!f && leaving) return leaving;  // nothing else runnable: it continues
   if (!f) {
     check_idle(k);
     if (checks_ & kIdle) {
@@ -234,6 +245,10 @@ sim_fiber* sim<P, H>::pick(unsigned k) {
           "I-R3: " + fib(*f) + " preempted on k" + std::to_string(f->pinned_to) +
               " migrated to k" + std::to_string(k));
   count_waits(*f);
+  if (leaving) {
+    cur_[k] = nullptr;
+    enqueue(*leaving, k, h);  // finish_prev: requeued once off its stack
+  }
   f->state = fstate::running;
   f->klt = k;
   f->pinned_to = kNoKlt;
@@ -272,7 +287,7 @@ void sim<P, H>::exec(sim_fiber& f, unsigned k) {
   ++f.pc;
   switch (a.a) {
     case act::cpu: break;
-    case act::yield: cur_[k] = nullptr; enqueue(f, k, how::yielded); pick(k); break;
+    case act::yield: pick(k, &f, how::yielded); break;
     case act::sleep:
       f.sleep_order = sleep_seq_++;
       f.wake_at = now_ + a.arg + 1;  // the sim's own copy: the heap's fields are under test
@@ -360,7 +375,8 @@ void sim<P, H>::audit() {
 }
 
 // I-R6 after every step: no KLT sleeps while work it could take exists,
-// except the one fiber an awake KLT runs next from its own queue.
+// except the one fiber an awake KLT runs next from its own queue, unless an
+// awake KLT is looking for work.
 template <class P, class H>
 void sim<P, H>::check_sleepers() {
   const std::vector<int> where = locate();
@@ -373,6 +389,11 @@ void sim<P, H>::check_sleepers() {
     if (w >= 0) ++queued[w], unpinned[w] += f.pinned_to == kNoKlt;
     if (w == kNowhere && f.new_klt != kNoKlt) ++queued[f.new_klt];  // a runnext slot
   }
+  // An awake KLT with no fiber is looking for work: it takes what it finds
+  // and then wakes another sleeper if work remains (wake_another), so
+  // sleepers are fine meanwhile (Go's "a spinning M exists").
+  for (unsigned i = 0; i < nklts_; ++i)
+    if (!asleep_[i] && cur_[i] == nullptr) return;
   for (unsigned j = 0; j < nklts_; ++j) {
     if (!asleep_[j]) continue;
     std::string why;

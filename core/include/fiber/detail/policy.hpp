@@ -118,6 +118,8 @@ class sched_policy {
         return n;
       }
     }
+    // relaxed (both): a hint; a stale reading shifts one intake's size only.
+    if (next_[klt].stalled.load(mo::relaxed)) next_[klt].stalled.store(false, mo::relaxed);
     take_global(klt);  // I-R2
     return pick_local(klt);
   }
@@ -130,16 +132,23 @@ class sched_policy {
       if (i != klt && local_[i].stealable_hint() != 0) return true;
     return false;
   }
-  // I-R6: work a sleeping KLT could take and no awake KLT runs next.
+  // I-R6: work a sleeping KLT could take and no awake KLT runs next.  Another
+  // KLT's runnext slot is its owner's alone, so with runnext a queue holding
+  // one unpinned fiber counts (its owner may run the slot's fiber first).
   bool wake_another() const noexcept {
     if (global_.size_hint() != 0) return true;
     for (unsigned i = 0; i < nklts_; ++i)
-      if (local_[i].stealable_hint() != 0 && local_[i].size_hint() > 1) return true;
+      if (local_[i].stealable_hint() != 0 && (local_[i].size_hint() > 1 || opts_.runnext)) return true;
     return false;
   }
 
   // I-R5: returns how many moved; the caller wakes idle KLTs if any did.
-  std::size_t evacuate(unsigned klt) noexcept { return local_[klt].evacuate_into(global_); }
+  // Marks klt stalled, so that the intake (I-R2) shares global work among the
+  // others only, until klt picks again.
+  std::size_t evacuate(unsigned klt) noexcept {
+    next_[klt].stalled.store(true, mo::relaxed);  // relaxed: a hint for take_global
+    return local_[klt].evacuate_into(global_);
+  }
 
   // Anything queued anywhere (shutdown and the deadlock detector).
   bool has_work_hint() const noexcept {
@@ -181,12 +190,18 @@ class sched_policy {
   // I-R2: the balanced intake of global work.  Loads count each KLT's
   // running fiber (the picker's is requeued after the pick when it was
   // preempted or yielded), so a KLT that already has its share takes none.
+  // KLTs the monitor found stalled (evacuate) take no part: they cannot run
+  // their share, and the others must take the evacuated fibers (I-R5).
   void take_global(unsigned klt) noexcept {
     const std::size_t g = global_.size_hint();
     if (g == 0) return;
-    std::size_t total = g + nklts_;
-    for (unsigned i = 0; i < nklts_; ++i) total += local_[i].size_hint();
-    const std::size_t fair = (total + nklts_ - 1) / nklts_;
+    std::size_t total = g, active = 0;
+    for (unsigned i = 0; i < nklts_; ++i) {
+      if (i != klt && next_[i].stalled.load(mo::relaxed)) continue;  // relaxed: hint (evacuate)
+      total += local_[i].size_hint() + 1;
+      ++active;
+    }
+    const std::size_t fair = (total + active - 1) / active;
     const std::size_t mine = local_[klt].size_hint() + 1;
     std::size_t want = fair > mine ? fair - mine : 0;
     // At least one when this KLT has nothing else to run, and every
@@ -205,6 +220,7 @@ class sched_policy {
   struct alignas(64) slot {  // owner KLT only
     Node* n = nullptr;       // runnext
     unsigned picks = 0;      // intakes tried (I-R2's kGlobalEvery)
+    typename Seam::template atomic<bool> stalled{false};  // evacuated; cleared at its next pick
   };
 
   unsigned nklts_;
