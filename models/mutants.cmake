@@ -85,8 +85,9 @@ set(FIND [==[    if (!next) tail_.store(nullptr);]==])
 set(REPLACE [==[]==])
 fiber_mutant(runq_pop_keeps_tail run_queue I-Q1-Q2 fiber/detail/run_queue.hpp "pop of the last node leaves tail dangling - loss")
 
-set(FIND [==[    if (n->pinned.load()) pinned_.store(pinned_.load(mo::relaxed) - 1, mo::relaxed);  // relaxed: only written under lock_]==])
-set(REPLACE [==[]==])
+set(FIND [==[    const std::size_t one = n->pinned.load() ? kPinnedOne + 1 : 1;
+    size_.store(size_.load(mo::relaxed) - one, mo::relaxed);  // relaxed: only written under lock_]==])
+set(REPLACE [==[    size_.store(size_.load(mo::relaxed) - 1, mo::relaxed);]==])
 fiber_mutant(runq_pop_keeps_pinned_count run_queue I-Q6 fiber/detail/run_queue.hpp "pop of a pinned node leaves the pinned count - stealable hint wrong, an idle KLT sleeps on stealable work")
 
 set(FIND [==[      if (want > cap) want = cap;  // I-Q6]==])

@@ -68,13 +68,13 @@ class run_queue {
   // how many moved (I-Q5).  From any thread (the monitor: an OS thread).
   std::size_t evacuate_into(run_queue& dst) noexcept { return move_unpinned_into(dst, true, ~std::size_t{0}); }
 
-  std::size_t size_hint() const noexcept { return size_.load(mo::relaxed); }  // relaxed: hint
-  // Nodes a thief may take (I-Q6).  Two relaxed loads: a hint, exact when
-  // quiescent; the idle protocol's fences order it against pushes (idle.hpp).
+  std::size_t size_hint() const noexcept { return size_.load(mo::relaxed) & kCountMask; }  // relaxed: hint
+  // Nodes a thief may take (I-Q6).  One relaxed load of the size word (count
+  // and pinned count together, so they agree): a hint, exact when quiescent;
+  // the idle protocol's fences order it against pushes (idle.hpp).
   std::size_t stealable_hint() const noexcept {
-    const std::size_t n = size_.load(mo::relaxed);    // relaxed: hint (see above)
-    const std::size_t p = pinned_.load(mo::relaxed);  // relaxed: hint (see above)
-    return n > p ? n - p : 0;
+    const std::size_t w = size_.load(mo::relaxed);  // relaxed: hint (see above)
+    return (w & kCountMask) - (w >> kPinnedShift);
   }
 
   // For the scheduler's policies, which may need to inspect under the lock.
@@ -84,8 +84,8 @@ class run_queue {
     Node* t = tail_.load();
     if (t) t->rq_next.store(n); else head_.store(n);
     tail_.store(n);
-    if (n->pinned.load()) pinned_.store(pinned_.load(mo::relaxed) + 1, mo::relaxed);  // relaxed: only written under lock_
-    size_.store(size_.load(mo::relaxed) + 1, mo::relaxed);  // relaxed: only written under lock_
+    const std::size_t one = n->pinned.load() ? kPinnedOne + 1 : 1;
+    size_.store(size_.load(mo::relaxed) + one, mo::relaxed);  // relaxed: only written under lock_
   }
   Node* pop_locked() noexcept {
     Node* n = head_.load();
@@ -94,15 +94,15 @@ class run_queue {
     head_.store(next);
     if (!next) tail_.store(nullptr);
     n->rq_next.store(nullptr);
-    if (n->pinned.load()) pinned_.store(pinned_.load(mo::relaxed) - 1, mo::relaxed);  // relaxed: only written under lock_
-    size_.store(size_.load(mo::relaxed) - 1, mo::relaxed);  // relaxed: only written under lock_
+    const std::size_t one = n->pinned.load() ? kPinnedOne + 1 : 1;
+    size_.store(size_.load(mo::relaxed) - one, mo::relaxed);  // relaxed: only written under lock_
     return n;
   }
 
  private:
   // Lock order: none.  The victim's (this) lock is released before dst's is
   // taken, so no thread ever holds two queue locks.
-  // Moves nothing pinned, so pinned_ is unchanged on both sides.
+  // Moves nothing pinned, so the pinned count is unchanged on both sides.
   std::size_t move_unpinned_into(run_queue& dst, bool all, std::size_t cap) noexcept {
     if (size_.load(mo::relaxed) == 0) return 0;  // relaxed: hint only
     Node* first = nullptr;
@@ -110,7 +110,8 @@ class run_queue {
     std::size_t moved = 0;
     {
       lock_guard<basic_spinlock<Seam>> g(lock_);
-      std::size_t n = size_.load(mo::relaxed);  // relaxed: written only under lock_
+      const std::size_t word = size_.load(mo::relaxed);  // relaxed: written only under lock_
+      std::size_t n = word & kCountMask;
       std::size_t want = (n + 1) / 2;
       if (all) want = n;  // I-Q5
       if (want > cap) want = cap;  // I-Q6
@@ -130,7 +131,7 @@ class run_queue {
         }
         cur = next;
       }
-      size_.store(n - moved, mo::relaxed);  // relaxed: readers only use it as a hint
+      size_.store(word - moved, mo::relaxed);  // relaxed: readers only use it as a hint
     }
     if (moved) {
       lock_guard<basic_spinlock<Seam>> g(dst.lock_);
@@ -146,8 +147,14 @@ class run_queue {
   basic_spinlock<Seam> lock_;
   typename Seam::template var<Node*> head_{nullptr};  // guarded by lock_
   typename Seam::template var<Node*> tail_{nullptr};  // guarded by lock_
+  // The size word: nodes queued in the low 32 bits, pinned ones among them in
+  // the high 32 (one store per push or pop, as before the pinned count: I-Q6
+  // costs the models no extra interleavings).  0 iff empty.
+  static_assert(sizeof(std::size_t) == 8, "the size word packs two 32-bit counts");
+  static constexpr unsigned kPinnedShift = 32;
+  static constexpr std::size_t kPinnedOne = std::size_t{1} << kPinnedShift;
+  static constexpr std::size_t kCountMask = kPinnedOne - 1;
   typename Seam::template atomic<std::size_t> size_{0};  // written under lock_, read as a hint
-  typename Seam::template atomic<std::size_t> pinned_{0};  // pinned nodes queued; as size_
 };
 
 }  // namespace fiber::detail
