@@ -13,6 +13,9 @@
 //   scaling --workload fair --klts 2 [--fibers 8] [--seconds 3]
 //       `fibers` spinning fibers for `seconds`; reports each fiber's progress,
 //       the Jain index (sum x)^2 / (n sum x^2) and max/min share.
+//   --migrate 0|1   fiber_config_t::migrate_preempted (preempted fibers may
+//                   change KLT; default 0).  --policy fifo|runnext: the spawn
+//                   order (fiber_set_policy).  Both are echoed in the JSON.
 //
 // Written against the public C API only (what an outside program sees).  The
 // quantum is the default unless --timeslice says otherwise.  Exit status 1 on
@@ -39,7 +42,10 @@ struct options {
   unsigned fibers = 0;  // 0: the workload's default
   std::uint64_t work = 200000000;
   double seconds = 3.0;
+  unsigned migrate = 0;
+  std::string policy = "fifo";
 };
+
 
 double now_s() {
   struct timespec ts;
@@ -105,9 +111,9 @@ void run_skynet(const options& o) {
   }
   const std::uint64_t n = tree_fibers(o.size);
   std::printf("{\"workload\":\"skynet\",\"impl\":\"fiber\",\"klts\":%u,\"size\":%llu,"
-              "\"fibers\":%llu,\"seconds\":%.6f,\"us_per_fiber\":%.4f}\n",
+              "\"fibers\":%llu,\"seconds\":%.6f,\"us_per_fiber\":%.4f,\"policy\":\"%s\",\"migrate\":%u}\n",
               o.klts, static_cast<unsigned long long>(o.size), static_cast<unsigned long long>(n),
-              t, t * 1e6 / static_cast<double>(n));
+              t, t * 1e6 / static_cast<double>(n), o.policy.c_str(), o.migrate);
 }
 
 // --- CPU-bound and fairness -------------------------------------------------------
@@ -150,8 +156,8 @@ void run_cpu(const options& o) {
     if (int e = fiber_join(ids[i], nullptr)) die("fiber_join", e);
   double t = now_s() - t0;
   std::printf("{\"workload\":\"cpu\",\"impl\":\"fiber\",\"klts\":%u,\"fibers\":%u,"
-              "\"work\":%llu,\"seconds\":%.6f}\n",
-              o.klts, nf, static_cast<unsigned long long>(o.work), t);
+              "\"work\":%llu,\"seconds\":%.6f,\"policy\":\"%s\",\"migrate\":%u}\n",
+              o.klts, nf, static_cast<unsigned long long>(o.work), t, o.policy.c_str(), o.migrate);
 }
 
 void run_fair(const options& o) {
@@ -181,14 +187,17 @@ void run_fair(const options& o) {
   }
   const double jain = sq > 0 ? sum * sum / (nf * sq) : 0.0;
   std::printf("{\"workload\":\"fair\",\"impl\":\"fiber\",\"klts\":%u,\"fibers\":%u,\"seconds\":%.3f,"
-              "\"timeslice_us\":%u,\"jain\":%.4f,\"max_over_min\":%.3f,\"progress\":[%s]}\n",
-              o.klts, nf, o.seconds, o.timeslice_us, jain, mn > 0 ? mx / mn : 0.0, list.c_str());
+              "\"timeslice_us\":%u,\"jain\":%.4f,\"max_over_min\":%.3f,\"progress\":[%s],"
+              "\"policy\":\"%s\",\"migrate\":%u}\n",
+              o.klts, nf, o.seconds, o.timeslice_us, jain, mn > 0 ? mx / mn : 0.0, list.c_str(),
+              o.policy.c_str(), o.migrate);
 }
 
 void usage(FILE* out) {
   std::fprintf(out,
                "usage: scaling --workload skynet|cpu|fair [--klts N] [--timeslice US]\n"
                "               [--size LEAVES] [--fibers N] [--work ITERS] [--seconds S]\n"
+               "               [--migrate 0|1] [--policy fifo|runnext]\n"
                "One run of one workload at one KLT count; one JSON object on stdout.\n");
 }
 
@@ -199,8 +208,9 @@ options parse(int argc, char** argv) {
       {"timeslice", required_argument, nullptr, 't'}, {"size", required_argument, nullptr, 's'},
       {"fibers", required_argument, nullptr, 'f'},   {"work", required_argument, nullptr, 'W'},
       {"seconds", required_argument, nullptr, 'S'},  {"help", no_argument, nullptr, 'h'},
+      {"migrate", required_argument, nullptr, 'm'},  {"policy", required_argument, nullptr, 'p'},
       {nullptr, 0, nullptr, 0}};
-  for (int c; (c = getopt_long(argc, argv, "w:k:t:s:f:W:S:h", kOpts, nullptr)) != -1;) {
+  for (int c; (c = getopt_long(argc, argv, "w:k:t:s:f:W:S:hm:p:", kOpts, nullptr)) != -1;) {
     switch (c) {
       case 'w': o.workload = optarg; break;
       case 'k': o.klts = static_cast<unsigned>(std::strtoul(optarg, nullptr, 10)); break;
@@ -209,11 +219,14 @@ options parse(int argc, char** argv) {
       case 'f': o.fibers = static_cast<unsigned>(std::strtoul(optarg, nullptr, 10)); break;
       case 'W': o.work = std::strtoull(optarg, nullptr, 10); break;
       case 'S': o.seconds = std::strtod(optarg, nullptr); break;
+      case 'm': o.migrate = static_cast<unsigned>(std::strtoul(optarg, nullptr, 10)); break;
+      case 'p': o.policy = optarg; break;
       case 'h': usage(stdout); std::exit(0);
       default: usage(stderr); std::exit(2);
     }
   }
-  if (o.workload != "skynet" && o.workload != "cpu" && o.workload != "fair") {
+  if ((o.workload != "skynet" && o.workload != "cpu" && o.workload != "fair") ||
+      (o.policy != "fifo" && o.policy != "runnext")) {
     usage(stderr);
     std::exit(2);
   }
@@ -228,6 +241,9 @@ int main(int argc, char** argv) {
   fiber_config_init(&cfg);
   cfg.klts = o.klts;
   cfg.timeslice_us = o.timeslice_us;
+  cfg.migrate_preempted = o.migrate;
+  if (o.policy == "runnext")
+    if (int e = fiber_set_policy(FIBER_POLICY_RUNNEXT)) die("fiber_set_policy", e);
   if (int e = fiber_init(&cfg)) die("fiber_init", e);
   if (o.workload == "skynet") run_skynet(o);
   else if (o.workload == "cpu") run_cpu(o);

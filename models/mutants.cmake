@@ -85,6 +85,15 @@ set(FIND [==[    if (!next) tail_.store(nullptr);]==])
 set(REPLACE [==[]==])
 fiber_mutant(runq_pop_keeps_tail run_queue I-Q1-Q2 fiber/detail/run_queue.hpp "pop of the last node leaves tail dangling - loss")
 
+set(FIND [==[    const std::size_t one = n->pinned.load() ? kPinnedOne + 1 : 1;
+    size_.store(size_.load(mo::relaxed) - one, mo::relaxed);  // relaxed: only written under lock_]==])
+set(REPLACE [==[    size_.store(size_.load(mo::relaxed) - 1, mo::relaxed);]==])
+fiber_mutant(runq_pop_keeps_pinned_count run_queue I-Q6 fiber/detail/run_queue.hpp "pop of a pinned node leaves the pinned count - stealable hint wrong, an idle KLT sleeps on stealable work")
+
+set(FIND [==[      if (want > cap) want = cap;  // I-Q6]==])
+set(REPLACE [==[]==])
+fiber_mutant(runq_steal_ignores_cap run_queue I-Q6 fiber/detail/run_queue.hpp "capped steal ignores its cap - the intake overshoots the fair share")
+
 # --- idle.hpp --------------------------------------------------------------
 set(FIND [==[    Seam::fence(mo::seq_cst);  // forbids the sleepers_ load moving above the work's publication (I-I1)]==])
 set(REPLACE [==[]==])

@@ -55,7 +55,7 @@ struct local_first_policy : fifo {
 // PLANTED: a preempted fiber is queued unpinned, so a thief may take it (I-R3).
 struct unpinning_policy : fifo {
   using fifo::fifo;
-  void on_preempted(sim_fiber* n, unsigned klt) noexcept { push(n, klt, false); }
+  bool on_preempted(sim_fiber* n, unsigned klt) noexcept { return push(n, klt, false); }
 };
 
 // PLANTED: no hand-off, as before the monitor: a stalled KLT keeps its
@@ -69,6 +69,47 @@ struct no_handoff_policy : fifo {
 struct half_handoff_policy : fifo {
   using fifo::fifo;
   std::size_t evacuate(unsigned klt) noexcept { return local_[klt].steal_half_into(global_); }
+};
+
+// PLANTED: the has-work test before issue 13: any queued fiber keeps an idle
+// KLT awake, even one pinned to another KLT, so it spins (I-R6).
+struct spin_on_pinned_policy : fifo {
+  using fifo::fifo;
+  bool has_work(unsigned) const noexcept { return has_work_hint(); }
+};
+
+// PLANTED: a yield never wakes an idle KLT (the runtime before issue 13):
+// a KLT rotating several yielders keeps them all while another sleeps (I-R6).
+struct silent_yield_policy : fifo {
+  using fifo::fifo;
+  bool on_yield(sim_fiber* n, unsigned klt) noexcept {
+    fifo::on_yield(n, klt);
+    return false;
+  }
+};
+
+// PLANTED: a KLT that found work after sleeping never wakes another, so
+// one notify for a burst of work wakes one KLT only (I-R6).
+struct no_chain_wake_policy : fifo {
+  using fifo::fifo;
+  bool wake_another() const noexcept { return false; }
+};
+
+// PLANTED: the global intake before issue 13: half of the global queue,
+// whatever the KLT already has, so a start-up split can be 5:3 (I-R2).
+struct half_intake_policy : fifo {
+  using fifo::fifo;
+  sim_fiber* pick_next(unsigned klt) noexcept {
+    global_.steal_half_into(local_[klt]);
+    return pick_local(klt);
+  }
+};
+
+// PLANTED: migrate_preempted that requeues on the preempting KLT, unpinned,
+// instead of the global queue: nothing ever rebalances CPU-bound fibers.
+struct local_migrate_policy : fiber::detail::migrate_policy<sim_seam, sim_fiber> {
+  using fiber::detail::migrate_policy<sim_seam, sim_fiber>::migrate_policy;
+  bool on_preempted(sim_fiber* n, unsigned klt) noexcept { return push(n, klt, false); }
 };
 
 // PLANTED: timers fire one nanosecond early (I-T1).

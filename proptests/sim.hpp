@@ -44,6 +44,20 @@
 //   kFairness    I-R1 (one KLT): a fiber that becomes runnable while R other
 //                fibers are runnable waits at most R quanta (picks of other
 //                fibers) before it runs; fibers still waiting count too.
+//   kIdle        I-R6, work conservation: a KLT whose pick finds nothing
+//                asks has_work(k); true there is a spin on work it cannot
+//                take (a violation); false puts it to sleep, and a sleeping
+//                KLT takes no steps until a push or a wake_another() after a
+//                pick wakes it (notify_one: the lowest-numbered sleeper).
+//                After every step, unless some awake KLT without a fiber is
+//                looking for work, no KLT sleeps while work it could take
+//                exists (global, its own queue, or an unpinned fiber of a
+//                queue whose KLT sleeps too or that holds more than the one
+//                fiber its awake KLT runs next), computed from the queues'
+//                contents, not from the policy's hints.
+//   Order: a KLT picks its next fiber before it requeues the one switching
+//   out (yield, tick), as sched.cpp's switch_out does; with nothing else
+//   runnable that fiber continues without a pick.
 #pragma once
 
 #include <algorithm>
@@ -226,7 +240,7 @@ struct sim_fiber {
   unsigned bound = 0;   // runnable others when it became runnable
 };
 
-enum check : unsigned { kAccounting = 1, kPinned = 2, kTimers = 4, kFairness = 8 };
+enum check : unsigned { kAccounting = 1, kPinned = 2, kTimers = 4, kFairness = 8, kIdle = 16 };
 
 struct violation : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -6,6 +6,7 @@ namespace fiber_sim {
 
 using fifo = fiber::detail::fifo_policy<sim_seam, sim_fiber>;
 using runnext = fiber::detail::runnext_policy<sim_seam, sim_fiber>;
+using migrate = fiber::detail::migrate_policy<sim_seam, sim_fiber>;
 using run_queue_t = fiber::detail::run_queue<sim_seam, sim_fiber>;
 using heap_t = fiber::detail::timer_heap<sim_fiber>;
 
@@ -46,9 +47,17 @@ class sim {
   static constexpr int kNowhere = -2, kGlobal = -1;
 
   sim(const scenario& sc, unsigned checks)
-      : sc_(sc), checks_(checks), nklts_(sc.nklts), policy_(sc.nklts), cur_(sc.nklts, nullptr) {
+      : sc_(sc), checks_(checks), nklts_(sc.nklts), policy_(sc.nklts), cur_(sc.nklts, nullptr),
+        asleep_(sc.nklts, 0), idled_(sc.nklts, 0) {
     pending_assert().clear();
   }
+  // One step given by the caller (a property that builds its own schedule).
+  void step_once(const step& s) {
+    do_step(s);
+    audit();
+  }
+  // Quanta each fiber ended by a tick (its CPU time in a run of ticks only).
+  const std::vector<unsigned>& service() const { return service_; }
 
   void run_schedule() {
     for (step_ = 0; step_ < sc_.steps.size(); ++step_) {
@@ -98,7 +107,14 @@ class sim {
 
   void do_step(const step& s) {
     switch (s.o) {
-      case op::spawn: spawn(s.arg, s.klt < nklts_ ? s.klt : kNoKlt); break;
+      case op::spawn: {
+        unsigned k = s.klt < nklts_ ? s.klt : kNoKlt;
+        // kIdle: code runs on a KLT only in its running fiber; a spawn "on"
+        // an idle or sleeping KLT is an OS thread's.
+        if ((checks_ & kIdle) && k != kNoKlt && cur_[k] == nullptr) k = kNoKlt;
+        spawn(s.arg, k);
+        break;
+      }
       case op::tick: tick(s.klt % nklts_); break;
       case op::run: run_klt(s.klt % nklts_); break;
       case op::clock: advance(now_ + s.arg + 1); break;
@@ -127,26 +143,44 @@ class sim {
     f.waited = 0;
     f.bound = others_runnable(f);
     f.new_klt = h == how::created ? k : kNoKlt;
-    f.pinned_to = h == how::preempted ? k : kNoKlt;
+    f.pinned_to = h == how::preempted && !policy_.opts().migrate_preempted ? k : kNoKlt;
+    bool notify = false;
     switch (h) {
-      case how::created: policy_.on_new(&f, k); break;
-      case how::yielded: policy_.on_yield(&f, k); break;
-      case how::preempted: policy_.on_preempted(&f, k); break;
-      case how::woken: policy_.on_wake(&f, k); break;
+      case how::created: notify = policy_.on_new(&f, k); break;
+      case how::yielded: notify = policy_.on_yield(&f, k); break;
+      case how::preempted: notify = policy_.on_preempted(&f, k); break;
+      case how::woken: notify = policy_.on_wake(&f, k); break;
     }
     raise_asserts();
+    if (notify) wake_one();
   }
+  // I-R6: idle_set::notify_one (kIdle only: otherwise no KLT sleeps).
+  void wake_one() {
+    for (unsigned j = 0; j < nklts_; ++j)
+      if (asleep_[j]) {
+        asleep_[j] = 0;
+        return;
+      }
+  }
+  void check_sleepers();
 
-  sim_fiber* pick(unsigned k);
+  // KLT k picks its next fiber.  `leaving`, if any, is k's running fiber
+  // switching out (how: yielded or preempted): as in the runtime
+  // (sched.cpp, switch_out) the pick comes first and the fiber is requeued
+  // after it; when nothing else is runnable it simply continues.
+  sim_fiber* pick(unsigned k, sim_fiber* leaving = nullptr, how h = how::yielded);
   void count_waits(const sim_fiber& picked);
   void tick(unsigned k) {
-    if (sim_fiber* f = cur_[k]) {
-      cur_[k] = nullptr;
-      enqueue(*f, k, how::preempted);
+    if (asleep_[k]) return;  // a sleeping KLT takes no steps (kIdle)
+    sim_fiber* f = cur_[k];
+    if (f) {
+      if (service_.size() <= f->id) service_.resize(f->id + 1, 0);
+      ++service_[f->id];
     }
-    pick(k);
+    pick(k, f, how::preempted);
   }
   void run_klt(unsigned k) {
+    if (asleep_[k]) return;  // kIdle
     if (sim_fiber* f = cur_[k]) exec(*f, k); else pick(k);
   }
   void leave(sim_fiber& f, unsigned k, fstate s) {
@@ -169,6 +203,9 @@ class sim {
   Heap heap_;
   std::deque<sim_fiber> fibers_;  // stable addresses
   std::vector<sim_fiber*> cur_;   // running fiber per KLT
+  std::vector<char> asleep_;      // kIdle: sleeping in idle_wait
+  std::vector<char> idled_;       // kIdle: found no work since it last ran a fiber
+  std::vector<unsigned> service_;  // per fiber id: quanta ended by ticks
   std::deque<sim_fiber*> waiters_[kNoObj];
   unsigned permits_[kNoObj] = {};
   std::uint64_t now_ = 0;
@@ -180,12 +217,25 @@ class sim {
 };
 
 template <class P, class H>
-sim_fiber* sim<P, H>::pick(unsigned k) {
+sim_fiber* sim<P, H>::pick(unsigned k, sim_fiber* leaving, how h) {
   sim_fiber* f = policy_.pick_next(k);
   raise_asserts();
+  if (!f && leaving) return leaving;  // nothing else runnable: it continues
   if (!f) {
     check_idle(k);
+    if (checks_ & kIdle) {
+      idled_[k] = 1;
+      // pick_next found nothing it may take (check_idle), so has_work must agree.
+      if (policy_.has_work(k))
+        fail("I-R6: k" + std::to_string(k) + " found no work it may take, but has_work(k" +
+             std::to_string(k) + ") keeps it awake (it would spin)");
+      asleep_[k] = 1;
+    }
     return nullptr;
+  }
+  if (checks_ & kIdle) {
+    if (idled_[k] && policy_.wake_another()) wake_one();
+    idled_[k] = 0;
   }
   // Always on: the simulation cannot go on with a fiber in two places.
   if (f->state != fstate::runnable)
@@ -195,6 +245,10 @@ sim_fiber* sim<P, H>::pick(unsigned k) {
           "I-R3: " + fib(*f) + " preempted on k" + std::to_string(f->pinned_to) +
               " migrated to k" + std::to_string(k));
   count_waits(*f);
+  if (leaving) {
+    cur_[k] = nullptr;
+    enqueue(*leaving, k, h);  // finish_prev: requeued once off its stack
+  }
   f->state = fstate::running;
   f->klt = k;
   f->pinned_to = kNoKlt;
@@ -233,7 +287,7 @@ void sim<P, H>::exec(sim_fiber& f, unsigned k) {
   ++f.pc;
   switch (a.a) {
     case act::cpu: break;
-    case act::yield: cur_[k] = nullptr; enqueue(f, k, how::yielded); pick(k); break;
+    case act::yield: pick(k, &f, how::yielded); break;
     case act::sleep:
       f.sleep_order = sleep_seq_++;
       f.wake_at = now_ + a.arg + 1;  // the sim's own copy: the heap's fields are under test
@@ -316,6 +370,40 @@ void sim<P, H>::audit() {
       require(w == static_cast<int>(f.pinned_to), kPinned,
               "I-R3: " + fib(f) + " preempted on k" + std::to_string(f.pinned_to) + " is queued on " +
                   (w == kGlobal ? std::string("global") : "k" + std::to_string(w)));
+  }
+  if (checks_ & kIdle) check_sleepers();
+}
+
+// I-R6 after every step: no KLT sleeps while work it could take exists,
+// except the one fiber an awake KLT runs next from its own queue, unless an
+// awake KLT is looking for work.
+template <class P, class H>
+void sim<P, H>::check_sleepers() {
+  const std::vector<int> where = locate();
+  std::vector<unsigned> queued(nklts_, 0), unpinned(nklts_, 0);
+  unsigned global = 0;
+  for (const sim_fiber& f : fibers_) {
+    if (f.state != fstate::runnable) continue;
+    const int w = where[f.id];
+    if (w == kGlobal) ++global;
+    if (w >= 0) ++queued[w], unpinned[w] += f.pinned_to == kNoKlt;
+    if (w == kNowhere && f.new_klt != kNoKlt) ++queued[f.new_klt];  // a runnext slot
+  }
+  // An awake KLT with no fiber is looking for work: it takes what it finds
+  // and then wakes another sleeper if work remains (wake_another), so
+  // sleepers are fine meanwhile (Go's "a spinning M exists").
+  for (unsigned i = 0; i < nklts_; ++i)
+    if (!asleep_[i] && cur_[i] == nullptr) return;
+  for (unsigned j = 0; j < nklts_; ++j) {
+    if (!asleep_[j]) continue;
+    std::string why;
+    if (global) why = "the global queue holds " + std::to_string(global);
+    if (queued[j]) why = "its own queue holds " + std::to_string(queued[j]);
+    for (unsigned i = 0; i < nklts_ && why.empty(); ++i)
+      if (i != j && unpinned[i] != 0 && (asleep_[i] || queued[i] > 1))
+        why = "k" + std::to_string(i) + (asleep_[i] ? " (asleep)" : " (awake)") + " has " +
+              std::to_string(unpinned[i]) + " unpinned of " + std::to_string(queued[i]) + " queued";
+    if (!why.empty()) fail("I-R6: k" + std::to_string(j) + " sleeps while " + why);
   }
 }
 

@@ -80,7 +80,19 @@ bool config_ok(const fiber_config_t& c) noexcept {
   if (c.timeslice_us > 10u * 1000 * 1000) return false;  // a quantum over 10 s is a mistake
   // Shorter quanta spend the CPU on ticks (papers/design.md, "Minimum quantum").
   if (c.timeslice_us != 0 && c.timeslice_us < FIBER_MIN_TIMESLICE_US) return false;
+  if (c.migrate_preempted > 1) return false;
   return true;
+}
+
+// FIBER_MIGRATE=0|1 overrides fiber_config_t::migrate_preempted (policy.hpp,
+// I-R3); read once per fiber_init.  Another value is ignored with one line on
+// stderr, as FIBER_WATCHDOG's (an implicit init from fiber_create must not fail).
+void migrate_from_env(unsigned* v) noexcept {
+  const char* e = std::getenv("FIBER_MIGRATE");
+  if (!e || !*e) return;
+  if (std::strcmp(e, "0") == 0) *v = 0;
+  else if (std::strcmp(e, "1") == 0) *v = 1;
+  else std::fprintf(stderr, "fiber: FIBER_MIGRATE=%s ignored (want 0 or 1)\n", e);
 }
 
 void stop_klts(runtime& rt, unsigned n) noexcept {
@@ -125,15 +137,16 @@ int init_locked(const fiber_config_t* cfg) noexcept {
     if (c.klts > FIBER_MAX_KLTS) c.klts = FIBER_MAX_KLTS;
   }
   if (c.stack_size == 0) c.stack_size = FIBER_DEFAULT_STACK_SIZE;
+  migrate_from_env(&c.migrate_preempted);
   auto* rt = new (std::nothrow) runtime;
   if (!rt) return EAGAIN;
   rt->cfg = c;
   rt->nklts = c.klts;
   rt->policy_kind = g_policy;
   rt->klts.reset(new (std::nothrow) klt[c.klts]);
-  if (g_policy == FIBER_POLICY_RUNNEXT) rt->runnext.reset(new (std::nothrow) runnext_t(c.klts));
-  else rt->fifo.reset(new (std::nothrow) fifo_t(c.klts));
-  if (!rt->klts || (!rt->runnext && !rt->fifo) || !preempt_install(*rt)) {
+  rt->policy.reset(new (std::nothrow) policy_t(
+      c.klts, policy_opts{g_policy == FIBER_POLICY_RUNNEXT, c.migrate_preempted != 0}));
+  if (!rt->klts || !rt->policy || !preempt_install(*rt)) {
     preempt_uninstall();  // no-op unless the install got that far
     delete rt;
     return EAGAIN;
@@ -207,6 +220,7 @@ void fiber_config_init(fiber_config_t* cfg) {
   cfg->timeslice_us = FIBER_DEFAULT_TIMESLICE_US;
   cfg->stack_size = 0;
   cfg->watchdog_ms = 0;
+  cfg->migrate_preempted = 0;
 }
 
 void fiber_attr_init(fiber_attr_t* attr) {

@@ -143,12 +143,12 @@ void report_stall(const monitor_state& m, unsigned k, const klt_watch& w, std::u
 }
 
 std::size_t queued(const runtime& rt, unsigned k) noexcept {
-  return rt.runnext ? rt.runnext->queued_hint(k) : rt.fifo->queued_hint(k);
+  return rt.policy->queued_hint(k);
 }
 
 // I-R5: moves k's unpinned fibers to the global queue and wakes idle KLTs.
 void hand_off(runtime& rt, unsigned k) noexcept {
-  std::size_t moved = rt.runnext ? rt.runnext->evacuate(k) : rt.fifo->evacuate(k);
+  std::size_t moved = rt.policy->evacuate(k);
   if (moved == 1) rt.idle.notify_one();
   else if (moved > 1) rt.idle.notify_all();
 }

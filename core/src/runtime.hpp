@@ -178,16 +178,14 @@ struct alignas(64) klt {
   std::atomic<std::uint64_t> deferred{0};     // of which refused and owed
 };
 
-using fifo_t = fifo_policy<native_seam, fcb>;
-using runnext_t = runnext_policy<native_seam, fcb>;
+using policy_t = sched_policy<native_seam, fcb>;
 
 struct runtime {
   fiber_config_t cfg{};
   unsigned nklts = 0;
   int policy_kind = 0;  // FIBER_POLICY_*
   std::unique_ptr<klt[]> klts;
-  std::unique_ptr<fifo_t> fifo;
-  std::unique_ptr<runnext_t> runnext;
+  std::unique_ptr<policy_t> policy;  // its options (runnext, migrate_preempted) fixed at init
   idle_set<native_seam> idle;
   // Timers (I6).
   spinlock timer_lock;
@@ -205,8 +203,8 @@ struct runtime {
   void on_yield(fcb* f, unsigned k) noexcept;
   void on_preempted(fcb* f, unsigned k) noexcept;
   void on_wake(fcb* f, unsigned k) noexcept;
-  fcb* pick_next(unsigned k) noexcept;
-  bool has_work() const noexcept;
+  fcb* pick_next(unsigned k) noexcept { return policy->pick_next(k); }
+  bool has_work() const noexcept { return policy->has_work_hint(); }  // anything queued anywhere
 };
 
 extern std::atomic<runtime*> g_rt;

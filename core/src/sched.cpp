@@ -53,29 +53,23 @@ fcb* current_fiber() noexcept {
 
 // ---- policy dispatch -------------------------------------------------------
 
+// One policy object whose behaviours are flags fixed at init (policy.hpp);
+// each push says whether an idle KLT should be woken (I-R6).
 void runtime::on_new(fcb* f, unsigned k) noexcept {
-  if (runnext) runnext->on_new(f, k); else fifo->on_new(f, k);
-  if ((runnext ? runnext->wants_notify(k) : fifo->wants_notify(k))) idle.notify_one();
+  if (policy->on_new(f, k)) idle.notify_one();
 }
 void runtime::on_yield(fcb* f, unsigned k) noexcept {
-  if (runnext) runnext->on_yield(f, k); else fifo->on_yield(f, k);
+  if (policy->on_yield(f, k)) idle.notify_one();
 }
 void runtime::on_preempted(fcb* f, unsigned k) noexcept {
   if (knobs.migrate_preempted.load(std::memory_order_relaxed)) {  // test knob: negative control of I3
     on_wake(f, kNoKlt);
     return;
   }
-  if (runnext) runnext->on_preempted(f, k); else fifo->on_preempted(f, k);
+  if (policy->on_preempted(f, k)) idle.notify_one();
 }
 void runtime::on_wake(fcb* f, unsigned k) noexcept {
-  if (runnext) runnext->on_wake(f, k); else fifo->on_wake(f, k);
-  if ((runnext ? runnext->wants_notify(k) : fifo->wants_notify(k))) idle.notify_one();
-}
-fcb* runtime::pick_next(unsigned k) noexcept {
-  return runnext ? runnext->pick_next(k) : fifo->pick_next(k);
-}
-bool runtime::has_work() const noexcept {
-  return runnext ? runnext->has_work_hint() : fifo->has_work_hint();
+  if (policy->on_wake(f, k)) idle.notify_one();
 }
 
 static void finish_exit(runtime& rt, fcb* f) noexcept {
@@ -242,7 +236,8 @@ static void run_fibers(runtime& rt, klt* k, fcb* f) noexcept {
 
 static void idle_wait(runtime& rt, klt* k) noexcept {
   std::uint32_t key = rt.idle.prepare_sleep();
-  if (rt.has_work() || rt.stopping.load(std::memory_order_relaxed)) {  // relaxed: after the idle fence
+  // I-R6: only work this KLT may take keeps it awake (not fibers pinned elsewhere).
+  if (rt.policy->has_work(k->index) || rt.stopping.load(std::memory_order_relaxed)) {  // relaxed: after the idle fence
     rt.idle.cancel_sleep();
     return;
   }
@@ -275,14 +270,19 @@ void* klt_main(void* arg) {
   k->tsan_fiber = san_current_fiber();
   klt_timer_start(*k, rt.cfg);
   process_timers(rt);
+  bool idled = false;  // this KLT looked for work and found none since it last ran a fiber
   for (;;) {
     count_step(k);
     if (fcb* f = rt.pick_next(k->index)) {
+      // I-R6: the end of an idle spell; wake a sleeper for what is left.
+      if (idled && rt.policy->wake_another()) rt.idle.notify_one();
+      idled = false;
       run_fibers(rt, k, f);
       continue;
     }
     if (rt.stopping.load(std::memory_order_acquire) && !rt.has_work()) break;  // acquire: pairs with shutdown
     idle_wait(rt, k);
+    idled = true;
     process_timers(rt);
   }
   klt_timer_stop(*k);

@@ -74,6 +74,21 @@ typedef struct fiber_config {
                             the environment (e.g. 2 or 0.5; 0 = off) overrides it,
                             read once by fiber_init.  Appended last: code built
                             against an older fiber.h must be rebuilt. */
+  unsigned migrate_preempted; /* 0 (default) or 1 (else EINVAL).  0: a fiber preempted
+                            by the quantum resumes on the KLT it was preempted on, so
+                            compiled code may keep a TLS address (errno's, a
+                            thread_local's) in a register across the preemption;
+                            fibers move between KLTs only at voluntary calls
+                            (yield, blocking, create), and CPU-bound fibers keep
+                            the KLT their first run placed them on.  1: preempted
+                            fibers go to the global queue and may resume on any
+                            KLT, as goroutines do: fair CPU shares across KLTs
+                            (e.g. 3 CPU-bound fibers on 2 KLTs get 2/3 of a CPU
+                            each instead of 1/2, 1/2 and 1), but only for code that
+                            reads TLS afresh after any instruction (no TLS address
+                            held across a preemption point).  FIBER_MIGRATE=0|1 in
+                            the environment overrides it (read by fiber_init;
+                            another value is ignored with a line on stderr).  Appended last. */
 } fiber_config_t;
 
 typedef struct fiber_attr {

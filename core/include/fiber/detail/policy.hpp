@@ -1,41 +1,79 @@
-// fiber/detail/policy.hpp - scheduling policies: where a runnable fiber goes
+// fiber/detail/policy.hpp - the scheduling policy: where a runnable fiber goes
 // and which fiber a KLT runs next.  Pure data-structure logic over the seam:
 // the native runtime drives it from real KLTs; proptests/ drive the very same
 // class from one OS thread with virtual KLTs (see proptests/sim.hpp).
 //
-// Policy concept (both policies below model it):
-//   explicit P(unsigned nklts);
-//   void on_new(Node*, unsigned klt);       // a created fiber; klt = creator's KLT or kNoKlt
-//   void on_yield(Node*, unsigned klt);     // voluntary yield on klt
-//   void on_preempted(Node*, unsigned klt); // tick preemption on klt: pinned to it (I-R3)
-//   void on_wake(Node*, unsigned klt);      // unparked by a waker on klt (or kNoKlt)
+// One class, sched_policy, with two behaviours chosen at construction (plain
+// flags, read-only afterwards, so the runtime dispatches with no run-time
+// if/else between policy objects):
+//   runnext            a fiber created on a KLT runs next there (Go's runnext
+//                      slot, LIFO for fresh work: depth-first spawn trees keep
+//                      few stacks alive).  FIBER_POLICY_RUNNEXT; off by default.
+//   migrate_preempted  a preempted fiber goes to the global queue unpinned and
+//                      may resume on any KLT, as goroutines do (fair shares of
+//                      the CPU across KLTs; unsafe for code that caches a TLS
+//                      address across a preemption, see I-R3).  Off by default;
+//                      fiber_config_t::migrate_preempted or FIBER_MIGRATE=1.
+// fifo_policy / runnext_policy / migrate_policy name the three settings.
+//
+// Interface (the runtime and the simulator call exactly these):
+//   bool on_new(Node*, unsigned klt);       // a created fiber; klt = creator's KLT or kNoKlt
+//   bool on_yield(Node*, unsigned klt);     // voluntary yield on klt
+//   bool on_preempted(Node*, unsigned klt); // tick preemption on klt (I-R3)
+//   bool on_wake(Node*, unsigned klt);      // unparked by a waker on klt (or kNoKlt)
+//       each returns true when an idle KLT should be woken (I-R6)
 //   Node* pick_next(unsigned klt);          // nullptr if no work anywhere it may take
-//   bool wants_notify(unsigned klt) const;  // should an idle KLT be woken after a push?
+//   bool has_work(unsigned klt) const;      // may klt find work?  false: it may sleep (I-R6)
+//   bool wake_another() const;              // after a pick that ended an idle spell (I-R6)
 //   std::size_t evacuate(unsigned klt);     // any thread: klt's unpinned fibers to global
 //
-// fifo_policy - the seed's FIFO round robin, per KLT:
+// Invariants:
 //   I-R1 A KLT runs the head of its own queue; new, yielded, preempted and
 //        woken fibers go to the tail (round robin: a CPU-bound fiber waits
-//        behind at most the fibers queued before it re-enters).
-//   I-R2 Work created or woken outside any KLT (OS threads) goes to the global
-//        queue.  Before running its head, a KLT moves half (rounded up) of the
-//        global queue to its own tail, so global work waits at most one
-//        rotation of the local queue; a KLT whose queue is still empty steals
-//        half of another KLT's unpinned fibers (victims from klt+1 on).
+//        behind at most the fibers queued before it re-enters).  With
+//        runnext, a fiber created on a KLT runs before that KLT's queue
+//        (LIFO for fresh work: I-R1 holds for the others, not for it, and a
+//        spawn loop can keep the rest waiting; proptests show it).
+//   I-R2 Work created or woken outside any KLT (OS threads), and with
+//        migrate_preempted every preempted fiber, goes to the global queue.
+//        Before running its head, a KLT moves global fibers to its own tail:
+//        as many as bring its load (queue + running fiber) to the fair load
+//        ceil((global + all queues + KLTs) / KLTs); at least one if its
+//        queue is empty or on every kGlobalEvery-th pick, so global work is
+//        never starved by KLTs above their share (Go's globrunqget takes
+//        global/P + 1 and checks the global queue every 61 ticks; counting
+//        the local queues too is what keeps a start-up split balanced: CPU-
+//        bound fibers are pinned after their first quantum, I-R3, so the
+//        split their first run makes is kept).  With migrate_preempted the same
+//        intake applies to preempted fibers (taking one per pick instead
+//        lets locally created fibers cycle unevenly: the fair-share property
+//        found a lag of 5 quanta in 53 rounds).  A KLT whose queue is still
+//        empty steals half of another KLT's unpinned fibers (victims from
+//        klt+1 on).
 //   I-R3 A preempted fiber is pinned: it resumes on the KLT it was preempted
-//        on (compiled code caches TLS addresses; platform-facts).  Pinned is
-//        cleared when it runs again; fibers migrate only after voluntary calls.
-//   I-R4 Every runnable fiber is in exactly one queue (I-Q1 per queue).
+//        on (compiled code caches TLS addresses across the preemption, e.g.
+//        errno's via the const __errno_location, and resuming elsewhere
+//        breaks it).  Pinned is cleared when it runs again; fibers migrate
+//        only after voluntary calls.  Not with migrate_preempted (opt-in).
+//   I-R4 Every runnable fiber is in exactly one queue (I-Q1 per queue) or in
+//        its creator KLT's runnext slot.
 //   I-R5 evacuate(k) moves every unpinned fiber of k's queue to the global
 //        queue (I-Q5), so that KLTs that are busy (they never steal) take them
 //        at their next pick (I-R2).  Called from any thread: the monitor calls
 //        it for a KLT that takes no scheduling step (core/src/monitor.hpp).
-//        Pinned fibers stay (I-R3), and so does runnext_policy's slot (read
-//        by its owner KLT without a lock): at most one fiber per KLT.
-//
-// runnext_policy - the same, except that a fiber created on a KLT runs next
-//   there (Go's runnext slot, LIFO for fresh work): depth-first spawn trees
-//   keep few stacks alive.  Offered for comparison (bench/bench_skynet.cpp).
+//        Pinned fibers stay (I-R3), and so does the runnext slot (read by its
+//        owner KLT without a lock): at most one fiber per KLT.
+//   I-R6 Work conservation of the idle protocol.  has_work(k) is false only
+//        if the global queue, k's queue and k's runnext slot are empty and
+//        every other queue holds only fibers pinned to its KLT (I-Q6): a KLT
+//        never sleeps while there is work it could take, and never stays
+//        awake for work it cannot take.  A push returns true (wake a KLT)
+//        whenever it leaves work a sleeping KLT could take, except the one
+//        fiber its own, awake KLT runs next: it went to the global queue, or
+//        the pusher's queue (plus its runnext slot) holds more than one fiber
+//        and at least one unpinned.  A KLT that found work after sleeping
+//        wakes another if such work remains (wake_another; Go's spinning M
+//        does the same), so a burst of pushes wakes as many KLTs as it needs.
 #pragma once
 
 #include <cstddef>
@@ -49,25 +87,100 @@ namespace fiber::detail {
 
 inline constexpr unsigned kNoKlt = ~0u;
 
-template <class Seam, class Node>
-class fifo_policy {
- public:
-  explicit fifo_policy(unsigned nklts)
-      : nklts_(nklts), local_(new run_queue<Seam, Node>[nklts]) {}
+struct policy_opts {
+  bool runnext = false;
+  bool migrate_preempted = false;
+};
 
-  void on_new(Node* n, unsigned klt) noexcept { push(n, klt, false); }
-  void on_yield(Node* n, unsigned klt) noexcept { push(n, klt, false); }
-  void on_preempted(Node* n, unsigned klt) noexcept {
-    FIBER_ASSERT(klt != kNoKlt, "preempted outside a KLT");
-    push(n, klt, true);
+template <class Seam, class Node>
+class sched_policy {
+ public:
+  explicit sched_policy(unsigned nklts, policy_opts o = {})
+      : nklts_(nklts), opts_(o), local_(new run_queue<Seam, Node>[nklts]), next_(new slot[nklts]) {}
+
+  bool on_new(Node* n, unsigned klt) noexcept {
+    if (!opts_.runnext || klt == kNoKlt) return push(n, klt, false);
+    // The previous runnext occupant is demoted to the tail (Go does the same).
+    if (Node* old = next_[klt].n) local_[klt].push_back(old);
+    n->pinned.store(false);  // owned by the creator until it is in the slot
+    next_[klt].n = n;        // owner KLT only: no other KLT reads its slot
+    return wants_notify(klt);
   }
-  void on_wake(Node* n, unsigned klt) noexcept { push(n, klt, false); }
+  bool on_yield(Node* n, unsigned klt) noexcept { return push(n, klt, false); }
+  bool on_preempted(Node* n, unsigned klt) noexcept {
+    FIBER_ASSERT(klt != kNoKlt, "preempted outside a KLT");
+    if (opts_.migrate_preempted) return push(n, kNoKlt, false);
+    return push(n, klt, true);
+  }
+  bool on_wake(Node* n, unsigned klt) noexcept { return push(n, klt, false); }
 
   Node* pick_next(unsigned klt) noexcept {
-    // I-R2: global work joins the tail of this KLT's queue before the head
-    // runs, so a busy local queue cannot starve it (half at a time, leaving
-    // the rest to other KLTs).
-    global_.steal_half_into(local_[klt]);
+    if (opts_.runnext) {
+      if (Node* n = next_[klt].n) {
+        next_[klt].n = nullptr;
+        return n;
+      }
+    }
+    // relaxed (both): a hint; a stale reading shifts one intake's size only.
+    if (next_[klt].stalled.load(mo::relaxed)) next_[klt].stalled.store(false, mo::relaxed);
+    take_global(klt);  // I-R2
+    return pick_local(klt);
+  }
+
+  // I-R6: the idle test of KLT klt (called by klt itself).
+  bool has_work(unsigned klt) const noexcept {
+    if (global_.size_hint() != 0 || local_[klt].size_hint() != 0) return true;
+    if (opts_.runnext && next_[klt].n != nullptr) return true;
+    for (unsigned i = 0; i < nklts_; ++i)
+      if (i != klt && local_[i].stealable_hint() != 0) return true;
+    return false;
+  }
+  // I-R6: work a sleeping KLT could take and no awake KLT runs next.  Another
+  // KLT's runnext slot is its owner's alone, so with runnext a queue holding
+  // one unpinned fiber counts (its owner may run the slot's fiber first).
+  bool wake_another() const noexcept {
+    if (global_.size_hint() != 0) return true;
+    for (unsigned i = 0; i < nklts_; ++i)
+      if (local_[i].stealable_hint() != 0 && (local_[i].size_hint() > 1 || opts_.runnext)) return true;
+    return false;
+  }
+
+  // I-R5: returns how many moved; the caller wakes idle KLTs if any did.
+  // Marks klt stalled, so that the intake (I-R2) shares global work among the
+  // others only, until klt picks again.
+  std::size_t evacuate(unsigned klt) noexcept {
+    next_[klt].stalled.store(true, mo::relaxed);  // relaxed: a hint for take_global
+    return local_[klt].evacuate_into(global_);
+  }
+
+  // Anything queued anywhere (shutdown and the deadlock detector).
+  bool has_work_hint() const noexcept {
+    if (global_.size_hint() != 0) return true;
+    for (unsigned i = 0; i < nklts_; ++i)
+      if (local_[i].size_hint() != 0) return true;
+    return false;
+  }
+  std::size_t queued_hint(unsigned klt) const noexcept { return local_[klt].size_hint(); }
+  unsigned klts() const noexcept { return nklts_; }
+  const policy_opts& opts() const noexcept { return opts_; }
+
+ protected:
+  bool push(Node* n, unsigned klt, bool pinned) noexcept {
+    n->pinned.store(pinned);  // guarded: n is owned by the pusher until queued
+    if (klt == kNoKlt) global_.push_back(n); else local_[klt].push_back(n);
+    return wants_notify(klt);
+  }
+  // I-R6, the push side: the global queue (maybe every KLT sleeps), or the
+  // pusher's queue holds more than the one fiber its own, awake, KLT will run
+  // next and a thief could take one.  Called by KLT klt itself (runnext slot).
+  bool wants_notify(unsigned klt) const noexcept {
+    if (klt == kNoKlt) return true;
+    if (nklts_ == 1) return false;
+    const std::size_t in_slot = opts_.runnext && next_[klt].n != nullptr ? 1 : 0;
+    return local_[klt].stealable_hint() != 0 && local_[klt].size_hint() + in_slot > 1;
+  }
+  // The head of klt's queue, else half of another KLT's unpinned fibers (I-R2).
+  Node* pick_local(unsigned klt) noexcept {
     if (Node* n = local_[klt].pop_front()) return unpin(n);
     for (unsigned i = 1; i < nklts_; ++i) {
       unsigned victim = (klt + i) % nklts_;
@@ -77,66 +190,62 @@ class fifo_policy {
     }
     return nullptr;
   }
-
-  // An idle KLT could take it: it went to the global queue (pushed from
-  // outside every KLT, so maybe all of them sleep), or the pusher's local
-  // queue holds more than the one fiber its own, awake, KLT will run next.
-  bool wants_notify(unsigned klt) const noexcept {
-    return klt == kNoKlt || (nklts_ > 1 && local_[klt].size_hint() > 1);
-  }
-
-  // I-R5: returns how many moved; the caller wakes idle KLTs if any did.
-  std::size_t evacuate(unsigned klt) noexcept { return local_[klt].evacuate_into(global_); }
-
-  bool has_work_hint() const noexcept {
-    if (global_.size_hint() != 0) return true;
-    for (unsigned i = 0; i < nklts_; ++i)
-      if (local_[i].size_hint() != 0) return true;
-    return false;
-  }
-  std::size_t queued_hint(unsigned klt) const noexcept { return local_[klt].size_hint(); }
-  unsigned klts() const noexcept { return nklts_; }
-
- protected:
-  void push(Node* n, unsigned klt, bool pinned) noexcept {
-    n->pinned.store(pinned);  // guarded: n is owned by the pusher until queued
-    if (klt == kNoKlt) global_.push_back(n); else local_[klt].push_back(n);
+  // I-R2: the balanced intake of global work.  Loads count each KLT's
+  // running fiber (the picker's is requeued after the pick when it was
+  // preempted or yielded), so a KLT that already has its share takes none.
+  // KLTs the monitor found stalled (evacuate) take no part: they cannot run
+  // their share, and the others must take the evacuated fibers (I-R5).
+  void take_global(unsigned klt) noexcept {
+    const std::size_t g = global_.size_hint();
+    if (g == 0) return;
+    std::size_t total = g, active = 0;
+    for (unsigned i = 0; i < nklts_; ++i) {
+      if (i != klt && next_[i].stalled.load(mo::relaxed)) continue;  // relaxed: hint (evacuate)
+      total += local_[i].size_hint() + 1;
+      ++active;
+    }
+    const std::size_t fair = (total + active - 1) / active;
+    const std::size_t mine = local_[klt].size_hint() + 1;
+    std::size_t want = fair > mine ? fair - mine : 0;
+    // At least one when this KLT has nothing else to run, and every
+    // kGlobalEvery picks (Go checks its global queue every 61 ticks), so a
+    // KLT above its share cannot starve global work while others are busy.
+    if (++next_[klt].picks % kGlobalEvery == 0 || mine == 1) want = want ? want : 1;
+    if (want == 0) return;
+    global_.steal_into(local_[klt], want);
   }
   static Node* unpin(Node* n) noexcept {
     n->pinned.store(false);  // owned by the popping KLT now
     return n;
   }
 
+  static constexpr unsigned kGlobalEvery = 61;
+  struct alignas(64) slot {  // owner KLT only
+    Node* n = nullptr;       // runnext
+    unsigned picks = 0;      // intakes tried (I-R2's kGlobalEvery)
+    typename Seam::template atomic<bool> stalled{false};  // evacuated; cleared at its next pick
+  };
+
   unsigned nklts_;
+  policy_opts opts_;
   std::unique_ptr<run_queue<Seam, Node>[]> local_;
   run_queue<Seam, Node> global_;
+  std::unique_ptr<slot[]> next_;
 };
 
 template <class Seam, class Node>
-class runnext_policy : public fifo_policy<Seam, Node> {
-  using base = fifo_policy<Seam, Node>;
+using fifo_policy = sched_policy<Seam, Node>;
 
+template <class Seam, class Node>
+class runnext_policy : public sched_policy<Seam, Node> {
  public:
-  explicit runnext_policy(unsigned nklts) : base(nklts), next_(new slot[nklts]) {}
+  explicit runnext_policy(unsigned nklts) : sched_policy<Seam, Node>(nklts, policy_opts{true, false}) {}
+};
 
-  void on_new(Node* n, unsigned klt) noexcept {
-    if (klt == kNoKlt) return base::on_new(n, klt);
-    // The previous runnext occupant is demoted to the tail (Go does the same).
-    if (Node* old = next_[klt].n) base::push(old, klt, false);
-    n->pinned.store(false);
-    next_[klt].n = n;  // owner KLT only: no other KLT reads its slot
-  }
-  Node* pick_next(unsigned klt) noexcept {
-    if (Node* n = next_[klt].n) {
-      next_[klt].n = nullptr;
-      return n;
-    }
-    return base::pick_next(klt);
-  }
-
- private:
-  struct alignas(64) slot { Node* n = nullptr; };
-  std::unique_ptr<slot[]> next_;
+template <class Seam, class Node>
+class migrate_policy : public sched_policy<Seam, Node> {
+ public:
+  explicit migrate_policy(unsigned nklts) : sched_policy<Seam, Node>(nklts, policy_opts{false, true}) {}
 };
 
 }  // namespace fiber::detail

@@ -20,6 +20,11 @@
 //   I-Q5 evacuate_into moves every unpinned node queued when it takes the
 //        lock, never a pinned one, keeping the relative order of what it
 //        moves and what it leaves (the monitor's hand-off, core/src/monitor.hpp).
+//   I-Q6 stealable_hint() (size minus pinned nodes) is exact whenever the
+//        lock is not held, and steal_into(dst, cap) moves the first
+//        min(cap, unpinned) unpinned nodes (otherwise as I-Q3).  The policy's per-KLT has-work test
+//        reads it, so that a KLT does not stay awake for work pinned to
+//        another KLT (policy.hpp, I-R6).
 //
 // Thieves and the evacuating monitor run on other threads than the owner;
 // they take the same lock, so evacuation is the steal with "all" for "half"
@@ -52,13 +57,25 @@ class run_queue {
 
   // Moves up to half (rounded up) of this queue's unpinned nodes, oldest
   // first, to the tail of dst, and returns how many moved (I-Q3).
-  std::size_t steal_half_into(run_queue& dst) noexcept { return move_unpinned_into(dst, false); }
+  std::size_t steal_half_into(run_queue& dst) noexcept { return move_unpinned_into(dst, false, ~std::size_t{0}); }
+
+  // Moves up to `cap` unpinned nodes (not limited to half), oldest first, to
+  // the tail of dst (I-Q6): the policy's balanced intake from the global
+  // queue (policy.hpp, I-R2).
+  std::size_t steal_into(run_queue& dst, std::size_t cap) noexcept { return move_unpinned_into(dst, true, cap); }
 
   // Moves every unpinned node, oldest first, to the tail of dst and returns
   // how many moved (I-Q5).  From any thread (the monitor: an OS thread).
-  std::size_t evacuate_into(run_queue& dst) noexcept { return move_unpinned_into(dst, true); }
+  std::size_t evacuate_into(run_queue& dst) noexcept { return move_unpinned_into(dst, true, ~std::size_t{0}); }
 
-  std::size_t size_hint() const noexcept { return size_.load(mo::relaxed); }  // relaxed: hint
+  std::size_t size_hint() const noexcept { return size_.load(mo::relaxed) & kCountMask; }  // relaxed: hint
+  // Nodes a thief may take (I-Q6).  One relaxed load of the size word (count
+  // and pinned count together, so they agree): a hint, exact when quiescent;
+  // the idle protocol's fences order it against pushes (idle.hpp).
+  std::size_t stealable_hint() const noexcept {
+    const std::size_t w = size_.load(mo::relaxed);  // relaxed: hint (see above)
+    return (w & kCountMask) - (w >> kPinnedShift);
+  }
 
   // For the scheduler's policies, which may need to inspect under the lock.
   basic_spinlock<Seam>& lock() noexcept { return lock_; }
@@ -67,7 +84,8 @@ class run_queue {
     Node* t = tail_.load();
     if (t) t->rq_next.store(n); else head_.store(n);
     tail_.store(n);
-    size_.store(size_.load(mo::relaxed) + 1, mo::relaxed);  // relaxed: only written under lock_
+    const std::size_t one = n->pinned.load() ? kPinnedOne + 1 : 1;
+    size_.store(size_.load(mo::relaxed) + one, mo::relaxed);  // relaxed: only written under lock_
   }
   Node* pop_locked() noexcept {
     Node* n = head_.load();
@@ -76,23 +94,27 @@ class run_queue {
     head_.store(next);
     if (!next) tail_.store(nullptr);
     n->rq_next.store(nullptr);
-    size_.store(size_.load(mo::relaxed) - 1, mo::relaxed);  // relaxed: only written under lock_
+    const std::size_t one = n->pinned.load() ? kPinnedOne + 1 : 1;
+    size_.store(size_.load(mo::relaxed) - one, mo::relaxed);  // relaxed: only written under lock_
     return n;
   }
 
  private:
   // Lock order: none.  The victim's (this) lock is released before dst's is
   // taken, so no thread ever holds two queue locks.
-  std::size_t move_unpinned_into(run_queue& dst, bool all) noexcept {
+  // Moves nothing pinned, so the pinned count is unchanged on both sides.
+  std::size_t move_unpinned_into(run_queue& dst, bool all, std::size_t cap) noexcept {
     if (size_.load(mo::relaxed) == 0) return 0;  // relaxed: hint only
     Node* first = nullptr;
     Node* last = nullptr;
     std::size_t moved = 0;
     {
       lock_guard<basic_spinlock<Seam>> g(lock_);
-      std::size_t n = size_.load(mo::relaxed);  // relaxed: written only under lock_
+      const std::size_t word = size_.load(mo::relaxed);  // relaxed: written only under lock_
+      std::size_t n = word & kCountMask;
       std::size_t want = (n + 1) / 2;
       if (all) want = n;  // I-Q5
+      if (want > cap) want = cap;  // I-Q6
       Node* prev = nullptr;
       Node* cur = head_.load();
       while (cur && moved < want) {
@@ -109,7 +131,7 @@ class run_queue {
         }
         cur = next;
       }
-      size_.store(n - moved, mo::relaxed);  // relaxed: readers only use it as a hint
+      size_.store(word - moved, mo::relaxed);  // relaxed: readers only use it as a hint
     }
     if (moved) {
       lock_guard<basic_spinlock<Seam>> g(dst.lock_);
@@ -125,6 +147,13 @@ class run_queue {
   basic_spinlock<Seam> lock_;
   typename Seam::template var<Node*> head_{nullptr};  // guarded by lock_
   typename Seam::template var<Node*> tail_{nullptr};  // guarded by lock_
+  // The size word: nodes queued in the low 32 bits, pinned ones among them in
+  // the high 32 (one store per push or pop, as before the pinned count: I-Q6
+  // costs the models no extra interleavings).  0 iff empty.
+  static_assert(sizeof(std::size_t) == 8, "the size word packs two 32-bit counts");
+  static constexpr unsigned kPinnedShift = 32;
+  static constexpr std::size_t kPinnedOne = std::size_t{1} << kPinnedShift;
+  static constexpr std::size_t kCountMask = kPinnedOne - 1;
   typename Seam::template atomic<std::size_t> size_{0};  // written under lock_, read as a hint
 };
 

@@ -1,0 +1,94 @@
+// core/tests/sched_policy_test.cpp - the multicore policy's option
+// (policy.hpp): fiber_config_t::migrate_preempted and FIBER_MIGRATE.  With it
+// off (the default) a CPU-bound fiber never changes KLT (I-R3/I3); with it on,
+// preempted fibers go through the global queue and do (I-R2).  The policy's
+// logic itself is checked by the simulator (proptests/prop_policy.cpp).
+#include <pthread.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "test_util.hpp"
+
+using namespace fiber_test;
+
+namespace {
+
+// A fiber that spins without any runtime call (only preemption moves it) and
+// notes whether it ever ran on a second KLT (pthread_self is the KLT's).
+struct spinner {
+  std::atomic<bool>* stop;
+  bool moved = false;
+};
+
+// pthread_self is declared const: called directly, the compiler reads it
+// once for the whole loop (the very TLS caching that I3 protects).  Through a
+// volatile pointer it is read afresh each time.
+pthread_t (*volatile g_self)() = pthread_self;
+
+void* spin_watch(void* p) {
+  auto* s = static_cast<spinner*>(p);
+  const pthread_t first = g_self();
+  // relaxed: a stop flag; the join orders the result.
+  while (!s->stop->load(std::memory_order_relaxed)) {
+    if (!pthread_equal(g_self(), first)) s->moved = true;
+  }
+  return nullptr;
+}
+
+// 3 spinners on 2 KLTs for `ms`: does any of them change KLT?
+bool any_spinner_moved(unsigned migrate, int ms) {
+  fiber_config_t c = config(2, 1000);
+  c.migrate_preempted = migrate;
+  EXPECT_EQ(fiber_init(&c), 0);
+  std::atomic<bool> stop{false};
+  spinner s[3] = {{&stop}, {&stop}, {&stop}};
+  fiber_t ids[3];
+  for (int i = 0; i < 3; ++i) ids[i] = spawn(spin_watch, &s[i]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  stop.store(true, std::memory_order_relaxed);  // relaxed: see spin_watch
+  bool moved = false;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NE(ids[i], 0u);
+    join(ids[i]);
+    moved |= s[i].moved;
+  }
+  EXPECT_EQ(fiber_shutdown(), 0);
+  return moved;
+}
+
+class SchedPolicy : public runtime_test {
+ protected:
+  void TearDown() override {
+    unsetenv("FIBER_MIGRATE");
+    runtime_test::TearDown();
+  }
+};
+
+TEST_F(SchedPolicy, MigrateOptionValidated) {
+  fiber_config_t c;
+  fiber_config_init(&c);
+  EXPECT_EQ(c.migrate_preempted, 0u);
+  c.migrate_preempted = 2;
+  EXPECT_EQ(fiber_init(&c), EINVAL);
+}
+
+// I3: the default never moves a preempted fiber (the control of the next test).
+TEST_F(SchedPolicy, PreemptedFibersStayByDefault) { EXPECT_FALSE(any_spinner_moved(0, 300)); }
+
+// With the option, the 3 spinners rotate through the global queue: with 2
+// KLTs at least one runs on both within a few quanta (1 ms each here).
+TEST_F(SchedPolicy, PreemptedFibersMigrateWithOption) { EXPECT_TRUE(any_spinner_moved(1, 300)); }
+
+TEST_F(SchedPolicy, EnvironmentOverridesOption) {
+  setenv("FIBER_MIGRATE", "1", 1);
+  EXPECT_TRUE(any_spinner_moved(0, 300));
+  setenv("FIBER_MIGRATE", "0", 1);
+  EXPECT_FALSE(any_spinner_moved(1, 300));
+  setenv("FIBER_MIGRATE", "yes", 1);  // ignored with a line on stderr: the config's 1 stands
+  EXPECT_TRUE(any_spinner_moved(1, 300));
+}
+
+}  // namespace
