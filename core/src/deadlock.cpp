@@ -6,7 +6,8 @@
 // The ticker also advances g_diag_now every kDiagPeriodMs (diag.hpp).
 //
 // Two rules, checked every period (kDiagPeriodMs = 100 ms; longer when a check
-// takes more than 1/20 of it, next_wait_ns: the detector uses at most 5 % of a CPU).
+// takes more than 1/20 of it, next_wait_ns: the detector uses at most 5 % of a
+// CPU).  The decision is
 // fiber/detail/deadlock_rules.hpp (dl_detector), shared with the property
 // test proptests/prop_deadlock.cpp; this file is its source of readings of
 // the live runtime (native_src) and the reports.
