@@ -210,8 +210,14 @@ void deep_sleep(monitor_state& m) noexcept {
 
 void* monitor_main(void*) {
   monitor_state& m = g_state;
-  for (unsigned k = 0; k < m.rt->nklts; ++k)
+  const std::uint64_t start = native_seam::now_ns();
+  for (unsigned k = 0; k < m.rt->nklts; ++k) {
     m.watch[k].has_clock = pthread_getcpuclockid(m.rt->klts[k].thread, &m.watch[k].clock) == 0;
+    // A KLT that has taken no step yet (steps 0, as the fresh reading) is
+    // stalled since now, not since the clock's epoch: without this a slow
+    // start was reported as "no scheduling step for <uptime> s".
+    m.watch[k].since = start;
+  }
   while (!stop_requested()) {
     std::uint64_t now = native_seam::now_ns();
     bool all_idle = true;
