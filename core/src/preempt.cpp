@@ -22,8 +22,9 @@
 //     plus modules the user registered; never libc, libstdc++, ld.so, libgcc,
 //     the sanitizer runtimes, libfiber itself, nor the runtime's assembly;
 //   - the fiber's stack has less room than the trampoline needs.
-// Remaining limits (papers/design.md, "Known limits"): a fiber blocking in pthread_mutex_lock or
-// a blocking syscall blocks its KLT; a fiber in a long libc call is preempted
+// Remaining limits (papers/design.md, "Known limits"): a fiber blocking in a
+// call that is not interposed (interpose_locks.cpp, interpose_io.cpp) blocks
+// its KLT; a fiber in a long libc call is preempted
 // only when it returns to allowed code; TLS addresses cached by compiled code
 // across a voluntary runtime call may refer to the previous KLT's TLS.
 #include <dlfcn.h>
@@ -40,6 +41,7 @@
 #include <cstring>
 
 #include "arch/context.hpp"
+#include "interpose_locks.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 #include "signals.hpp"
@@ -154,7 +156,7 @@ int add_module_cb(struct dl_phdr_info* info, size_t, void* p) {
 }
 
 void build_allow_list() noexcept {
-  pthread_mutex_lock(&g_allow_mu);
+  real_locks().mutex_lock(&g_allow_mu);
   find_ctx c{0, true, false, 0, 0};
   dl_iterate_phdr(add_module_cb, &c);  // the main executable, unless already there
   if (g_ndeny.load(std::memory_order_relaxed) == 0) {  // relaxed: under g_allow_mu
@@ -164,14 +166,14 @@ void build_allow_list() noexcept {
       add_range(g_deny, g_ndeny, reinterpret_cast<std::uintptr_t>(__start_fiber_rt_text),
                 reinterpret_cast<std::uintptr_t>(__stop_fiber_rt_text));
   }
-  pthread_mutex_unlock(&g_allow_mu);
+  real_locks().mutex_unlock(&g_allow_mu);
 }
 
 // At shutdown, once no KLT runs (no tick handler reads the list): empty it.
 void clear_allow_list() noexcept {
-  pthread_mutex_lock(&g_allow_mu);
+  real_locks().mutex_lock(&g_allow_mu);
   g_nallow.store(0, std::memory_order_release);  // release: pairs with pc_allowed()'s acquire
-  pthread_mutex_unlock(&g_allow_mu);
+  real_locks().mutex_unlock(&g_allow_mu);
 }
 
 unsigned detect_xsave_size() noexcept {
@@ -419,10 +421,10 @@ extern "C" void fiber_preempt_entry(void) {
 
 extern "C" int fiber_preempt_allow_module(const void* addr) {
   if (!addr) return EINVAL;
-  pthread_mutex_lock(&g_allow_mu);
+  real_locks().mutex_lock(&g_allow_mu);
   find_ctx c{reinterpret_cast<std::uintptr_t>(addr), false, false, 0, 0};
   dl_iterate_phdr(add_module_cb, &c);
-  pthread_mutex_unlock(&g_allow_mu);
+  real_locks().mutex_unlock(&g_allow_mu);
   return c.found ? c.result : EINVAL;
 }
 

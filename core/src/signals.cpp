@@ -26,6 +26,7 @@
 #include <cstring>
 #include <new>
 
+#include "interpose_locks.hpp"
 #include "runtime.hpp"
 #include "signals.hpp"
 
@@ -103,10 +104,10 @@ struct sig_locked {
   sig_locked() noexcept {
     std::uint64_t all = ~(kInternal | kUnblockable | sig_bit(SIGSEGV) | sig_bit(SIGBUS));
     raw_sigmask(SIG_BLOCK, &all, &saved);
-    pthread_mutex_lock(&g_sig_mu);
+    real_locks().mutex_lock(&g_sig_mu);  // libc's: a fiber must not park here, signals blocked
   }
   ~sig_locked() {
-    pthread_mutex_unlock(&g_sig_mu);
+    real_locks().mutex_unlock(&g_sig_mu);
     raw_sigmask(SIG_SETMASK, &saved, nullptr);
   }
 };

@@ -5,9 +5,10 @@
 // timeout for negative controls that may crash or hang.
 //
 // Never use gtest assertions inside a fiber: gtest's mutex is a pthread
-// mutex in the executable's code, so a fiber preempted while holding it
-// would block its KLT.  Fibers record results in atomics; the test thread
-// asserts on them.
+// mutex, which the lock interposers (interpose_locks.cpp) make safe, but a
+// test knob may turn them off (the negative controls), and a failed
+// assertion in a fiber would then block its KLT.  Fibers record results in
+// atomics; the test thread asserts on them.
 #pragma once
 
 #include <signal.h>
