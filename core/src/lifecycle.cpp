@@ -299,6 +299,7 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   f->saved_eh = {nullptr, 0};
   signals_init_fiber(f);  // I8: the creator's signal mask (signals.hpp)
   f->asan_fake_stack = nullptr;
+  san_fresh_stack(f->stack_lo(), static_cast<std::size_t>(f->stack_hi() - f->stack_lo()));
   f->gate.reset(1);  // not yet published; fiber_entry drops it (I5, I-G1)
   f->locks_held = 0;  // I9
   f->join.reset(f->id, detached);

@@ -40,6 +40,19 @@ inline void san_finish_switch(void* fake_save) noexcept {
 #endif
 }
 
+// A stack handed to a new fiber (a reused slot's, or a fresh arena stack a
+// previous runtime's fiber used) may carry ASan poison from frames that never
+// returned (switch_out of an exiting fiber); clear it, or the new fiber's
+// writes below those frames are reported as stack-buffer-underflow.
+inline void san_fresh_stack(const void* lo, std::size_t size) noexcept {
+#ifdef FIBER_HAVE_ASAN
+  __asan_unpoison_memory_region(lo, size);
+#else
+  (void)lo;
+  (void)size;
+#endif
+}
+
 inline void* san_current_fiber() noexcept {
 #ifdef FIBER_HAVE_TSAN
   return __tsan_get_current_fiber();
