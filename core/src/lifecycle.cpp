@@ -145,7 +145,9 @@ int init_locked(const fiber_config_t* cfg) noexcept {
   rt->policy_kind = g_policy;
   rt->klts.reset(new (std::nothrow) klt[c.klts]);
   rt->policy.reset(new (std::nothrow) policy_t(
-      c.klts, policy_opts{g_policy == FIBER_POLICY_RUNNEXT, c.migrate_preempted != 0}));
+      c.klts, policy_opts{g_policy == FIBER_POLICY_RUNNEXT,
+                            // the test knob (negative control of I3) is the same option
+                            c.migrate_preempted != 0 || knobs.migrate_preempted.load(std::memory_order_relaxed)}));
   if (!rt->klts || !rt->policy || !preempt_install(*rt)) {
     preempt_uninstall();  // no-op unless the install got that far
     delete rt;

@@ -62,10 +62,6 @@ void runtime::on_yield(fcb* f, unsigned k) noexcept {
   if (policy->on_yield(f, k)) idle.notify_one();
 }
 void runtime::on_preempted(fcb* f, unsigned k) noexcept {
-  if (knobs.migrate_preempted.load(std::memory_order_relaxed)) {  // test knob: negative control of I3
-    on_wake(f, kNoKlt);
-    return;
-  }
   if (policy->on_preempted(f, k)) idle.notify_one();
 }
 void runtime::on_wake(fcb* f, unsigned k) noexcept {

@@ -21,7 +21,8 @@ enum fiber_test_knob {
   FIBER_KNOB_NO_ERRNO_SWAP = 3,     /* errno shared by the fibers of a KLT */
   FIBER_KNOB_NO_EH_SWAP = 4,        /* C++ exception globals shared by the fibers of a KLT */
   FIBER_KNOB_NO_STACK_CHECK = 5,    /* preempt with too little stack room */
-  FIBER_KNOB_MIGRATE_PREEMPTED = 6, /* preempted fibers go to the global queue (may migrate) */
+  FIBER_KNOB_MIGRATE_PREEMPTED = 6, /* preempted fibers go to the global queue (may migrate);
+                                       read once by fiber_init: the migrate_preempted option */
   FIBER_KNOB_DEADLOCK_NO_THREAD_CHECK = 7, /* deadlock detector ignores threads outside the runtime */
   FIBER_KNOB_NO_IO_INTERPOSE = 8,   /* a fiber's read, write, poll, sleep... go straight to libc */
   FIBER_KNOB_NO_LOCK_INTERPOSE = 9, /* fibers call libc's pthread/sem locks directly (may block the KLT) */
