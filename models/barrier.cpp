@@ -58,21 +58,25 @@ int main(int argc, char** argv) {
   // Full search of 2 parties x 2 generations was still running after 20 min,
   // so its default is context bound 5 (172k iterations); the full search is
   // an exhaustive variant (models-exhaustive).
-  std::vector<model_case> cases = {
-      {"I-B4", "nobody leaves a phase before all arrived; completion sees all",
-       {with<phases<2, 1>>(full()), with<phases<3, 1>>(bound(3, false)),
-        with<phases<3, 1>>(random(100000)), deep<phases<4, 1>>(bound(2, false)),
-        deep<phases<4, 1>>(random(1000000))}},
-      {"I-B2-B3", "reuse across 2 generations; one serial return per generation",
-       {with<phases<2, 2>>(bound(5, false)), with<phases<2, 2>>(random(100000)),
-        with<phases<3, 2>>(bound(2, false)), with<phases<3, 2>>(random(100000)),
-        deep<phases<3, 3>>(random(1000000)), exhaustive<phases<2, 2>>(full())}},
-      // Compositional: the barrier's spinlock replaced by its specification
-      // (models/spinlock_spec.hpp; the spinlock has its own full search), which
-      // makes the 2-generation full search affordable (5.1e8 vs 4.7e9).
-      {"I-B2-B3-spec", "I-B2-B3 with the barrier's spinlock replaced by its specification",
-       {with<phases_abs<2, 2>>(bound(5, false)), with<phases_abs<3, 2>>(bound(2, false)),
-        exhaustive<phases_abs<2, 2>>(full())}},
+  // A generic lambda, so that a mutant's build (FIBER_MODEL_CASES, model_runner.hpp)
+  // instantiates only the cases its tests run.
+  auto build = [](auto) {
+    std::vector<model_case> cases;
+    FIBER_MODEL_CASE(cases, "I-B4", "nobody leaves a phase before all arrived; completion sees all",
+      {with<phases<2, 1>>(full()), with<phases<3, 1>>(bound(3, false)),
+       with<phases<3, 1>>(random(100000)), deep<phases<4, 1>>(bound(2, false)),
+       deep<phases<4, 1>>(random(1000000))});
+    FIBER_MODEL_CASE(cases, "I-B2-B3", "reuse across 2 generations; one serial return per generation",
+      {with<phases<2, 2>>(bound(5, false)), with<phases<2, 2>>(random(100000)),
+       with<phases<3, 2>>(bound(2, false)), with<phases<3, 2>>(random(100000)),
+       deep<phases<3, 3>>(random(1000000)), exhaustive<phases<2, 2>>(full())});
+    // Compositional: the barrier's spinlock replaced by its specification
+    // (models/spinlock_spec.hpp; the spinlock has its own full search), which
+    // makes the 2-generation full search affordable (5.1e8 vs 4.7e9).
+    FIBER_MODEL_CASE(cases, "I-B2-B3-spec", "I-B2-B3 with the barrier's spinlock replaced by its specification",
+      {with<phases_abs<2, 2>>(bound(5, false)), with<phases_abs<3, 2>>(bound(2, false)),
+       exhaustive<phases_abs<2, 2>>(full())});
+    return cases;
   };
-  return run_model(argc, argv, "barrier", cases);
+  return run_model(argc, argv, "barrier", build(0));
 }

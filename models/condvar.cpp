@@ -256,34 +256,38 @@ int main(int argc, char** argv) {
   // (I-C1-any/I-C2-any: 5.7k iterations; I-C3-C4-any: 641k, ~3 s) and a
   // 3-thread timed search at bound 2 (396k, ~3 s) and, long tier, bound 3
   // (3.7 M, ~28 s).  The fiber mutex itself is model_mutex's subject.
-  std::vector<model_case> cases = {
-      {"I-C1", "no lost wake-up: notify_one per ticket, predicate under the mutex",
-       {with<no_lost_wakeup<2>>(bound(6, false)), with<no_lost_wakeup<2>>(random(100000)),
-        with<no_lost_wakeup<3>>(bound(2, false)), with<no_lost_wakeup<3>>(random(100000)),
-        deep<no_lost_wakeup<3>>(bound(3, false)), deep<no_lost_wakeup<3>>(random(2000000)),
-        exhaustive<no_lost_wakeup<2>>(full())}},
-      {"I-C2", "notify_all wakes every queued waiter",
-       {with<notify_all_wakes_all<2, false>>(bound(6, false)),
-        with<notify_all_wakes_all<3, false>>(bound(2, false)),
-        with<notify_all_wakes_all<3, true>>(bound(2, false)),
-        with<notify_all_wakes_all<3, false>>(random(100000)),
-        deep<notify_all_wakes_all<3, true>>(bound(3, false)),
-        deep<notify_all_wakes_all<4, false>>(random(1000000)),
-        exhaustive<notify_all_wakes_all<2, false>>(full())}},
-      {"I-C3-C4", "timeout racing notify: a signalled waiter is never timed out",
-       {with<timeout_vs_notify<2>>(bound(5, false)), with<timeout_vs_notify<2>>(random(100000)),
-        with<timeout_vs_notify<3>>(random(200000)), with<timeout_vs_notify<3>>(bound(1, false)),
-        deep<timeout_vs_notify<3>>(random(2000000)), exhaustive<timeout_vs_notify<2>>(full()),
-        exhaustive<timeout_vs_notify<3>>(bound(2, false))}},
-      {"I-C1-any", "I-C1 through condition_variable_any's wait over a Relacy std::mutex",
-       {with<no_lost_wakeup_any<2>>(full()), with<no_lost_wakeup_any<3>>(bound(3, false)),
-        with<no_lost_wakeup_any<3>>(random(100000)), deep<no_lost_wakeup_any<3>>(bound(5, false))}},
-      {"I-C2-any", "I-C2 through condition_variable_any's wait over a Relacy std::mutex",
-       {with<notify_all_any<2>>(full()), with<notify_all_any<3>>(bound(3, false)),
-        with<notify_all_any<3>>(random(100000)), deep<notify_all_any<3>>(bound(5, false))}},
-      {"I-C3-C4-any", "I-C3/I-C4 through condition_variable_any's wait over a Relacy std::mutex",
-       {with<timeout_vs_notify_any<2>>(full()), with<timeout_vs_notify_any<3>>(bound(2, false)),
-        with<timeout_vs_notify_any<3>>(random(200000)), deep<timeout_vs_notify_any<3>>(bound(3, false))}},
+  // A generic lambda, so that a mutant's build (FIBER_MODEL_CASES, model_runner.hpp)
+  // instantiates only the cases its tests run.
+  auto build = [](auto) {
+    std::vector<model_case> cases;
+    FIBER_MODEL_CASE(cases, "I-C1", "no lost wake-up: notify_one per ticket, predicate under the mutex",
+      {with<no_lost_wakeup<2>>(bound(6, false)), with<no_lost_wakeup<2>>(random(100000)),
+       with<no_lost_wakeup<3>>(bound(2, false)), with<no_lost_wakeup<3>>(random(100000)),
+       deep<no_lost_wakeup<3>>(bound(3, false)), deep<no_lost_wakeup<3>>(random(2000000)),
+       exhaustive<no_lost_wakeup<2>>(full())});
+    FIBER_MODEL_CASE(cases, "I-C2", "notify_all wakes every queued waiter",
+      {with<notify_all_wakes_all<2, false>>(bound(6, false)),
+       with<notify_all_wakes_all<3, false>>(bound(2, false)),
+       with<notify_all_wakes_all<3, true>>(bound(2, false)),
+       with<notify_all_wakes_all<3, false>>(random(100000)),
+       deep<notify_all_wakes_all<3, true>>(bound(3, false)),
+       deep<notify_all_wakes_all<4, false>>(random(1000000)),
+       exhaustive<notify_all_wakes_all<2, false>>(full())});
+    FIBER_MODEL_CASE(cases, "I-C3-C4", "timeout racing notify: a signalled waiter is never timed out",
+      {with<timeout_vs_notify<2>>(bound(5, false)), with<timeout_vs_notify<2>>(random(100000)),
+       with<timeout_vs_notify<3>>(random(200000)), with<timeout_vs_notify<3>>(bound(1, false)),
+       deep<timeout_vs_notify<3>>(random(2000000)), exhaustive<timeout_vs_notify<2>>(full()),
+       exhaustive<timeout_vs_notify<3>>(bound(2, false))});
+    FIBER_MODEL_CASE(cases, "I-C1-any", "I-C1 through condition_variable_any's wait over a Relacy std::mutex",
+      {with<no_lost_wakeup_any<2>>(full()), with<no_lost_wakeup_any<3>>(bound(3, false)),
+       with<no_lost_wakeup_any<3>>(random(100000)), deep<no_lost_wakeup_any<3>>(bound(5, false))});
+    FIBER_MODEL_CASE(cases, "I-C2-any", "I-C2 through condition_variable_any's wait over a Relacy std::mutex",
+      {with<notify_all_any<2>>(full()), with<notify_all_any<3>>(bound(3, false)),
+       with<notify_all_any<3>>(random(100000)), deep<notify_all_any<3>>(bound(5, false))});
+    FIBER_MODEL_CASE(cases, "I-C3-C4-any", "I-C3/I-C4 through condition_variable_any's wait over a Relacy std::mutex",
+      {with<timeout_vs_notify_any<2>>(full()), with<timeout_vs_notify_any<3>>(bound(2, false)),
+       with<timeout_vs_notify_any<3>>(random(200000)), deep<timeout_vs_notify_any<3>>(bound(3, false))});
+    return cases;
   };
-  return run_model(argc, argv, "condvar", cases);
+  return run_model(argc, argv, "condvar", build(0));
 }

@@ -85,14 +85,18 @@ struct two_sleepers : rl::test_suite<two_sleepers, 3> {
 
 int main(int argc, char** argv) {
   using namespace fiber::models;
-  std::vector<model_case> cases = {
-      {"I-I1", "no KLT sleeps while work is queued (SB shape)",
-       {with<no_sleep_with_work<2>>(full()), with<no_sleep_with_work<2>>(random(200000, false)),
-        with<no_sleep_with_work<3>>(bound(2, false)), with<no_sleep_with_work<3>>(random(100000)),
-        deep<no_sleep_with_work<3>>(bound(3, false)), deep<no_sleep_with_work<3>>(random(1000000, false))}},
-      {"I-I1-all", "notify_all: two sleepers, neither sleeps with work queued",
-       {with<two_sleepers>(bound(2, false)), with<two_sleepers>(random(100000)),
-        deep<two_sleepers>(bound(3, false))}},
+  // A generic lambda, so that a mutant's build (FIBER_MODEL_CASES, model_runner.hpp)
+  // instantiates only the cases its tests run.
+  auto build = [](auto) {
+    std::vector<model_case> cases;
+    FIBER_MODEL_CASE(cases, "I-I1", "no KLT sleeps while work is queued (SB shape)",
+      {with<no_sleep_with_work<2>>(full()), with<no_sleep_with_work<2>>(random(200000, false)),
+       with<no_sleep_with_work<3>>(bound(2, false)), with<no_sleep_with_work<3>>(random(100000)),
+       deep<no_sleep_with_work<3>>(bound(3, false)), deep<no_sleep_with_work<3>>(random(1000000, false))});
+    FIBER_MODEL_CASE(cases, "I-I1-all", "notify_all: two sleepers, neither sleeps with work queued",
+      {with<two_sleepers>(bound(2, false)), with<two_sleepers>(random(100000)),
+       deep<two_sleepers>(bound(3, false))});
+    return cases;
   };
-  return run_model(argc, argv, "idle", cases);
+  return run_model(argc, argv, "idle", build(0));
 }

@@ -89,14 +89,18 @@ int main(int argc, char** argv) {
   using D = exit_vs<op::detach>;
   using JD = exit_vs<op::join, op::detach>;
   using DJ = exit_vs<op::detach, op::join>;
-  std::vector<model_case> cases = {
-      {"I-J3", "join racing exit is never lost and gets the value; join after exit",
-       {with<J>(full()), with<join_after_exit>(full()), with<J>(random(100000))}},
-      {"I-J2", "exit racing detach: exactly one party frees",
-       {with<D>(full()), with<D>(random(100000))}},
-      {"I-J2-J4", "exit, join and detach race: one frees, one of join/detach wins",
-       {with<JD>(bound(3, false)), with<DJ>(bound(3, false)), with<JD>(random(100000)),
-        with<DJ>(random(100000)), deep<JD>(bound(4, false)), deep<DJ>(random(1000000))}},
+  // A generic lambda, so that a mutant's build (FIBER_MODEL_CASES, model_runner.hpp)
+  // instantiates only the cases its tests run.
+  auto build = [](auto) {
+    std::vector<model_case> cases;
+    FIBER_MODEL_CASE(cases, "I-J3", "join racing exit is never lost and gets the value; join after exit",
+      {with<J>(full()), with<join_after_exit>(full()), with<J>(random(100000))});
+    FIBER_MODEL_CASE(cases, "I-J2", "exit racing detach: exactly one party frees",
+      {with<D>(full()), with<D>(random(100000))});
+    FIBER_MODEL_CASE(cases, "I-J2-J4", "exit, join and detach race: one frees, one of join/detach wins",
+      {with<JD>(bound(3, false)), with<DJ>(bound(3, false)), with<JD>(random(100000)),
+       with<DJ>(random(100000)), deep<JD>(bound(4, false)), deep<DJ>(random(1000000))});
+    return cases;
   };
-  return run_model(argc, argv, "join", cases);
+  return run_model(argc, argv, "join", build(0));
 }

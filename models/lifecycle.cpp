@@ -169,13 +169,17 @@ int main(int argc, char** argv) {
   using CJ = shutdown_vs<os_ops::create_join, false>;
   using J = shutdown_vs<os_ops::join_only, false>;
   using CR = shutdown_vs<os_ops::create_only, true>;
-  std::vector<model_case> cases = {
-      {"L1-L2", "create+join racing shutdown: nothing freed in use, created fibers run",
-       {with<CJ>(bound(2, false)), with<CJ>(random(200000)), deep<CJ>(bound(3, false))}},
-      {"L2-join", "OS thread parked in join while shutdown waits: gets the value",
-       {with<J>(bound(2, false)), with<J>(random(200000)), deep<J>(bound(3, false))}},
-      {"L3-L4", "shutdown then init racing create: never the freed runtime",
-       {with<CR>(bound(2, false)), with<CR>(random(200000)), deep<CR>(bound(3, false))}},
+  // A generic lambda, so that a mutant's build (FIBER_MODEL_CASES, model_runner.hpp)
+  // instantiates only the cases its tests run.
+  auto build = [](auto) {
+    std::vector<model_case> cases;
+    FIBER_MODEL_CASE(cases, "L1-L2", "create+join racing shutdown: nothing freed in use, created fibers run",
+      {with<CJ>(bound(2, false)), with<CJ>(random(200000)), deep<CJ>(bound(3, false))});
+    FIBER_MODEL_CASE(cases, "L2-join", "OS thread parked in join while shutdown waits: gets the value",
+      {with<J>(bound(2, false)), with<J>(random(200000)), deep<J>(bound(3, false))});
+    FIBER_MODEL_CASE(cases, "L3-L4", "shutdown then init racing create: never the freed runtime",
+      {with<CR>(bound(2, false)), with<CR>(random(200000)), deep<CR>(bound(3, false))});
+    return cases;
   };
-  return run_model(argc, argv, "lifecycle", cases);
+  return run_model(argc, argv, "lifecycle", build(0));
 }

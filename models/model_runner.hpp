@@ -69,6 +69,13 @@
 #ifndef FIBER_MUTANT_DESC
 #define FIBER_MUTANT_DESC ""
 #endif
+// The cases a build instantiates: "" = all (a model), or "|ID|ID|" (a mutant:
+// the cases its tests run, set by models/CMakeLists.txt).  A mutant rebuilds
+// the whole model source with one header changed; instantiating only the cases
+// it is tested with cuts its compile time (CI's largest cost) to a fraction.
+#ifndef FIBER_MODEL_CASES
+#define FIBER_MODEL_CASES ""
+#endif
 
 namespace fiber::models {
 
@@ -94,15 +101,35 @@ struct variant {
   void (*run_split)(rl::test_params&);  // the same test under split_scheduler
 };
 
+// A mutant's build (FIBER_MODEL_CASES set) leaves out what its ctest never
+// runs: the deep and exhaustive variants, and - unless FIBER_MODEL_SPLIT=1 - the
+// split-search instantiation of each test.  Their pointers are null, and
+// run_variant refuses them with exit status 2 (never a "caught").
+constexpr bool kMutantBuild = sizeof(FIBER_MODEL_CASES) > 1;
+#ifndef FIBER_MODEL_SPLIT
+#define FIBER_MODEL_SPLIT (!kMutantBuild)
+#endif
+
 template <class Test>
 variant with(search_cfg c, tier level = tier::normal) {
-  return {static_cast<unsigned>(Test::params::thread_count), c, &rl::simulate<Test>, level,
-          &run_split<Test>};
+  void (*split)(rl::test_params&) = nullptr;
+  if constexpr (FIBER_MODEL_SPLIT) split = &run_split<Test>;
+  return {static_cast<unsigned>(Test::params::thread_count), c, &rl::simulate<Test>, level, split};
 }
 template <class Test>
-variant deep(search_cfg c) { return with<Test>(c, tier::deep); }
+variant not_built(search_cfg c, tier level) {
+  return {static_cast<unsigned>(Test::params::thread_count), c, nullptr, level, nullptr};
+}
 template <class Test>
-variant exhaustive(search_cfg c) { return with<Test>(c, tier::exhaustive); }
+variant deep(search_cfg c) {
+  if constexpr (kMutantBuild) return not_built<Test>(c, tier::deep);
+  else return with<Test>(c, tier::deep);
+}
+template <class Test>
+variant exhaustive(search_cfg c) {
+  if constexpr (kMutantBuild) return not_built<Test>(c, tier::exhaustive);
+  else return with<Test>(c, tier::exhaustive);
+}
 
 inline const char* tier_suffix(tier t) {
   return t == tier::deep ? ", long" : t == tier::exhaustive ? ", exhaustive" : "";
@@ -113,6 +140,22 @@ struct model_case {
   std::string what;  // the property in words
   std::vector<variant> variants;
 };
+
+// Whether case `id` is built (FIBER_MODEL_CASES above).
+constexpr bool case_built(std::string_view id) {
+  std::string_view all = FIBER_MODEL_CASES;
+  if (all.empty()) return true;
+  for (std::size_t i = 0; i + id.size() + 2 <= all.size(); ++i) {
+    if (all[i] == '|' && all.substr(i + 1, id.size()) == id && all[i + 1 + id.size()] == '|') return true;
+  }
+  return false;
+}
+
+// Appends a case to `list` if it is built.  Used inside a generic lambda (a
+// template), so a case that is not built is a discarded statement: its Relacy
+// tests are never instantiated.
+#define FIBER_MODEL_CASE(list, id, what, ...) \
+  if constexpr (::fiber::models::case_built(id)) (list).push_back(::fiber::models::model_case{id, what, __VA_ARGS__})
 
 inline const char* search_name(const search_cfg& c) {
   switch (c.type) {
@@ -344,6 +387,14 @@ class progress_sink : public std::streambuf {
 // Knuth's estimate of a tree search's iterations from kProbes random paths
 // (split_search.hpp, probe mode): cheap (kProbes iterations) and unbiased,
 // but its spread is large on unbalanced trees, so the ETA is marked "~".
+// A variant left out of this build (kMutantBuild): a usage error, exit 2.
+inline void require_built(bool built, const char* model, const char* id, int k) {
+  if (built) return;
+  std::fprintf(stderr, "%s %s variant %d: not built into this mutant (deep, exhaustive and split searches "
+               "are left out of mutant builds; run the model executable)\n", model, id, k);
+  std::exit(2);
+}
+
 inline double knuth_estimate(const variant& v) {
   constexpr unsigned long long kProbes = 2000;
   rl::test_params p;
@@ -359,6 +410,7 @@ inline double knuth_estimate(const variant& v) {
   g_split.bound = v.cfg.bound;
   g_split.mode = split_state::probe;
   g_split.probes_wanted = kProbes;
+  require_built(v.run_split != nullptr, "model", "estimate", 0);
   v.run_split(p);
   const double est = p.test_result == rl::test_result_success && g_split.probes > 0
                          ? g_split.sum / static_cast<double>(g_split.probes) : 0.0;
@@ -433,6 +485,7 @@ inline bool run_variant(const char* model, const char* argv0, const model_case& 
     }
   }
 
+  require_built(split ? v.run_split != nullptr : v.run != nullptr, model, c.id.c_str(), k);
   auto t0 = std::chrono::steady_clock::now();
   if (split) v.run_split(p); else v.run(p);
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -101,13 +101,17 @@ struct two_waiters : rl::test_suite<two_waiters<Timed>, 3> {
 // 12 s; timed bound 2: 11.3 M, 185 s (--long).
 int main(int argc, char** argv) {
   using namespace fiber::models;
-  std::vector<model_case> cases = {
-      {"I-RD1", "an edge racing the park is never lost (untimed and timed waiter)",
-       {with<edge_vs_park<false>>(full()), with<edge_vs_park<true>>(bound(3, false)),
-        with<edge_vs_park<true>>(random(200000)), deep<edge_vs_park<true>>(full())}},
-      {"I-RD3-RD4", "two waiters, two edges: both served; timeouts leave nothing queued",
-       {with<two_waiters<false>>(bound(3, false)), with<two_waiters<true>>(bound(1, false)),
-        with<two_waiters<true>>(random(100000)), deep<two_waiters<true>>(bound(2, false))}},
+  // A generic lambda, so that a mutant's build (FIBER_MODEL_CASES, model_runner.hpp)
+  // instantiates only the cases its tests run.
+  auto build = [](auto) {
+    std::vector<model_case> cases;
+    FIBER_MODEL_CASE(cases, "I-RD1", "an edge racing the park is never lost (untimed and timed waiter)",
+      {with<edge_vs_park<false>>(full()), with<edge_vs_park<true>>(bound(3, false)),
+       with<edge_vs_park<true>>(random(200000)), deep<edge_vs_park<true>>(full())});
+    FIBER_MODEL_CASE(cases, "I-RD3-RD4", "two waiters, two edges: both served; timeouts leave nothing queued",
+      {with<two_waiters<false>>(bound(3, false)), with<two_waiters<true>>(bound(1, false)),
+       with<two_waiters<true>>(random(100000)), deep<two_waiters<true>>(bound(2, false))});
+    return cases;
   };
-  return run_model(argc, argv, "readiness", cases);
+  return run_model(argc, argv, "readiness", build(0));
 }

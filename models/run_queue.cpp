@@ -248,25 +248,29 @@ int main(int argc, char** argv) {
   // pinned count moved into the size word), so it is a --long variant; the
   // default tier, bound 3 (2 threads), bound 2 and random (3 threads), takes
   // about 1.3 s.
-  std::vector<model_case> cases = {
-      {"I-Q1-Q2", "no loss, no duplicate, FIFO per producer",
-       {with<fifo_no_loss<2, 2>>(full()), with<fifo_no_loss<3, 1>>(bound(2)),
-        with<fifo_no_loss<3, 2>>(bound(2)), with<fifo_no_loss<3, 2>>(random(100000)),
-        deep<fifo_no_loss<3, 2>>(bound(3)), deep<fifo_no_loss<4, 1>>(bound(3)),
-        deep<fifo_no_loss<3, 2>>(random(1000000))}},
-      {"I-Q4", "a queued node is never reported empty to a pop",
-       {with<never_spuriously_empty<2>>(full()), with<never_spuriously_empty<3>>(bound(2)),
-        with<never_spuriously_empty<3>>(random(100000)), deep<never_spuriously_empty<3>>(bound(3))}},
-      {"I-Q3", "steal: <= ceil(n/2), never pinned, order kept, no loss",
-       {with<steal_half<2>>(bound(3)), with<steal_half<3>>(bound(2)),
-        with<steal_half<3>>(random(100000)), deep<steal_half<2>>(bound(4)),
-        deep<steal_half<2, 2, 1>>(full()), deep<steal_half<3>>(bound(3))}},
-      {"I-Q5", "evacuate: every unpinned node, never pinned, order kept, no loss",
-       {with<evacuate<2, 3>>(bound(3)), with<evacuate<2, 2>>(full()), with<evacuate<3>>(bound(2)),
-        with<evacuate<3>>(random(100000)), deep<evacuate<2, 3>>(full()), deep<evacuate<3>>(bound(3))}},
-      {"I-Q6", "stealable hint exact when quiescent; capped steal: <= cap, never pinned, no loss",
-       {with<steal_capped<2>>(bound(3)), with<steal_capped<3>>(bound(2)), with<steal_capped<3>>(random(100000)),
-        deep<steal_capped<2>>(bound(4)), deep<steal_capped<2, 2>>(full()), deep<steal_capped<3>>(bound(3))}},
+  // A generic lambda, so that a mutant's build (FIBER_MODEL_CASES, model_runner.hpp)
+  // instantiates only the cases its tests run.
+  auto build = [](auto) {
+    std::vector<model_case> cases;
+    FIBER_MODEL_CASE(cases, "I-Q1-Q2", "no loss, no duplicate, FIFO per producer",
+      {with<fifo_no_loss<2, 2>>(full()), with<fifo_no_loss<3, 1>>(bound(2)),
+       with<fifo_no_loss<3, 2>>(bound(2)), with<fifo_no_loss<3, 2>>(random(100000)),
+       deep<fifo_no_loss<3, 2>>(bound(3)), deep<fifo_no_loss<4, 1>>(bound(3)),
+       deep<fifo_no_loss<3, 2>>(random(1000000))});
+    FIBER_MODEL_CASE(cases, "I-Q4", "a queued node is never reported empty to a pop",
+      {with<never_spuriously_empty<2>>(full()), with<never_spuriously_empty<3>>(bound(2)),
+       with<never_spuriously_empty<3>>(random(100000)), deep<never_spuriously_empty<3>>(bound(3))});
+    FIBER_MODEL_CASE(cases, "I-Q3", "steal: <= ceil(n/2), never pinned, order kept, no loss",
+      {with<steal_half<2>>(bound(3)), with<steal_half<3>>(bound(2)),
+       with<steal_half<3>>(random(100000)), deep<steal_half<2>>(bound(4)),
+       deep<steal_half<2, 2, 1>>(full()), deep<steal_half<3>>(bound(3))});
+    FIBER_MODEL_CASE(cases, "I-Q5", "evacuate: every unpinned node, never pinned, order kept, no loss",
+      {with<evacuate<2, 3>>(bound(3)), with<evacuate<2, 2>>(full()), with<evacuate<3>>(bound(2)),
+       with<evacuate<3>>(random(100000)), deep<evacuate<2, 3>>(full()), deep<evacuate<3>>(bound(3))});
+    FIBER_MODEL_CASE(cases, "I-Q6", "stealable hint exact when quiescent; capped steal: <= cap, never pinned, no loss",
+      {with<steal_capped<2>>(bound(3)), with<steal_capped<3>>(bound(2)), with<steal_capped<3>>(random(100000)),
+       deep<steal_capped<2>>(bound(4)), deep<steal_capped<2, 2>>(full()), deep<steal_capped<3>>(bound(3))});
+    return cases;
   };
-  return run_model(argc, argv, "run_queue", cases);
+  return run_model(argc, argv, "run_queue", build(0));
 }

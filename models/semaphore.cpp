@@ -162,27 +162,31 @@ int main(int argc, char** argv) {
   // with one timed waiter (timeout_passes_on) bound 2 takes 5.6 M, ~30 s.
   // I-SEM6-spec: the semaphore over the spinlock's specification, whose
   // 2-thread full search (2.2e8 iterations) is a campaign.
-  std::vector<model_case> cases = {
-      {"I-SEM3", "permits conserved: never more holders than permits",
-       {with<permits_conserved<2, 1>>(full()), with<permits_conserved<2, 2>>(random(100000)),
-        with<permits_conserved<3, 1>>(bound(2, false)), with<permits_conserved<3, 1>>(random(100000)),
-        deep<permits_conserved<2, 2>>(bound(3, false)),
-        deep<permits_conserved<3, 2>>(random(1000000))}},
-      {"I-SEM5", "no lost wake-up on post; post publishes",
-       {with<post_wakes<2, false>>(full()), with<post_wakes<3, false>>(bound(2, false)),
-        with<post_wakes<3, true>>(bound(2, false)), with<post_wakes<3, true>>(random(100000)),
-        deep<post_wakes<3, false>>(random(1000000)), deep<post_wakes<4, true>>(bound(2, false))}},
-      {"I-SEM4", "FIFO hand-off: a queued waiter's permit cannot be barged",
-       {with<fifo_handoff<1>>(bound(5, false)), with<fifo_handoff<1>>(random(100000)),
-        exhaustive<fifo_handoff<1>>(full()), with<fifo_handoff<2>>(bound(2, false)),
-        with<fifo_handoff<2>>(random(100000))}},
-      {"I-SEM6", "timed wait racing post: a granted waiter never times out",
-       {with<timeout_vs_post<2>>(bound(5, false)), with<timeout_vs_post<2>>(random(100000)),
-        with<timeout_vs_post<3>>(random(200000)), with<timeout_vs_post<3>>(bound(1, false)),
-        deep<timeout_vs_post<4>>(random(1000000)), exhaustive<timeout_vs_post<2>>(full()),
-        exhaustive<timeout_vs_post<3>>(bound(2, false)), with<timeout_passes_on>(bound(2, false))}},
-      {"I-SEM6-spec", "I-SEM6 with the semaphore's spinlock replaced by its specification",
-       {with<timeout_vs_post_spec<2>>(bound(5, false)), exhaustive<timeout_vs_post_spec<2>>(full())}},
+  // A generic lambda, so that a mutant's build (FIBER_MODEL_CASES, model_runner.hpp)
+  // instantiates only the cases its tests run.
+  auto build = [](auto) {
+    std::vector<model_case> cases;
+    FIBER_MODEL_CASE(cases, "I-SEM3", "permits conserved: never more holders than permits",
+      {with<permits_conserved<2, 1>>(full()), with<permits_conserved<2, 2>>(random(100000)),
+       with<permits_conserved<3, 1>>(bound(2, false)), with<permits_conserved<3, 1>>(random(100000)),
+       deep<permits_conserved<2, 2>>(bound(3, false)),
+       deep<permits_conserved<3, 2>>(random(1000000))});
+    FIBER_MODEL_CASE(cases, "I-SEM5", "no lost wake-up on post; post publishes",
+      {with<post_wakes<2, false>>(full()), with<post_wakes<3, false>>(bound(2, false)),
+       with<post_wakes<3, true>>(bound(2, false)), with<post_wakes<3, true>>(random(100000)),
+       deep<post_wakes<3, false>>(random(1000000)), deep<post_wakes<4, true>>(bound(2, false))});
+    FIBER_MODEL_CASE(cases, "I-SEM4", "FIFO hand-off: a queued waiter's permit cannot be barged",
+      {with<fifo_handoff<1>>(bound(5, false)), with<fifo_handoff<1>>(random(100000)),
+       exhaustive<fifo_handoff<1>>(full()), with<fifo_handoff<2>>(bound(2, false)),
+       with<fifo_handoff<2>>(random(100000))});
+    FIBER_MODEL_CASE(cases, "I-SEM6", "timed wait racing post: a granted waiter never times out",
+      {with<timeout_vs_post<2>>(bound(5, false)), with<timeout_vs_post<2>>(random(100000)),
+       with<timeout_vs_post<3>>(random(200000)), with<timeout_vs_post<3>>(bound(1, false)),
+       deep<timeout_vs_post<4>>(random(1000000)), exhaustive<timeout_vs_post<2>>(full()),
+       exhaustive<timeout_vs_post<3>>(bound(2, false)), with<timeout_passes_on>(bound(2, false))});
+    FIBER_MODEL_CASE(cases, "I-SEM6-spec", "I-SEM6 with the semaphore's spinlock replaced by its specification",
+      {with<timeout_vs_post_spec<2>>(bound(5, false)), exhaustive<timeout_vs_post_spec<2>>(full())});
+    return cases;
   };
-  return run_model(argc, argv, "semaphore", cases);
+  return run_model(argc, argv, "semaphore", build(0));
 }
