@@ -258,6 +258,42 @@ def fig_scaling_klts(plt, path, out):
     return save(plt, fig, out, "scaling-klts.svg", stamp, os.path.relpath(path, ROOT))
 
 
+def fig_jain(plt, paths, out):
+    """Jain index of CPU-bound fibers on 2 KLTs per setting (bench/fairness.sh records)."""
+    groups = {}  # (fibers, setting) -> [(jain, quiet)]
+    for path in paths:
+        quiet = "quiet" in os.path.basename(path)
+        for line in open(path):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if r.get("workload") != "fair" or r.get("impl") != "fiber" or r.get("klts") != 2:
+                continue
+            setting = "before" if r.get("build") == "before" else (
+                "migrate" if r.get("migrate") else "default")
+            groups.setdefault((r["fibers"], setting), []).append((r["jain"], quiet))
+    if not groups:
+        return None
+    order = ["before", "default", "migrate"]
+    colour = {"before": "#999", "default": "#1f77b4", "migrate": "#2ca02c"}
+    fig, ax = new_fig(plt)
+    keys = sorted(groups, key=lambda k: (-k[0], order.index(k[1])))
+    for i, k in enumerate(keys):
+        for j, (v, quiet) in enumerate(sorted(groups[k])):
+            ax.plot(i + (j - len(groups[k]) / 2) * 0.04, v, "o" if quiet else "x", color=colour[k[1]], ms=5)
+    ax.axhline(0.99, color="#d62728", lw=0.8, ls="--", label="target 0.99 (documented setting)")
+    ax.axhline(0.98, color="#ff7f0e", lw=0.8, ls=":", label="target 0.98 (8 fibers, default)")
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels(["%d fibers\n%s" % k for k in keys], fontsize=7)
+    ax.set_ylabel("Jain index of per-fiber progress (1 = equal shares)")
+    ax.set_title("Fair shares of CPU-bound fibers on 2 KLTs (o quiet machine, x loaded)")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(True, alpha=0.3)
+    return save(plt, fig, out, "fairness-jain.svg", {"date": "see fairness.md", "git": "see fairness.md",
+                                                      "machine": "2-vCPU VM"},
+                ", ".join(os.path.relpath(x, ROOT) for x in paths))
+
+
 def fig_lateness(plt, path, stamp, out):
     if not path:
         return None
@@ -431,6 +467,10 @@ def main():
          fig_scaling_klts(plt, first(os.path.join(a.out, "scaling-16core.jsonl"),
                                      os.path.join(a.out, "scaling.jsonl")), a.out),
          "bench/scaling.sh (see README, The lab)"),
+        ("Fair shares across 2 KLTs (Jain index)",
+         fig_jain(plt, [x for x in (os.path.join(a.out, "fairness.jsonl"),
+                                    os.path.join(a.out, "fairness-quiet.jsonl")) if os.path.exists(x)], a.out),
+         "bench/fairness.sh (see papers/results/fairness.md)"),
         ("Model search size against context bound", fig_models(plt, rows, mstamp, msource, a.out),
          "tools/fiberctl check"),
         ("Mutant kill matrix", fig_mutants(plt, muts, mstamp, msource, a.out), "tools/fiberctl check"),
@@ -452,7 +492,12 @@ def main():
           "[models-long.md](models-long.md), sizes of the searches too long for CI "
           "[models-estimates.md](models-estimates.md), split campaigns [models-campaigns.md](models-campaigns.md).",
           "- Benchmarks with their targets: [bench.md](bench.md) (full run), "
-          "[bench-quick.md](bench-quick.md) (CI-sized run).", ""]
+          "[bench-quick.md](bench-quick.md) (CI-sized run).",
+          "- Per-topic measurements, each with its command and machine: fair shares and the multicore "
+          "policy [fairness.md](fairness.md); stacks and memory per fiber [stacks.md](stacks.md); TCP echo "
+          "[echo.md](echo.md); the cost of a tick [tick-cost.md](tick-cost.md); instruction counts of the "
+          "diagnostics' bookkeeping [icount-diag.md](icount-diag.md) and of the hot paths [icount.md](icount.md).",
+          ""]
     if bench is None:
         L.append("*No benchmark table yet: run `tools/fiberctl bench`.*")
     with open(os.path.join(a.out, "report.md"), "w") as f:
