@@ -15,7 +15,7 @@
 //                                                   commit), the waker (wake)
 //   running   k->current of KLT `klt`               install (sched.cpp)
 //   parked    committed to a park (I-P5); waits on  act_on, before try_commit
-//             wait_obj_ of kind wait_kind_          (so a waker's "runnable"
+//             obj_ of kind kind_ (note_wait)        (so a waker's "runnable"
 //                                                   always comes after it)
 //   exited    off its stack, not yet joined         finish_exit (sched.cpp)
 //
