@@ -310,6 +310,29 @@ TEST_F(MonitorWatchdog, PreemptDisabledSpinReported) {
   }
 }
 
+// Cooperative mode (timeslice 0): a fiber that spins without yielding is
+// reported once with the reason "cooperative mode, no ticks".  On a machine
+// too loaded to give the spin most of a CPU, explain()'s CPU-time reasons
+// come first ("it ran only", or "blocked in the kernel" under 10 %); then the
+// test says so and checks the report only.  Its control is
+// HealthyBusyProgramIsNeverReported (spinning fibers under ticks).
+TEST_F(MonitorWatchdog, SpinInCooperativeModeReportedAsNeverYielding) {
+  stuck_fiber s;
+  s.spin_ms = 700;
+  long report_ms = -1;
+  std::string err = run_stuck(watchdog_config(1, 0, 200), s, 700, &report_ms);
+  ASSERT_EQ(count_of(err, kWatchdogTag), 1) << err;
+  std::printf("report after %ld ms: %s", report_ms, err.substr(0, err.find('\n') + 1).c_str());
+  EXPECT_GE(report_ms, 200) << err;
+  EXPECT_NE(err.find("running fiber " + std::to_string(s.self)), std::string::npos) << err;
+  if (err.find("it ran only") != std::string::npos || err.find("blocked in the kernel") != std::string::npos) {
+    std::printf("machine overloaded: a CPU-time reason came first\n");
+    return;
+  }
+  EXPECT_NE(err.find("it is running (cooperative mode, no ticks): the fiber never yields"), std::string::npos)
+      << err;
+}
+
 // FIBER_WATCHDOG overrides the config: on (config off), off (config on), and
 // a bad value is ignored with a warning (the config applies).
 TEST_F(MonitorWatchdog, EnvironmentOverridesTheConfig) {
