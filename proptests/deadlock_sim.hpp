@@ -121,6 +121,9 @@ struct fib {
   wait_kind kind = wait_kind::none;  // the last wait (diag's kind_/obj_)
   int obj = -1;                      // its object's index (mutex, semaphore, fiber)
   std::uint32_t waits = 0, wakes = 0;
+  // The runtime's state word changes at every transition (diag.hpp); here
+  // every wait and every wake changes this, which is what the rules read.
+  std::uint64_t stamp() const noexcept { return (std::uint64_t{waits} << 32) | wakes; }
   int joiner = -1;         // fiber index, kMain, or -1
   int pending_owner = -1;  // a mutex granted to it: it writes the hint at its next step
   std::uint64_t wake_at = 0;

@@ -85,12 +85,11 @@ struct sim_src {
     between();
     const fib& f = w().fiber(i);
     if (f.st != fs::blocked && f.st != fs::sleeping) {
-      if (plants & kOnePass) memo.emplace_back(dl_member<int>{i, 0, 0, wait_kind::none, nullptr}, -1);
+      if (plants & kOnePass) memo.emplace_back(dl_member<int>{i, 0, wait_kind::none, nullptr}, -1);
       return false;
     }
     m->f = i;
-    m->waits = f.waits;
-    m->wakes = f.wakes;
+    m->stamp = f.stamp();
     m->kind = f.kind;
     m->obj = w().obj_of(f);
     if (plants & kOnePass) memo.emplace_back(*m, w().blocker(m->kind, m->obj));
@@ -199,7 +198,7 @@ class runner {
   std::vector<std::vector<int>> reported_;
   std::vector<std::pair<std::vector<int>, unsigned>> due_;
   std::string pending_error_;  // found inside a noexcept callback, thrown after it
-  std::vector<dl_member<int>> first_reads_;  // kStaleOwners: (fiber, waits) -> first owner read
+  std::vector<dl_member<int>> first_reads_;  // kStaleOwners: (fiber, stamp) -> first owner read
 };
 
 const world& sim_src::w() const noexcept { return r->w(); }
@@ -214,7 +213,7 @@ int sim_src::blocker(const dl_member<int>& m) noexcept {
   int b = w().blocker(m.kind, m.obj);
   if (plants & kStaleOwners && m.kind == wait_kind::mutex) {
     for (const dl_member<int>& s : r->first_reads())  // obj holds the owner first read
-      if (s.f == m.f && s.waits == m.waits) return static_cast<int>(reinterpret_cast<std::intptr_t>(s.obj));
+      if (s.f == m.f && s.stamp == m.stamp) return static_cast<int>(reinterpret_cast<std::intptr_t>(s.obj));
     dl_member<int> rec = m;
     rec.obj = reinterpret_cast<const void*>(static_cast<std::intptr_t>(b));
     r->first_reads().push_back(rec);

@@ -3,7 +3,7 @@
 // The ticker (diag_start/diag_stop) is a thread of its own rather than a duty
 // of the monitor (monitor.cpp): the monitor sleeps without a timeout once
 // every KLT is idle, which is exactly when rule 1 below must keep looking.
-// The ticker also advances g_diag_now every kDiagPeriodMs (diag.hpp).
+// The ticker also advances the coarse clock every kDiagPeriodMs (diag_clock_set, diag.hpp).
 //
 // Two rules, checked every period (kDiagPeriodMs = 100 ms; longer when a check
 // takes more than 1/20 of it, next_wait_ns: the detector uses at most 5 % of a
@@ -29,9 +29,10 @@
 //    (edge to the joined fiber), follow edges while the next fiber is parked
 //    the same way; back at the start is a cycle.  Confirmed before it is
 //    reported: after the walk every edge is read again, then every member's
-//    (state, waits_, wakes_) again; unchanged means each member stayed parked
-//    in the same untimed wait from its first read to its last (a wake bumps
-//    wakes_, a new wait bumps waits_), so no member could release a mutex or
+//    state word (diag.hpp: state, transition count, time) and wait again;
+//    unchanged means each member stayed parked in the same untimed wait from
+//    its first read to its last (every transition bumps the word's count),
+//    so no member could release a mutex or
 //    exit while the edges were re-read: the cycle existed at one instant and
 //    none of its waits can end.  Reported once per cycle, within kCycleEvery
 //    periods (0.3 s): the scan reads every control block, so it is rarer.
@@ -146,12 +147,12 @@ struct native_src {
     }, &w);
   }
   bool read(fcb* f, dl_member<fcb*>* m) noexcept {
-    if (f->diag.state() != fstate::parked) return false;
+    const std::uint64_t w = f->diag.word();  // acquire inside: the wait below is this park's
+    if (diag_state_of(w) != fstate::parked) return false;
     m->f = f;
-    m->waits = f->diag.waits_.load(std::memory_order_relaxed);  // relaxed: re-read to confirm
-    m->wakes = f->diag.wakes_.load(std::memory_order_relaxed);  // relaxed: as above
-    m->kind = f->diag.kind_.load(std::memory_order_relaxed);    // relaxed: as above
-    m->obj = f->diag.obj_.load(std::memory_order_relaxed);      // relaxed: as above
+    m->stamp = w;
+    m->kind = f->diag.kind_.load(std::memory_order_relaxed);  // relaxed: after word()'s acquire; re-read to confirm
+    m->obj = f->diag.obj_.load(std::memory_order_relaxed);    // relaxed: as above
     return true;
   }
   // The fiber m waits for, or nullptr: a join's target, a mutex's owner (I-M4).
@@ -270,7 +271,7 @@ static void* ticker_main(void*) {
   ticker& t = g_ticker;
   for (;;) {
     std::uint64_t now = mono_ns();
-    g_diag_now.ns.store(now, std::memory_order_relaxed);  // relaxed: a timestamp for humans
+    diag_clock_set(now);  // the coarse clock of the state words (diag.hpp)
     if (t.stop.load(mo::acquire)) break;  // acquire: pairs with diag_stop's release
     deadlock_check(*t.rt);
     native_seam::os_wait(t.stop, 0, now + next_wait_ns(mono_ns() - now));
@@ -285,7 +286,7 @@ void diag_start(runtime& rt) noexcept {
   t.rt = &rt;
   t.det = dl_detector{};
   t.stop.store(0, mo::relaxed);  // relaxed: published by pthread_create
-  g_diag_now.ns.store(mono_ns(), std::memory_order_relaxed);  // relaxed: a timestamp
+  diag_clock_set(mono_ns());  // the coarse clock of the state words (diag.hpp)
   module_table_refresh();  // for SIGQUIT dumps, which cannot call dl_iterate_phdr
   rt.internal_threads.fetch_add(1, std::memory_order_relaxed);  // relaxed: published by pthread_create
   if (pthread_create(&t.thread, nullptr, ticker_main, nullptr) != 0) {

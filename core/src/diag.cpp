@@ -17,6 +17,19 @@
 namespace fiber::detail {
 
 diag_clock g_diag_now;
+diag_steps g_diag_clock;
+
+// Every kDiagPeriodMs from the ticker (deadlock.cpp), and once at its start.
+// A transition that reads a step word while this runs may pair a new time
+// with an old one elsewhere: both are within a period, which is the
+// resolution anyway.
+void diag_clock_set(std::uint64_t ns) noexcept {
+  g_diag_now.ns.store(ns, std::memory_order_relaxed);  // relaxed: a timestamp for humans
+  const std::uint64_t hi = (ns >> kDiagUnitShift) << 32;  // the units modulo 2^32, in the high half
+  for (int d = -kDiagStepBias; d < 8 - kDiagStepBias; ++d)
+    g_diag_clock.step[d + kDiagStepBias].store(hi + static_cast<std::uint64_t>(static_cast<int>(kDiagMoveOne) + d),
+                                               std::memory_order_relaxed);  // relaxed: as above
+}
 
 const char* fstate_name(fstate s) noexcept {
   switch (s) {

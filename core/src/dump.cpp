@@ -89,7 +89,7 @@ class out_buf {
 struct dump_ctx {
   out_buf* o;
   bool in_signal;
-  std::uint64_t now;
+  std::uint32_t now;  // diag_now_units()
   std::ptrdiff_t join_off;  // offset of fcb::join in fcb, for join waits
 };
 
@@ -115,9 +115,13 @@ void backtrace(dump_ctx& d, const fcb& f) noexcept {
   for (int i = 0; i < n; ++i) put_frame(d, i, pcs[i]);
 }
 
-void put_secs(out_buf& o, std::uint64_t now, std::uint64_t since) noexcept {
-  if (now == 0 || since == 0 || since > now) return;
-  std::uint64_t ms = (now - since) / 1000000u;
+// Time in state from the state word's coarse units (diag.hpp), modulo 2^32
+// units; nothing before the ticker's first tick (since 0) and nothing for a
+// stamp read ahead of `now` (a transition that saw a newer clock).
+void put_secs(out_buf& o, std::uint32_t now, std::uint32_t since) noexcept {
+  const std::uint32_t age = now - since;  // modulo 2^32 units (52 days)
+  if (now == 0 || since == 0 || age > (std::uint32_t{1} << 31)) return;
+  std::uint64_t ms = (std::uint64_t{age} << kDiagUnitShift) / 1000000u;
   o.s(" for ").u(ms / 1000).c('.').u((ms / 100) % 10).c('s');
 }
 
@@ -138,7 +142,8 @@ void put_wait(dump_ctx& d, wait_kind k, const void* obj) noexcept {
 void dump_fiber(fcb& f, void* p) noexcept {
   dump_ctx& d = *static_cast<dump_ctx*>(p);
   d.join_off = reinterpret_cast<char*>(&f.join) - reinterpret_cast<char*>(&f);
-  fstate st = f.diag.state();
+  const std::uint64_t w = f.diag.word();  // acquire inside: the wait read below is this park's
+  const fstate st = diag_state_of(w);
   if (st == fstate::free) return;
   out_buf& o = *d.o;
   char name[kNameMax];
@@ -148,7 +153,7 @@ void dump_fiber(fcb& f, void* p) noexcept {
     put_wait(d, f.diag.kind_.load(std::memory_order_relaxed), f.diag.obj_.load(std::memory_order_relaxed));
   if (st == fstate::running) o.s(" klt ").u(__atomic_load_n(&f.last_klt, __ATOMIC_RELAXED));
   if (f.pinned.load()) o.s(" pinned");  // racy read of a queue-guarded flag: a hint
-  put_secs(o, d.now, f.diag.since_.load(std::memory_order_relaxed));
+  put_secs(o, d.now, diag_since_of(w));
   o.c('\n');
   if (st == fstate::parked || st == fstate::runnable) backtrace(d, f);
 }
@@ -196,7 +201,7 @@ void dump_write(int fd) noexcept {
     o.s("fiber dump: no runtime\n");
     return;
   }
-  dump_ctx d{&o, g_in_signal_dump.load(std::memory_order_relaxed), diag_now(), 0};
+  dump_ctx d{&o, g_in_signal_dump.load(std::memory_order_relaxed), diag_now_units(), 0};
   if (!d.in_signal) module_table_refresh();  // dlopened modules since init
   o.s("fiber dump: pid ").u(static_cast<std::uint64_t>(getpid())).s(", ").u(rt->nklts).s(" KLTs, ");
   o.u(rt->live.load(std::memory_order_relaxed)).s(" live fibers\n");  // relaxed: snapshot

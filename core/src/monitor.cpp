@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -301,5 +302,19 @@ void monitor_stop() noexcept {
 }
 
 void monitor_klt_woke() noexcept { g_deep.notify_one(); }
+
+// The KLT takes no step and runs no fiber (klt::running is 0 between picks,
+// klt::idle false): what the watchdog calls "stuck in the runtime's
+// scheduler".  The runtime itself never waits there except in idle_wait
+// (flagged idle); foreign code can: a program's signal handler that blocks
+// when it lands on a KLT between two fibers, or a debugger holding the
+// thread.  Raw nanosleep: libc's is interposed (interpose_sleep.cpp).
+void knob_sched_stall(runtime& rt) noexcept {
+  while (knobs.sched_stall.load(std::memory_order_relaxed) &&   // relaxed: a test knob
+         !rt.stopping.load(std::memory_order_relaxed)) {        // relaxed: re-read every ms
+    struct timespec ts{0, 1000000};
+    syscall(SYS_nanosleep, &ts, nullptr);
+  }
+}
 
 }  // namespace fiber::detail

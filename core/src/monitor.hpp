@@ -60,5 +60,9 @@ bool monitor_start(runtime& rt) noexcept;
 void monitor_stop() noexcept;
 // A KLT left idle_wait (it cleared klt::idle first): wakes a sleeping monitor.
 void monitor_klt_woke() noexcept;
+// Test knob FIBER_KNOB_SCHED_STALL (testing.h): the calling KLT, in its
+// scheduler context between two picks, sleeps while the knob is on (until
+// shutdown), as foreign code stuck there would.  From klt_main only.
+void knob_sched_stall(runtime& rt) noexcept;
 
 }  // namespace fiber::detail

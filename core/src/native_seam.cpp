@@ -199,9 +199,8 @@ void native_seam::block(parker_type& p, std::uint64_t deadline) noexcept {
 
 void native_seam::wake(parker_type& p) noexcept {
   if (p.owner) {
-    fcb* f = static_cast<fcb*>(p.owner);  // one read: the diag stores below may alias it
-    f->diag.note_wake();  // diag.hpp
-    f->diag.move(fstate::parked, fstate::runnable);
+    fcb* f = static_cast<fcb*>(p.owner);  // one read: the diag store below may alias it
+    f->diag.move(fstate::parked, fstate::runnable);  // diag.hpp
     make_runnable(f);
   } else {
     os_wake(p.word(), 1);

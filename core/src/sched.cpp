@@ -269,6 +269,7 @@ void* klt_main(void* arg) {
   bool idled = false;  // this KLT looked for work and found none since it last ran a fiber
   for (;;) {
     count_step(k);
+    if (knobs.sched_stall.load(std::memory_order_relaxed)) knob_sched_stall(rt);  // relaxed: a test knob (monitor.cpp)
     if (fcb* f = rt.pick_next(k->index)) {
       // I-R6: the end of an idle spell; wake a sleeper for what is left.
       if (idled && rt.policy->wake_another()) rt.idle.notify_one();

@@ -310,6 +310,29 @@ TEST_F(MonitorWatchdog, PreemptDisabledSpinReported) {
   }
 }
 
+// Cooperative mode (timeslice 0): a fiber that spins without yielding is
+// reported once with the reason "cooperative mode, no ticks".  On a machine
+// too loaded to give the spin most of a CPU, explain()'s CPU-time reasons
+// come first ("it ran only", or "blocked in the kernel" under 10 %); then the
+// test says so and checks the report only.  Its control is
+// HealthyBusyProgramIsNeverReported (spinning fibers under ticks).
+TEST_F(MonitorWatchdog, SpinInCooperativeModeReportedAsNeverYielding) {
+  stuck_fiber s;
+  s.spin_ms = 700;
+  long report_ms = -1;
+  std::string err = run_stuck(watchdog_config(1, 0, 200), s, 700, &report_ms);
+  ASSERT_EQ(count_of(err, kWatchdogTag), 1) << err;
+  std::printf("report after %ld ms: %s", report_ms, err.substr(0, err.find('\n') + 1).c_str());
+  EXPECT_GE(report_ms, 200) << err;
+  EXPECT_NE(err.find("running fiber " + std::to_string(s.self)), std::string::npos) << err;
+  if (err.find("it ran only") != std::string::npos || err.find("blocked in the kernel") != std::string::npos) {
+    std::printf("machine overloaded: a CPU-time reason came first\n");
+    return;
+  }
+  EXPECT_NE(err.find("it is running (cooperative mode, no ticks): the fiber never yields"), std::string::npos)
+      << err;
+}
+
 // FIBER_WATCHDOG overrides the config: on (config off), off (config on), and
 // a bad value is ignored with a warning (the config applies).
 TEST_F(MonitorWatchdog, EnvironmentOverridesTheConfig) {
@@ -451,10 +474,79 @@ TEST_F(MonitorWatchdog, SpinOutsideTheAllowListReportedAsDeferredTicks) {
   }
 }
 
-// Not tested: the reason "it runs no fiber" (a KLT stuck in its scheduler
-// context).  The runtime never blocks there except in idle_wait, where the
-// KLT is flagged idle and the watchdog rightly skips it; papers/design.md
-// section 12 says what was tried (a user signal handler blocking there).
+// The reason "it runs no fiber": a KLT stuck in its scheduler context, between
+// two picks.  The runtime never waits there except in idle_wait (flagged idle,
+// skipped by design); foreign code can (a program's signal handler blocking
+// when it lands there, a debugger), but not reliably on demand
+// (papers/design.md section 12), so the test knob FIBER_KNOB_SCHED_STALL makes
+// the KLT loop sleep before its next pick while it is on.  Two incidents, each
+// reported once with that reason; the same program without the stall (the
+// control) is never reported.
+constexpr int kKnobSchedStall = 14;  // FIBER_KNOB_SCHED_STALL (testing.h)
+constexpr const char* kNoFiberReason =
+    "running fiber 0: it runs no fiber (stuck in the runtime's scheduler)";
+
+struct stall_probe {
+  std::atomic<bool> ran{false};
+};
+
+void* mark_ran(void* p) {
+  static_cast<stall_probe*>(p)->ran.store(true, std::memory_order_release);
+  return nullptr;
+}
+
+class MonitorSchedStall : public MonitorWatchdog {
+ protected:
+  void TearDown() override {
+    fiber_test_set_knob(kKnobSchedStall, 0);
+    MonitorWatchdog::TearDown();
+  }
+  // Two incidents of hold_ms each (the KLT stalls before picking a fiber
+  // created meanwhile) when `stall`, else the same steps without it.
+  // Returns stderr; *ran_during: the fibers ran while the KLT was held.
+  std::string two_incidents(bool stall, unsigned bound_ms, unsigned hold_ms, bool* ran_during) {
+    stderr_capture cap;
+    EXPECT_TRUE(cap.ok());
+    fiber_config_t c = watchdog_config(1, 4000, bound_ms);
+    EXPECT_EQ(fiber_init(&c), 0);
+    *ran_during = false;
+    for (int incident = 0; incident < 2; ++incident) {
+      sleep_ms(50);  // the KLT goes idle; the incident starts when the create wakes it
+      fiber_test_set_knob(kKnobSchedStall, stall ? 1 : 0);
+      stall_probe p;
+      fiber_t f = spawn(mark_ran, &p);
+      sleep_ms(hold_ms);
+      if (p.ran.load(std::memory_order_acquire)) *ran_during = true;
+      fiber_test_set_knob(kKnobSchedStall, 0);
+      join(f);
+      EXPECT_TRUE(p.ran.load(std::memory_order_acquire));
+    }
+    EXPECT_EQ(fiber_shutdown(), 0);
+    cap.restore();
+    return cap.text();
+  }
+};
+
+TEST_F(MonitorSchedStall, KltStuckInItsSchedulerIsReportedOncePerIncident) {
+  constexpr unsigned kBound = 150;
+  bool ran_during = true;
+  std::string err = two_incidents(true, kBound, 5 * kBound, &ran_during);
+  std::printf("%s", err.substr(0, err.find('\n') + 1).c_str());
+  EXPECT_FALSE(ran_during) << "the knob did not hold the KLT: the fiber ran";
+  EXPECT_EQ(count_of(err, kWatchdogTag), 2) << "want one report per incident:\n" << err;
+  EXPECT_EQ(count_of(err, kNoFiberReason), 2) << err;
+  EXPECT_EQ(count_of(err, "KLT 0 took no scheduling step"), 2) << err;
+  // The dump that comes with it shows the KLT in its scheduler.
+  EXPECT_NE(err.find("klt 0 scheduling"), std::string::npos) << err;
+}
+
+// The control: the same program, the KLT not held, is never reported.
+TEST_F(MonitorSchedStall, SameProgramWithoutTheStallIsNotReported) {
+  bool ran_during = false;
+  std::string err = two_incidents(false, 150, 750, &ran_during);
+  EXPECT_TRUE(ran_during) << "without the stall the fibers run at once";
+  EXPECT_EQ(count_of(err, kWatchdogTag), 0) << err;
+}
 
 TEST_F(MonitorWatchdog, HealthyBusyProgramIsNeverReported) {
   FIBER_SKIP_WITHOUT_PREEMPTION();  // CPU-bound fibers need ticks to take steps

@@ -1,6 +1,7 @@
 # fiber_gdb.py - gdb commands for programs using fiber (live process or core file).
 #
-#   info fibers      one line per fiber: id, name, state, what it waits on, KLT
+#   info fibers      one line per fiber: id, name, state, what it waits on, KLT,
+#                    time in state (the coarse clock: about 0.1 s resolution)
 #   info klts        one line per KLT: what it runs, ticks, deferred ticks
 #   fiber bt ID      backtrace of a fiber that is not running (parked,
 #                    runnable, exited), walked from its saved context
@@ -23,6 +24,11 @@ import gdb
 STATES = ["free", "runnable", "running", "parked", "exited"]
 KINDS = ["nothing", "mutex", "condvar", "semaphore", "barrier", "join", "sleep", "shutdown", "io", "pthread lock"]
 CHUNK = 4096  # slots.cpp kChunk
+# The state word (core/src/diag.hpp): bits 0..2 state, 3..31 transitions,
+# 32..63 time of the last transition in units of 2^UNIT_SHIFT ns (mod 2^32).
+STATE_MASK = 7
+UNIT_SHIFT = 20
+CLOCK_NOW = 4  # g_diag_clock.step[4] holds the current time in its high half
 
 
 def _offset(typ, path):
@@ -46,7 +52,7 @@ class _Layout:
         self.fcb_size = fcb.sizeof
         self.f = {}
         for key in ["sp", "map_base", "map_size", "guarded", "last_klt", "pinned",
-                    "diag.state_", "diag.kind_", "diag.obj_", "diag.since_", "diag.id_", "diag.name_",
+                    "diag.word_", "diag.kind_", "diag.obj_", "diag.id_", "diag.name_",
                     "join"]:
             self.f[key] = _offset(fcb, key)[0]
         klt = gdb.lookup_type("fiber::detail::klt")
@@ -68,8 +74,25 @@ def _addr_of(expr):
     return int(gdb.parse_and_eval("&(%s)" % expr).cast(gdb.lookup_type("long").pointer()))
 
 
+def _now_units():
+    """The coarse clock in state-word units (0: unknown)."""
+    try:
+        return _u64(_addr_of("fiber::detail::g_diag_clock") + 8 * CLOCK_NOW) >> 32
+    except (gdb.error, gdb.MemoryError):
+        return 0
+
+
+def _age(now, since):
+    """Seconds in state, or None (no clock yet, or a stamp ahead of the clock)."""
+    age = (now - since) % (1 << 32)
+    if now == 0 or since == 0 or age > (1 << 31):
+        return None
+    return age * (1 << UNIT_SHIFT) / 1e9
+
+
 def _fibers(lay):
     """Yields (address, dict) for every control block not on the free list."""
+    now = _now_units()
     chunks = _addr_of("'fiber::detail::(anonymous namespace)::g_chunks'")
     c = 0
     while True:
@@ -79,10 +102,11 @@ def _fibers(lay):
         raw = _mem(base, lay.fcb_size * CHUNK)
         for i in range(CHUNK):
             o = i * lay.fcb_size
-            state = raw[o + lay.f["diag.state_"]]
+            g = lambda key, fmt="<Q", n=8: struct.unpack(fmt, raw[o + lay.f[key]:o + lay.f[key] + n])[0]
+            word = g("diag.word_")
+            state = word & STATE_MASK
             if state == 0:
                 continue
-            g = lambda key, fmt="<Q", n=8: struct.unpack(fmt, raw[o + lay.f[key]:o + lay.f[key] + n])[0]
             name = raw[o + lay.f["diag.name_"]:o + lay.f["diag.name_"] + 32].split(b"\0")[0]
             yield base + o, {
                 "id": g("diag.id_"), "state": STATES[state] if state < len(STATES) else "?",
@@ -90,6 +114,7 @@ def _fibers(lay):
                 "obj": g("diag.obj_"), "klt": g("last_klt", "<I", 4), "sp": g("sp"),
                 "map_base": g("map_base"), "map_size": g("map_size"),
                 "guarded": raw[o + lay.f["guarded"]], "name": name.decode("utf-8", "replace"),
+                "age": _age(now, word >> 32),
             }
         c += 1
 
@@ -102,18 +127,20 @@ def _find(lay, fid):
 
 
 class InfoFibers(gdb.Command):
-    """info fibers: id, name, state, what each fiber waits on, and its KLT."""
+    """info fibers: id, name, state, what each fiber waits on, its KLT, time in state."""
 
     def __init__(self):
         super().__init__("info fibers", gdb.COMMAND_STATUS)
 
     def invoke(self, arg, from_tty):
         lay = _Layout()
-        gdb.write("%-12s %-20s %-9s %-32s %s\n" % ("Id", "Name", "State", "Waits on", "KLT"))
+        gdb.write("%-12s %-20s %-9s %-32s %-4s %s\n" % ("Id", "Name", "State", "Waits on", "KLT", "For"))
         for _, f in _fibers(lay):
             waits = "%s 0x%x" % (f["kind"], f["obj"]) if f["state"] == "parked" else "-"
             klt = str(f["klt"]) if f["state"] == "running" else "-"
-            gdb.write("%-12d %-20s %-9s %-32s %s\n" % (f["id"], '"%s"' % f["name"], f["state"], waits, klt))
+            age = "%.1fs" % f["age"] if f["age"] is not None else "-"
+            gdb.write("%-12d %-20s %-9s %-32s %-4s %s\n" % (f["id"], '"%s"' % f["name"], f["state"], waits, klt,
+                                                           age))
 
 
 class InfoKlts(gdb.Command):

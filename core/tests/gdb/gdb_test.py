@@ -27,6 +27,13 @@ def check(out, what):
         if not re.search(pat, out):
             print("%s: missing /%s/" % (what, pat))
             ok = False
+    # Time in state, decoded from the state word (core/src/diag.hpp): the
+    # waiter has been parked for about the target's 300 ms sleep.
+    m = re.search(r'\n\d+\s+"gdb-waiter"\s+parked\s+mutex 0x[0-9a-f]+\s+-\s+(\d+\.\d)s', out)
+    if not m or not 0.1 <= float(m.group(1)) <= 60:
+        print("%s: the waiter's time in state is missing or off (want 0.1-60 s): %s" %
+              (what, m.group(1) if m else None))
+        ok = False
     return ok
 
 

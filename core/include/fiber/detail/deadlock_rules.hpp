@@ -23,8 +23,8 @@
 //   rule 1 compares the progress counters read before the first of two
 //     consecutive quiet checks with those read after the second: equal means
 //     nobody ran, woke, fell asleep or blocked anew in between;
-//   rule 2 re-reads every edge of a cycle, then every member (state, waits,
-//     wakes), after the walk: unchanged means each member stayed parked in
+//   rule 2 re-reads every edge of a cycle, then every member (its stamp and
+//     wait), after the walk: unchanged means each member stayed parked in
 //     the same untimed wait from its first reading to its last, so none of
 //     them could release a mutex or exit while the edges were re-read.
 //
@@ -38,7 +38,10 @@
 //   bool skip_thread_check();           a planted bug (tests), else false
 //   using handle = ...; static handle none();
 //   void each_fiber(void (*fn)(handle, void*), void* ctx);
-//   bool read(handle, dl_member<handle>*);   false unless parked; fills all
+//   bool read(handle, dl_member<handle>*);   false unless parked; fills all;
+//                                       stamp: a value that changes at every
+//                                       transition of the fiber (the runtime:
+//                                       its state word, diag.hpp)
 //   handle blocker(const dl_member<handle>&); the fiber it waits for, or none()
 //   std::uint64_t id(handle);
 //   void report_cycle(const dl_member<handle>*, int n);  m[i] waits for m[i+1 mod n]
@@ -65,7 +68,7 @@ struct dl_progress {
 template <class H>
 struct dl_member {
   H f{};
-  std::uint32_t waits = 0, wakes = 0;
+  std::uint64_t stamp = 0;  // changes at every transition (see Src::read)
   wait_kind kind = wait_kind::none;
   const void* obj = nullptr;
 };
@@ -133,8 +136,7 @@ class dl_detector {
   template <class Src>
   static bool same(Src& s, const dl_member<typename Src::handle>& m) noexcept {
     dl_member<typename Src::handle> again;
-    return s.read(m.f, &again) && again.waits == m.waits && again.wakes == m.wakes &&
-           again.kind == m.kind && again.obj == m.obj;
+    return s.read(m.f, &again) && again.stamp == m.stamp && again.kind == m.kind && again.obj == m.obj;
   }
 
   bool seen(std::uint64_t min_id) const noexcept {

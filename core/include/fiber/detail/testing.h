@@ -29,7 +29,10 @@ enum fiber_test_knob {
   FIBER_KNOB_NO_LOCK_HOLD = 10,     /* holders of interposed libc locks stay preemptible */
   FIBER_KNOB_NO_STACK_CACHE = 11, /* no slot caches, no arenas: a mapping per fiber, unmapped at exit */
   FIBER_KNOB_UNGUARDED_STACKS = 12, /* new stacks are unguarded (canary), as past the guarded budget */
-  FIBER_KNOB_TRIM_ALL = 13 /* every free stack entering the global pool is trimmed (if seen deep) */
+  FIBER_KNOB_TRIM_ALL = 13, /* every free stack entering the global pool is trimmed (if seen deep) */
+  FIBER_KNOB_SCHED_STALL = 14 /* a KLT's scheduler loop stalls before each pick while on, as
+                                 foreign code stuck in the scheduler context would (the
+                                 watchdog's "runs no fiber" reason; monitor.cpp) */
 };
 void fiber_test_set_knob(int knob, int on);
 
