@@ -212,6 +212,11 @@ void put_hex(const void* p) noexcept {
   put(hex);
 }
 
+// Set when a check printed the dump with a cycle, so that an "all asleep"
+// verdict of the same check does not print the same dump twice.  Only the
+// ticker thread runs checks.
+bool g_dumped_this_check = false;
+
 void report_cycle(const dl_member<fcb*>* ms, int n) noexcept {
   put("fiber: deadlock cycle: ");
   for (int i = 0; i < n; ++i) {
@@ -227,6 +232,7 @@ void report_cycle(const dl_member<fcb*>* ms, int n) noexcept {
     put(i + 1 < n ? "; " : "\n");
   }
   dump_write(2);
+  g_dumped_this_check = true;
 }
 
 // ---- the ticker --------------------------------------------------------------
@@ -249,9 +255,10 @@ void deadlock_check(runtime& rt) noexcept {
   ticker& t = g_ticker;
   if (t.mode == 0) return;
   native_src s{rt};
+  g_dumped_this_check = false;
   if (t.det.check(s) != dl_detector::verdict::asleep) return;
   put("fiber: all fibers are asleep - deadlock!\n");
-  dump_write(2);
+  if (!g_dumped_this_check) dump_write(2);  // else: the cycle's dump, just above
   if (t.mode == 1) _exit(2);  // report mode: once per quiet spell (dl_detector)
 }
 

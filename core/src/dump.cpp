@@ -6,13 +6,14 @@
 //   fiber ID "NAME" STATE [on KIND 0xOBJ [held by fiber ID|thread TID]] [klt K] [pinned] for S.Ds
 //     #0 0xPC SYMBOL+0xOFF          (parked/runnable fibers: their saved context)
 //   thread TID parked on KIND 0xOBJ [untimed]   (OS threads blocked in the runtime)
-//   klt K running fiber ID | idle | scheduling, ticks T deferred D
+//   klt K running fiber ID [(in the kernel: system call NR NAME)] | idle | scheduling, ticks T deferred D
 //
 // What it takes (async-signal-safe): no lock and no allocation.  It reads the
 // control-block chunks (never freed while the runtime runs: slots_visit), the
 // OS-waiter registry (push-only, never freed: os_waiters_visit) and the KLT
-// array, all racily (relaxed atomics, diag.hpp), and writes with write(2) as a raw system call (sys_write.hpp)
-// from a stack buffer.  Symbol names come from dladdr only when not called
+// array, all racily (relaxed atomics, diag.hpp), reads /proc/self/task/TID/syscall
+// of each KLT that runs a fiber (openat, read, close: raw system calls), and
+// writes with write(2) as a raw system call (sys_write.hpp) from a stack buffer.  Symbol names come from dladdr only when not called
 // from the SIGQUIT handler (dladdr takes the loader's lock); there raw
 // addresses are printed (resolve with addr2line or the gdb extension).
 // A fiber's state may change while it is printed; a backtrace of a fiber that
@@ -24,7 +25,9 @@
 // frame-pointer walk when built with FIBER_FRAME_POINTERS=ON).
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -167,12 +170,76 @@ void dump_os_waiter(const os_waiter_info& w, void* p) noexcept {
   d.o->c('\n');
 }
 
+// Where a KLT is in the kernel: the system call /proc/self/task/TID/syscall
+// names ("running", "-1 ..." in user code, or "NR args... sp pc" while in
+// a system call).  Raw system calls: async-signal-safe, and never the
+// interposed read().  Names for the calls a stuck fiber is usually in.
+const char* syscall_name(long nr) noexcept {
+  switch (nr) {
+    case SYS_read: return "read";
+    case SYS_write: return "write";
+    case SYS_readv: return "readv";
+    case SYS_writev: return "writev";
+    case SYS_pread64: return "pread64";
+    case SYS_pwrite64: return "pwrite64";
+    case SYS_openat: return "openat";
+    case SYS_poll: return "poll";
+    case SYS_ppoll: return "ppoll";
+    case SYS_select: return "select";
+    case SYS_pselect6: return "pselect6";
+    case SYS_epoll_wait: return "epoll_wait";
+    case SYS_epoll_pwait: return "epoll_pwait";
+    case SYS_nanosleep: return "nanosleep";
+    case SYS_clock_nanosleep: return "clock_nanosleep";
+    case SYS_futex: return "futex";
+    case SYS_accept: return "accept";
+    case SYS_accept4: return "accept4";
+    case SYS_connect: return "connect";
+    case SYS_recvfrom: return "recvfrom";
+    case SYS_recvmsg: return "recvmsg";
+    case SYS_sendto: return "sendto";
+    case SYS_sendmsg: return "sendmsg";
+    case SYS_wait4: return "wait4";
+    case SYS_fsync: return "fsync";
+    case SYS_fdatasync: return "fdatasync";
+    case SYS_pause: return "pause";
+    case SYS_flock: return "flock";
+    case SYS_fcntl: return "fcntl";
+    default: return nullptr;
+  }
+}
+
+void put_kernel_wait(out_buf& o, long tid) noexcept {
+  if (tid <= 0) return;
+  char path[48] = "/proc/self/task/";
+  std::size_t n = std::strlen(path);
+  char digits[24];
+  int d = 0;
+  for (unsigned long v = static_cast<unsigned long>(tid); v; v /= 10) digits[d++] = static_cast<char>('0' + v % 10);
+  while (d) path[n++] = digits[--d];
+  std::memcpy(path + n, "/syscall", 9);
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char buf[64];
+  long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
+  syscall(SYS_close, fd);
+  if (r <= 0 || buf[0] < '0' || buf[0] > '9') return;  // "running", or "-1 ...": in user code
+  long nr = 0;
+  for (long i = 0; i < r && buf[i] >= '0' && buf[i] <= '9'; ++i) nr = nr * 10 + (buf[i] - '0');
+  o.s(" (in the kernel: system call ").u(static_cast<std::uint64_t>(nr));
+  if (const char* name = syscall_name(nr)) o.c(' ').s(name);
+  o.c(')');
+}
+
 void dump_klts(out_buf& o, runtime& rt) noexcept {
   for (unsigned i = 0; i < rt.nklts; ++i) {
     klt& k = rt.klts[i];
     o.s("klt ").u(i).c(' ');
     fcb* cur = k.current;  // volatile: a racy snapshot
-    if (cur) o.s("running fiber ").u(cur->diag.id_.load(std::memory_order_relaxed));
+    if (cur) {
+      o.s("running fiber ").u(cur->diag.id_.load(std::memory_order_relaxed));
+      put_kernel_wait(o, k.tid.load(std::memory_order_relaxed));  // relaxed: snapshot
+    }
     else if (k.idle.load(std::memory_order_relaxed)) o.s("idle");  // relaxed: snapshot
     else o.s("scheduling");
     o.s(", ticks ").u(k.ticks.load(std::memory_order_relaxed));

@@ -174,6 +174,7 @@ struct alignas(64) klt {
   std::atomic<std::uint64_t> steps{0};  // picks that switched nothing (steps + switches: monitor.hpp)
   std::atomic<bool> idle{false};        // sleeping in idle_wait (no fiber, empty queues)
   std::atomic<std::uint64_t> running{0};  // id of `current` (0: none), for the monitor
+  std::atomic<long> tid{0};               // kernel thread id (dump.cpp: where it is blocked)
   std::atomic<std::uint64_t> ticks{0};        // ticks that landed on a fiber (preempt.cpp)
   std::atomic<std::uint64_t> deferred{0};     // of which refused and owed
 };

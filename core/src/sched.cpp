@@ -257,6 +257,7 @@ void* klt_main(void* arg) {
   klt* k = static_cast<klt*>(arg);
   runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: pairs with fiber_init's release
   klt_publish_self(k);
+  k->tid.store(gettid(), std::memory_order_relaxed);  // relaxed: a diagnostic snapshot (dump.cpp)
   char name[16];
   std::snprintf(name, sizeof name, "fiber-klt-%u", k->index);
   pthread_setname_np(pthread_self(), name);  // what ps, top and gdb show

@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
@@ -199,6 +201,38 @@ TEST_F(diag, DumpListsOsThreadsBlockedInTheRuntime) {
   ASSERT_NE(f, 0u);
   ASSERT_EQ(fiber_sem_wait(&s), 0);
   EXPECT_EQ(join(f), reinterpret_cast<void*>(1));
+}
+
+// Deliver 2 of the diagnostics: the KLT line says where a KLT is blocked.  A
+// fiber in a read() that nothing interposes (a raw system call) holds its KLT
+// in the kernel; the dump names the call.  Seen failing with put_kernel_wait
+// planted out (the KLT line then ends at the fiber's id).
+TEST_F(diag, KltLineNamesTheSystemCallItIsBlockedIn) {
+  FIBER_SKIP_UNDER_TSAN("the dump reads scheduler fields racily by design");
+  start(2, 0);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  fiber_t f = spawn_named(
+      [](void* a) -> void* {
+        char c;
+        while (syscall(SYS_read, *static_cast<int*>(a), &c, 1) < 0 && errno == EINTR) {
+        }  // a raw read is not interposed: it blocks the KLT
+        return nullptr;
+      },
+      &p[0], "raw-reader");
+  ASSERT_NE(f, 0u);
+  std::string want = "running fiber " + std::to_string(f) + " (in the kernel: system call " +
+                     std::to_string(SYS_read) + " read)";
+  std::string dump;
+  for (int i = 0; i < 400 && dump.find(want) == std::string::npos; ++i) {  // at most 2 s
+    fiber_sleep_ns(5 * kMs);
+    dump = dump_string();
+  }
+  EXPECT_NE(dump.find(want), std::string::npos) << dump;
+  ASSERT_EQ(write(p[1], "x", 1), 1);
+  join(f);
+  close(p[0]);
+  close(p[1]);
 }
 
 TEST(diag_nort, DumpWithoutRuntimeIsEinval) {
