@@ -26,6 +26,7 @@
 #include "fiber/detail/testing.h"
 #include "interpose.hpp"
 #include "io_fiber.hpp"
+#include "io_interrupt.hpp"
 #include "io_real.hpp"
 #include "poller.hpp"
 #include "runtime.hpp"
@@ -40,7 +41,10 @@ std::atomic<bool> g_forked{false};
 // (the unit tests' run_child does): only the poller must be started afresh.
 void in_child() noexcept {
   // relaxed (both): the child has one thread.
-  if (g_rt.load(std::memory_order_relaxed)) g_forked.store(true, std::memory_order_relaxed);
+  if (g_rt.load(std::memory_order_relaxed)) {
+    g_forked.store(true, std::memory_order_relaxed);
+    intr_forget_in_child();  // the parent's parked fibers' registry (io_interrupt.hpp)
+  }
   io_poller_forget();
 }
 

@@ -42,6 +42,7 @@
 #include <algorithm>
 #include <new>
 
+#include "fiber/detail/testing.h"
 #include "io_fiber.hpp"
 #include "io_interrupt.hpp"
 #include "io_real.hpp"
@@ -168,6 +169,8 @@ ssize_t interrupted() noexcept {
   return -1;
 }
 
+std::atomic<std::uint64_t> g_slow_paths{0};  // fiber_test_get_io_counters
+
 // The slow path before a park (poller.hpp, "facts"): 1 when the call may
 // park (deadline set), 0 when it must return EAGAIN (the user's O_NONBLOCK),
 // -1 when fd has no readiness path.  Cached facts skip it.
@@ -177,6 +180,7 @@ int check_park(int fd, io_dir d, int opt, std::uint64_t* deadline, bool* checked
     *deadline = kNoDeadline;  // not *checked: a later wake-up looks at the facts again
     return 1;
   }
+  g_slow_paths.fetch_add(1, std::memory_order_relaxed);  // relaxed: a test counter
   std::uint64_t stamp = io_facts_stamp(fd);
   if (user_nonblocking(fd)) return 0;
   *deadline = sock_deadline(fd, opt);
@@ -471,3 +475,8 @@ void fio_renewed(int fd) noexcept {
 }
 
 }  // namespace fiber::detail
+
+extern "C" __attribute__((visibility("default"))) void fiber_test_get_io_counters(fiber_test_io_counters_t* out) {
+  out->slow_paths = fiber::detail::g_slow_paths.load(std::memory_order_relaxed);  // relaxed: a test counter
+  out->sweeps = fiber::detail::io_sweeps();
+}

@@ -41,6 +41,7 @@ std::atomic<std::uint64_t> g_any[kSignals];    // latest arrival with a program 
 std::atomic<std::uint64_t> g_plain[kSignals];  // latest arrival whose handler lacks SA_RESTART
 std::atomic<int> g_efd{-1};
 std::atomic<bool> g_handlers{false};  // the program installed a handler (ever)
+std::atomic<bool> g_child{false};     // forked while a runtime ran: the registry is off
 
 basic_spinlock<native_seam> g_lock;
 intr_guard* g_head = nullptr;  // guarded by g_lock
@@ -75,6 +76,7 @@ bool intr_pending(std::uint64_t since, bool restartable) noexcept {
 }
 
 intr_guard::intr_guard(parker& p) noexcept : p_(&p) {
+  if (g_child.load(std::memory_order_relaxed)) return;  // relaxed: the child has one thread
   if (g_handlers.load(std::memory_order_relaxed)) io_poller_start();  // relaxed: a hint, see intr_handler_installed
   lock_guard<basic_spinlock<native_seam>> g(g_lock);
   next_ = g_head;
@@ -83,6 +85,7 @@ intr_guard::intr_guard(parker& p) noexcept : p_(&p) {
 }
 
 intr_guard::~intr_guard() {
+  if (g_child.load(std::memory_order_relaxed)) return;  // relaxed: as the constructor
   lock_guard<basic_spinlock<native_seam>> g(g_lock);
   if (prev_) prev_->next_ = next_; else g_head = next_;
   if (next_) next_->prev_ = prev_;
@@ -115,6 +118,7 @@ void intr_signal_arrived(int sig, bool restart) noexcept {
 
 void intr_handler_installed() noexcept {
   g_handlers.store(true, std::memory_order_relaxed);  // relaxed: a hint for the next parks
+  if (g_child.load(std::memory_order_relaxed)) return;  // relaxed: the child has one thread
   // Fibers already parked without a poller (sleeps only) would miss the
   // wake-up: start it now if any is registered.
   bool parked;
@@ -123,6 +127,10 @@ void intr_handler_installed() noexcept {
     parked = g_head != nullptr;
   }
   if (parked && g_rt.load(std::memory_order_acquire)) io_poller_start();  // acquire: pairs with fiber_init
+}
+
+void intr_forget_in_child() noexcept {
+  g_child.store(true, std::memory_order_relaxed);  // relaxed: the child has one thread
 }
 
 void intr_attach_eventfd(int efd) noexcept {

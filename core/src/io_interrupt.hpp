@@ -61,6 +61,11 @@ void intr_signal_arrived(int sig, bool restart) noexcept;
 // on a park makes sure the poller runs, which delivers the wake-ups.
 void intr_handler_installed() noexcept;
 
+// In a child forked while a runtime ran (its interposers are off): the
+// registry may hold the parent's parkers and a lock a vanished thread held,
+// so nothing here touches it again.
+void intr_forget_in_child() noexcept;
+
 // Poller side: the eventfd the trampoline writes (-1: none), set once the
 // poller starts; intr_wake_all unparks every registered parker.
 void intr_attach_eventfd(int efd) noexcept;

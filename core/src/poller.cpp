@@ -243,6 +243,10 @@ void io_facts_forget(int fd) noexcept {
   forget(c[fd & (kChunkSize - 1)]);
 }
 
+std::uint32_t io_sweeps() noexcept {
+  return g_epoch.load(std::memory_order_relaxed) - 1;  // relaxed: a test counter
+}
+
 void io_parked(int fd, int delta) noexcept {
   if (fd_state* s = state_of(fd))  // relaxed: a hint for the sweep (poller.hpp)
     s->parked.fetch_add(static_cast<std::uint32_t>(delta), std::memory_order_relaxed);

@@ -79,6 +79,7 @@ unsigned io_facts(int fd) noexcept;
 std::uint64_t io_facts_stamp(int fd) noexcept;
 void io_facts_store(int fd, std::uint64_t stamp, unsigned facts) noexcept;
 void io_facts_forget(int fd) noexcept;
+std::uint32_t io_sweeps() noexcept;  // sweeps so far (fiber_test_get_io_counters)
 // A caller parks on fd (+1) / is back (-1): the sweep checks such descriptors.
 void io_parked(int fd, int delta) noexcept;
 

@@ -43,6 +43,14 @@ typedef struct fiber_test_stack_counters_s {
 } fiber_test_stack_counters_t;
 void fiber_test_get_stack_counters(fiber_test_stack_counters_t *out);
 
+/* Blocking-call bookkeeping (core/src/io_fiber.cpp, poller.cpp): slow paths taken before a
+ * park (fcntl/getsockopt/epoll_ctl: no cached facts) and the poller's sweeps so far. */
+typedef struct fiber_test_io_counters_s {
+  uint64_t slow_paths;
+  uint64_t sweeps;
+} fiber_test_io_counters_t;
+void fiber_test_get_io_counters(fiber_test_io_counters_t *out);
+
 
 #ifdef __cplusplus
 }
