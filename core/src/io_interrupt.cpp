@@ -15,6 +15,11 @@
 //          parker (its unpark makes the park return, I-P1) or the walk's
 //          unlock happened before the registration's lock, and the fiber's
 //          check then sees the stamps.
+//   I-INT3 The trampoline writes the eventfd only when a guard is registered
+//          (a program taking many signals with no fiber parked pays no system
+//          call): it bumps the epoch, then loads g_registered; a guard
+//          increments g_registered, then loads the epoch (intr_pending); all
+//          four seq_cst, so one of the two sees the other's write (Dekker).
 //   I-INT2 The runtime's ticks never stamp: they are not the program's
 //          handler (signals.cpp handles the preemption signal; a program-sent
 //          preemption signal that reaches the program's handler stamps).
@@ -44,7 +49,8 @@ std::atomic<bool> g_handlers{false};  // the program installed a handler (ever)
 std::atomic<bool> g_child{false};     // forked while a runtime ran: the registry is off
 
 basic_spinlock<native_seam> g_lock;
-intr_guard* g_head = nullptr;  // guarded by g_lock
+intr_guard* g_head = nullptr;       // guarded by g_lock
+std::atomic<int> g_registered{0};  // guards on the list (I-INT3)
 
 void raise_to(std::atomic<std::uint64_t>& a, std::uint64_t e) noexcept {
   // relaxed: ordered by the caller's release fetch_add on g_epoch, which
@@ -61,9 +67,9 @@ std::uint64_t intr_begin() noexcept {
 }
 
 bool intr_pending(std::uint64_t since, bool restartable) noexcept {
-  // acquire: pairs with intr_signal_arrived's release bump, so the tables'
-  // values for arrivals up to this epoch are visible below.
-  if (g_epoch.load(std::memory_order_acquire) == since) return false;
+  // seq_cst: I-INT3 (and acquire: pairs with intr_signal_arrived's release
+  // bump, so the tables' values for arrivals up to this epoch are visible).
+  if (g_epoch.load(std::memory_order_seq_cst) == since) return false;
   fcb* f = current_fiber();
   std::uint64_t mask = f ? f->sigmask : 0;  // I8: the fiber's own field, read by the fiber
   const std::atomic<std::uint64_t>* table = restartable ? g_plain : g_any;
@@ -82,6 +88,7 @@ intr_guard::intr_guard(parker& p) noexcept : p_(&p) {
   next_ = g_head;
   if (g_head) g_head->prev_ = this;
   g_head = this;
+  g_registered.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: I-INT3
 }
 
 intr_guard::~intr_guard() {
@@ -89,6 +96,7 @@ intr_guard::~intr_guard() {
   lock_guard<basic_spinlock<native_seam>> g(g_lock);
   if (prev_) prev_->next_ = next_; else g_head = next_;
   if (next_) next_->prev_ = prev_;
+  g_registered.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a stale count costs one eventfd write
 }
 
 void intr_signal_arrived(int sig, bool restart) noexcept {
@@ -102,14 +110,17 @@ void intr_signal_arrived(int sig, bool restart) noexcept {
   std::uint64_t e = g_epoch.load(std::memory_order_relaxed) + 1;  // relaxed: refined by the CAS loop
   raise_to(g_any[sig], e);
   if (!restart) raise_to(g_plain[sig], e);
-  // release: publishes the tables (pairs with intr_begin / intr_pending's
-  // acquire).  If other arrivals raced, g_epoch ends >= e anyway.
+  // Raised to at least e (another arrival may have gone further), then one
+  // RMW of ours in every case: seq_cst, it publishes the tables (release,
+  // pairs with intr_begin / intr_pending's loads) and orders them before the
+  // load of g_registered below (I-INT3).
   std::uint64_t cur = g_epoch.load(std::memory_order_relaxed);  // relaxed: refined by the CAS
-  while (cur < e && !g_epoch.compare_exchange_weak(cur, e, std::memory_order_release,
-                                                   std::memory_order_relaxed)) {
+  // release: a reader that reads this value sees the tables; relaxed on failure: retried.
+  while (cur < e && !g_epoch.compare_exchange_weak(cur, e, std::memory_order_release, std::memory_order_relaxed)) {
   }
+  g_epoch.fetch_add(0, std::memory_order_seq_cst);
   int fd = g_efd.load(std::memory_order_acquire);  // acquire: pairs with intr_attach_eventfd
-  if (fd >= 0) {
+  if (fd >= 0 && g_registered.load(std::memory_order_seq_cst) > 0) {  // seq_cst: I-INT3
     std::uint64_t one = 1;
     (void)syscall(SYS_write, fd, &one, sizeof one);  // the poller wakes the parked (I-INT1)
   }
