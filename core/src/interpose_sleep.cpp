@@ -54,10 +54,11 @@ bool valid(const struct timespec* t) noexcept {
 // when the deadline passed.
 std::uint64_t park_until(std::uint64_t deadline, std::uint64_t since) noexcept {
   parker& p = native_seam::current_parker();
-  intr_guard g(p);  // before the check (I-INT1)
+  intr_guard g(p);
+  bool interrupted = g.enter(since, false);  // linked, then checked (I-INT1)
   native_seam::note_wait(p, wait_kind::sleep, nullptr);
   for (;;) {
-    if (intr_pending(since, false)) {
+    if (interrupted || intr_pending(since, false)) {
       std::uint64_t now = native_seam::now_ns();
       return deadline > now ? deadline - now : 1;  // interrupted: never "0 left"
     }

@@ -152,8 +152,8 @@ int wait_intr(readiness& r, std::uint32_t seen, std::uint64_t deadline, std::uin
               bool restartable) noexcept {
   parker& p = native_seam::current_parker();
   readiness::node n(&p);
-  intr_guard g(p);  // before the check (I-INT1)
-  if (intr_pending(since, restartable)) return -1;
+  intr_guard g(p);
+  if (g.enter(since, restartable)) return -1;  // linked, then checked (I-INT1)
   if (!r.enqueue(n, seen)) return 1;
   native_seam::note_wait(p, wait_kind::io, &r);
   bool timed_out = false;

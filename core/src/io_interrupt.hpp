@@ -19,16 +19,18 @@
 // in every thread already copes with.
 //
 // Lifecycle: a call takes intr_begin() at entry (one load); a park goes
-// through an intr_guard, which puts the fiber's parker on a registry; the
-// handler's trampoline calls intr_signal_arrived (async-signal-safe: atomics
-// and an eventfd write), and the poller thread, woken by the eventfd, unparks
-// every registered parker (intr_wake_all).  A woken fiber evaluates
-// intr_pending itself; a fiber that registered after the wake-up walk sees
-// the new stamps (both sides take the registry lock: I-INT1).
+// through an intr_guard, whose enter() puts the fiber's parker on a registry
+// and then checks; the handler's trampoline calls intr_signal_arrived
+// (async-signal-safe: atomics, and an eventfd write when a parker is
+// registered), and the poller thread, woken by the eventfd, unparks every
+// registered parker (intr_wake_all).  A woken fiber evaluates intr_pending
+// itself.  The protocol (I-INT1..I-INT3) is fiber/detail/interrupts.hpp,
+// model-checked by models/interrupts.cpp.
 #pragma once
 
 #include <cstdint>
 
+#include "fiber/detail/interrupts.hpp"
 #include "runtime.hpp"
 
 namespace fiber::detail {
@@ -41,17 +43,20 @@ std::uint64_t intr_begin() noexcept;
 bool intr_pending(std::uint64_t since, bool restartable) noexcept;
 
 // Registers the calling fiber's parker for the interrupt wake-up while it is
-// in scope (construct before the final intr_pending check, then park).
+// in scope: construct, enter() (links, then checks: I-INT1), then park.
 class intr_guard {
  public:
-  explicit intr_guard(parker& p) noexcept;
+  explicit intr_guard(parker& p) noexcept : g_(&p) {}
   ~intr_guard();
   intr_guard(const intr_guard&) = delete;
   intr_guard& operator=(const intr_guard&) = delete;
 
-  parker* const p_;
-  intr_guard* prev_ = nullptr;  // guarded by the registry lock
-  intr_guard* next_ = nullptr;  // guarded by the registry lock
+  // Once per guard: true when a signal already interrupted the call.
+  bool enter(std::uint64_t since, bool restartable) noexcept;
+
+ private:
+  basic_interrupts<native_seam>::guard g_;
+  bool linked_ = false;
 };
 
 // From the program's signal handler trampoline, after the handler returned

@@ -86,8 +86,8 @@ class wait_set {
 
 bool wait_set::park(std::uint64_t deadline, std::uint64_t since) noexcept {
   parker& p = native_seam::current_parker();
-  intr_guard g(p);  // before the check (I-INT1)
-  if (intr_pending(since, false)) return false;
+  intr_guard g(p);
+  if (g.enter(since, false)) return false;  // linked, then checked (I-INT1)
   std::size_t queued = 0;
   bool moved = false;
   for (; queued < n_; ++queued) {
