@@ -23,7 +23,7 @@
 // interrupts nothing; a handler that leaves by longjmp interrupts nothing
 // (the report comes after it returns).
 #include <errno.h>
-#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -32,7 +32,6 @@
 #include <cstring>
 #include <new>
 
-#include "interpose_locks.hpp"
 #include "io_interrupt.hpp"
 #include "signals.hpp"
 
@@ -47,7 +46,7 @@ struct action_record {
   action_record* next;
 };
 
-pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;  // taken with every signal blocked
+std::atomic<bool> g_mu{false};  // a spin flag, taken with every signal blocked (no preemption)
 action_record* g_records = nullptr;                // guarded by g_mu; never freed
 std::atomic<const action_record*> g_current[kSignals];
 
@@ -64,17 +63,22 @@ bool is_function(const struct sigaction& sa) noexcept {
   return sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN;  // sa_sigaction shares the storage
 }
 
-// Every signal blocked (but the unblockable ones and the faults) and g_mu held.
+// Every signal blocked (but the unblockable ones and the faults) and g_mu
+// held.  A spin flag, not a mutex: sigaction() may be called before the
+// runtime resolved libc's locks, or from a handler; with the preemption
+// signal blocked the holder is never preempted, and it holds the flag for
+// one intern and one sigaction system call.
 struct locked {
   std::uint64_t saved_ = 0;
   locked() noexcept {
     std::uint64_t all = ~(sig_bit(32) | sig_bit(33) | sig_bit(SIGKILL) | sig_bit(SIGSTOP) |
                           sig_bit(SIGSEGV) | sig_bit(SIGBUS));
     syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &saved_, sizeof all);
-    real_locks().mutex_lock(&g_mu);  // libc's: never park a fiber with signals blocked
+    // acquire: pairs with the release below (the records and g_current).
+    while (g_mu.exchange(true, std::memory_order_acquire)) sched_yield();
   }
   ~locked() {
-    real_locks().mutex_unlock(&g_mu);
+    g_mu.store(false, std::memory_order_release);  // release: pairs with the acquire above
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_, nullptr, sizeof saved_);
   }
   locked(const locked&) = delete;
