@@ -10,7 +10,9 @@
 // The load: one client thread with an epoll loop over --conns connections,
 // each with one 64-byte request outstanding; it measures each request's
 // round trip.  Prints one line per run: requests/s and p50/p99 in us.
-//   echo --server fiber|thread|epoll --conns N --seconds S [--klts K]
+//   echo --server fiber|thread|epoll|all --conns N --seconds S [--klts K]
+// `all` runs the three one after the other, each in a child process of its
+// own (fork before any runtime starts), so one invocation compares them.
 // A plain program (no Google Benchmark): the client is not a benchmark loop.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -18,6 +20,7 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -190,6 +193,8 @@ void client(int port, int conns, double seconds, std::vector<std::uint32_t>* lat
 
 }  // namespace
 
+[[noreturn]] void run_one(const std::string& server, int conns, int klts, double seconds);
+
 int main(int argc, char** argv) {
   std::string server = "fiber";
   int conns = 100, klts = 2;
@@ -201,6 +206,19 @@ int main(int argc, char** argv) {
     else if (k == "--klts") klts = std::atoi(argv[i + 1]);
     else if (k == "--seconds") seconds = std::atof(argv[i + 1]);
   }
+  if (server != "all") run_one(server, conns, klts, seconds);
+  for (const char* s : {"epoll", "fiber", "thread"}) {
+    std::fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) run_one(s, conns, klts, seconds);
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) die(s);
+  }
+  return 0;
+}
+
+void run_one(const std::string& server, int conns, int klts, double seconds) {
   int port = 0;
   int l = listener(&port);
   std::thread srv;

@@ -153,6 +153,22 @@ set(FIND [==[    if (n.wait(deadline)) return true;
 set(REPLACE [==[    return n.wait(deadline);]==])
 fiber_mutant(readiness_timeout_leaves_node readiness I-RD3-RD4 fiber/detail/readiness.hpp "a timed-out waiter returns with its node still queued")
 
+# --- interrupts.hpp (io2: EINTR in fibers) ---------------------------------
+set(FIND [==[    return registered_.load(mo::seq_cst) > 0;  // seq_cst: I-INT3]==])
+set(REPLACE [==[    return registered_.load(mo::relaxed) > 0;]==])
+fiber_mutant(interrupts_count_relaxed interrupts I-INT1 fiber/detail/interrupts.hpp "the handler reads the registered count relaxed: Dekker broken, wake-up skipped")
+
+set(FIND [==[    registered_.fetch_add(1, mo::seq_cst);  // seq_cst: I-INT3
+    return pending(since, mask, restartable);]==])
+set(REPLACE [==[    bool hit = pending(since, mask, restartable);
+    registered_.fetch_add(1, mo::seq_cst);
+    return hit;]==])
+fiber_mutant(interrupts_check_before_count interrupts I-INT1 fiber/detail/interrupts.hpp "the waiter checks before it counts itself registered - lost interrupt")
+
+set(FIND [==[    epoch_.fetch_add(0, mo::seq_cst);]==])
+set(REPLACE [==[]==])
+fiber_mutant(interrupts_no_final_rmw interrupts I-INT3 fiber/detail/interrupts.hpp "no seq_cst RMW of the epoch when another arrival raised it (only the release CAS)")
+
 # --- mutex.hpp -------------------------------------------------------------
 set(FIND [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::release, mo::relaxed)) return 0;]==])
 set(REPLACE [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::relaxed, mo::relaxed)) return 0;]==])

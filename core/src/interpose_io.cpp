@@ -26,6 +26,7 @@
 #include "fiber/detail/testing.h"
 #include "interpose.hpp"
 #include "io_fiber.hpp"
+#include "io_interrupt.hpp"
 #include "io_real.hpp"
 #include "poller.hpp"
 #include "runtime.hpp"
@@ -40,7 +41,10 @@ std::atomic<bool> g_forked{false};
 // (the unit tests' run_child does): only the poller must be started afresh.
 void in_child() noexcept {
   // relaxed (both): the child has one thread.
-  if (g_rt.load(std::memory_order_relaxed)) g_forked.store(true, std::memory_order_relaxed);
+  if (g_rt.load(std::memory_order_relaxed)) {
+    g_forked.store(true, std::memory_order_relaxed);
+    intr_forget_in_child();  // the parent's parked fibers' registry (io_interrupt.hpp)
+  }
   io_poller_forget();
 }
 
@@ -115,9 +119,12 @@ FIBER_EXPORT ssize_t sendmsg(int fd, const struct msghdr* m, int fl) {
 }
 FIBER_EXPORT int accept(int fd, struct sockaddr* a, socklen_t* l) { return accept4(fd, a, l, 0); }
 FIBER_EXPORT int accept4(int fd, struct sockaddr* a, socklen_t* l, int fl) {
-  if (io_interposing()) return fio_accept4(fd, a, l, fl);
-  if (FIBER_REAL(accept4)) return FIBER_REAL(accept4)(fd, a, l, fl);
-  return static_cast<int>(syscall(SYS_accept4, fd, a, l, fl));
+  int r;
+  if (io_interposing()) r = fio_accept4(fd, a, l, fl);
+  else if (FIBER_REAL(accept4)) r = FIBER_REAL(accept4)(fd, a, l, fl);
+  else r = static_cast<int>(syscall(SYS_accept4, fd, a, l, fl));
+  if (r >= 0) fio_renewed(r);  // a new descriptor: nothing cached about its number holds (errno untouched)
+  return r;
 }
 FIBER_EXPORT int connect(int fd, const struct sockaddr* a, socklen_t l) {
   if (io_interposing()) return fio_connect(fd, a, l);

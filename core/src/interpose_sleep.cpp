@@ -3,10 +3,11 @@
 // instead of putting its KLT - and every fiber queued on it - to sleep.
 //
 // What a fiber sees: the full duration (the wake-up lateness of any timed
-// park, at most about one quantum), never EINTR - the runtime's ticks do not
-// reach a parked fiber, and a program signal is handled by whichever KLT or
-// thread the kernel picks, which POSIX allows for a process-directed signal
-// (as if another thread took it).  `rem` is therefore never written.
+// park, at most about one quantum), never EINTR from the runtime's ticks.  A
+// program signal with a handler of its own interrupts the sleep whatever
+// SA_RESTART says, as signal(7) says for the sleeps (io_interrupt.hpp):
+// EINTR with the time left in `rem` (relative sleeps), sleep() returns the
+// seconds left, usleep -1/EINTR.
 // CLOCK_REALTIME with TIMER_ABSTIME is converted to a monotonic deadline at
 // the call: a later change of the wall clock does not move it (documented).
 // Clocks other than CLOCK_MONOTONIC, CLOCK_REALTIME and CLOCK_BOOTTIME (CPU
@@ -20,6 +21,8 @@
 #include <unistd.h>
 
 #include "interpose.hpp"
+#include "io_fiber.hpp"
+#include "io_interrupt.hpp"
 #include "io_real.hpp"
 #include "runtime.hpp"
 
@@ -46,12 +49,26 @@ bool valid(const struct timespec* t) noexcept {
   return t && t->tv_sec >= 0 && t->tv_nsec >= 0 && t->tv_nsec < static_cast<long>(kNs);
 }
 
-// The fiber parks until the monotonic deadline, whatever wakes it meanwhile.
-void park_until(std::uint64_t deadline) noexcept {
+// The fiber parks until the monotonic deadline or a program signal that
+// came since `since` (io_interrupt.hpp).  Returns the nanoseconds left: 0
+// when the deadline passed.
+std::uint64_t park_until(std::uint64_t deadline, std::uint64_t since) noexcept {
   parker& p = native_seam::current_parker();
+  intr_guard g(p);
+  bool interrupted = g.enter(since, false);  // linked, then checked (I-INT1)
   native_seam::note_wait(p, wait_kind::sleep, nullptr);
-  while (!p.park_until(deadline)) {  // spurious wake-ups loop (I-P4)
+  for (;;) {
+    if (interrupted || intr_pending(since, false)) {
+      std::uint64_t now = native_seam::now_ns();
+      return deadline > now ? deadline - now : 1;  // interrupted: never "0 left"
+    }
+    if (p.park_until(deadline)) return 0;  // spurious wake-ups loop (I-P4)
   }
+}
+
+void to_timespec(std::uint64_t ns, struct timespec* t) noexcept {
+  t->tv_sec = static_cast<time_t>(ns / kNs);
+  t->tv_nsec = static_cast<long>(ns % kNs);
 }
 
 std::uint64_t after(std::uint64_t ns) noexcept {
@@ -67,8 +84,10 @@ std::uint64_t wall_ns() noexcept {
 
 }  // namespace
 
-// The fiber's clock_nanosleep; returns an error number as clock_nanosleep does.
-int fiber_clock_sleep(clockid_t clk, int flags, const struct timespec* req) noexcept {
+// The fiber's clock_nanosleep; returns an error number as clock_nanosleep
+// does, and on EINTR the time left in *rem (relative sleeps only).
+int fiber_clock_sleep(clockid_t clk, int flags, const struct timespec* req, struct timespec* rem) noexcept {
+  std::uint64_t since = intr_begin();
   if (!valid(req)) return EINVAL;
   std::uint64_t d = ns_of(*req);
   if (flags & TIMER_ABSTIME) {
@@ -79,8 +98,10 @@ int fiber_clock_sleep(clockid_t clk, int flags, const struct timespec* req) noex
   } else {
     d = after(d);
   }
-  park_until(d);
-  return 0;
+  std::uint64_t left = park_until(d, since);
+  if (left == 0) return 0;
+  if (rem && !(flags & TIMER_ABSTIME)) to_timespec(left, rem);
+  return EINTR;
 }
 
 }  // namespace fiber::detail
@@ -91,9 +112,9 @@ extern "C" {
 
 __attribute__((visibility("default"))) int nanosleep(const struct timespec* req, struct timespec* rem) {
   if (io_interposing()) {
-    int r = fiber_clock_sleep(CLOCK_MONOTONIC, 0, req);
+    int r = fiber_clock_sleep(CLOCK_MONOTONIC, 0, req, rem);
     if (r == 0) return 0;
-    errno = r;
+    fresh_errno() = r;
     return -1;
   }
   if (auto f = FIBER_REAL(nanosleep)) return f(req, rem);
@@ -104,16 +125,18 @@ __attribute__((visibility("default"))) int clock_nanosleep(clockid_t clk, int fl
                                                            const struct timespec* req,
                                                            struct timespec* rem) {
   bool ours = clk == CLOCK_MONOTONIC || clk == CLOCK_REALTIME || clk == CLOCK_BOOTTIME;
-  if (ours && io_interposing()) return fiber_clock_sleep(clk, flags, req);
+  if (ours && io_interposing()) return fiber_clock_sleep(clk, flags, req, rem);
   if (auto f = FIBER_REAL(clock_nanosleep)) return f(clk, flags, req, rem);
   long r = syscall(SYS_clock_nanosleep, clk, flags, req, rem);
-  return r == 0 ? 0 : errno;
+  return r == 0 ? 0 : fresh_errno();
 }
 
 __attribute__((visibility("default"))) int usleep(useconds_t us) {
   if (io_interposing()) {
-    park_until(after(static_cast<std::uint64_t>(us) * 1000u));
-    return 0;
+    std::uint64_t since = intr_begin();
+    if (park_until(after(static_cast<std::uint64_t>(us) * 1000u), since) == 0) return 0;
+    fresh_errno() = EINTR;
+    return -1;
   }
   if (auto f = FIBER_REAL(usleep)) return f(us);
   struct timespec t{static_cast<time_t>(us / 1000000u), static_cast<long>(us % 1000000u) * 1000};
@@ -121,9 +144,9 @@ __attribute__((visibility("default"))) int usleep(useconds_t us) {
 }
 
 __attribute__((visibility("default"))) unsigned int sleep(unsigned int s) {
-  if (io_interposing()) {
-    park_until(after(static_cast<std::uint64_t>(s) * kNs));
-    return 0;
+  if (io_interposing()) {  // interrupted: the whole seconds left, as glibc's sleep (truncated)
+    std::uint64_t since = intr_begin();
+    return static_cast<unsigned>(park_until(after(static_cast<std::uint64_t>(s) * kNs), since) / kNs);
   }
   if (auto f = FIBER_REAL(sleep)) return f(s);
   struct timespec t{static_cast<time_t>(s), 0}, rem{0, 0};

@@ -26,8 +26,9 @@
 // on the slow path; SO_RCVTIMEO / SO_SNDTIMEO bound the park (EAGAIN, or
 // EINPROGRESS for connect, as Linux); a blocking write or send returns when
 // everything is written (or an error after a partial write: the count).
-// EINTR: a parked fiber is not interrupted (interpose_sleep.cpp explains why
-// that is what POSIX allows for process-directed signals).
+// EINTR: a program signal interrupts a parked call as io_interrupt.hpp says
+// (SA_RESTART restarts a call with no socket timeout; after a partial write
+// the count is returned); the runtime's ticks never do.
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -41,7 +42,9 @@
 #include <algorithm>
 #include <new>
 
+#include "fiber/detail/testing.h"
 #include "io_fiber.hpp"
+#include "io_interrupt.hpp"
 #include "io_real.hpp"
 #include "poller.hpp"
 
@@ -116,7 +119,7 @@ void set_kind(int fd, unsigned char k) noexcept {
 // ---- the park loop -----------------------------------------------------------
 
 ssize_t would_block() noexcept {
-  errno = EAGAIN;
+  fresh_errno() = EAGAIN;
   return -1;
 }
 
@@ -142,26 +145,75 @@ std::uint64_t sock_deadline(int fd, int opt) noexcept {
          static_cast<std::uint64_t>(tv.tv_usec) * 1000u;
 }
 
+// Parks on r until an edge since `seen` (1: try again), the deadline (0) or a
+// program signal that interrupts the call (-1; io_interrupt.hpp).  The node
+// is off the queue on return (I-RD4); readiness wins over a signal.
+int wait_intr(readiness& r, std::uint32_t seen, std::uint64_t deadline, std::uint64_t since,
+              bool restartable) noexcept {
+  parker& p = native_seam::current_parker();
+  readiness::node n(&p);
+  intr_guard g(p);
+  if (g.enter(since, restartable)) return -1;  // linked, then checked (I-INT1)
+  if (!r.enqueue(n, seen)) return 1;
+  native_seam::note_wait(p, wait_kind::io, &r);
+  bool timed_out = false;
+  while (!n.granted() && !(timed_out = p.park_until(deadline)) && !intr_pending(since, restartable)) {
+  }
+  if (r.dequeue(n)) return 1;
+  if (intr_pending(since, restartable)) return -1;
+  return timed_out ? 0 : 1;
+}
+
+ssize_t interrupted() noexcept {
+  fresh_errno() = EINTR;
+  return -1;
+}
+
+std::atomic<std::uint64_t> g_slow_paths{0};  // fiber_test_get_io_counters
+
+// The slow path before a park (poller.hpp, "facts"): 1 when the call may
+// park (deadline set), 0 when it must return EAGAIN (the user's O_NONBLOCK),
+// -1 when fd has no readiness path.  Cached facts skip it.
+int check_park(int fd, io_dir d, int opt, std::uint64_t* deadline, bool* checked) noexcept {
+  unsigned plain = d == io_dir::in ? kFactPlainIn : kFactPlainOut;
+  if ((io_facts(fd) & (kFactRegistered | plain)) == (kFactRegistered | plain)) {
+    *deadline = kNoDeadline;  // not *checked: a later wake-up looks at the facts again
+    return 1;
+  }
+  g_slow_paths.fetch_add(1, std::memory_order_relaxed);  // relaxed: a test counter
+  std::uint64_t stamp = io_facts_stamp(fd);
+  if (user_nonblocking(fd)) return 0;
+  *deadline = sock_deadline(fd, opt);
+  if (io_register(fd) != 0) return -1;
+  *checked = true;
+  io_facts_store(fd, stamp, kFactRegistered | (*deadline == kNoDeadline ? plain : 0));
+  return 1;
+}
+
 // attempt(false) must not block (-1/EAGAIN when it would); attempt(true) is
 // the plain blocking call, for a descriptor with no readiness path.  Returns
 // what the blocking call would.  `opt`: the socket timeout that bounds it.
 template <class Attempt>
 ssize_t park_loop(int fd, io_dir d, int opt, Attempt&& attempt) noexcept {
   readiness* r = io_readiness(fd, d);
-  std::uint64_t deadline = kNoDeadline;
-  bool first = true;
+  std::uint64_t deadline = kNoDeadline, since = intr_begin();
+  bool checked = false;  // the slow path ran in this call (its deadline holds)
   for (;;) {
     std::uint32_t seen = r ? r->snapshot() : 0;  // before the attempt (I-RD1)
     ssize_t n = attempt(false);
-    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return n;
-    if (first) {
-      first = false;
-      if (user_nonblocking(fd)) return would_block();
-      deadline = sock_deadline(fd, opt);
+    if (n >= 0 || (fresh_errno() != EAGAIN && fresh_errno() != EWOULDBLOCK)) return n;
+    if (!r) return attempt(true);  // no readiness path
+    if (!checked) {
+      int c = check_park(fd, d, opt, &deadline, &checked);
+      if (c == 0) return would_block();
+      if (c < 0) return attempt(true);  // no readiness path
     }
-    if (!r || io_register(fd) != 0) return attempt(true);  // no readiness path
-    native_seam::note_wait(native_seam::current_parker(), wait_kind::io, r);
-    if (!r->wait(seen, deadline)) return would_block();  // SO_*TIMEO expired
+    // A socket timeout makes the call one signal(7) never restarts.
+    io_parked(fd, 1);
+    int w = wait_intr(*r, seen, deadline, since, deadline == kNoDeadline);
+    io_parked(fd, -1);
+    if (w == 0) return would_block();  // SO_*TIMEO expired
+    if (w < 0) return interrupted();
   }
 }
 
@@ -202,6 +254,8 @@ constexpr int kMaxCopiedIov = 64;
 
 }  // namespace
 
+int& fresh_errno() noexcept { return errno; }
+
 int r_poll(struct pollfd* p, nfds_t n, int t) noexcept {
   if (auto f = FIBER_REAL(poll)) return f(p, n, t);
   return static_cast<int>(syscall(SYS_poll, p, n, t));
@@ -213,7 +267,7 @@ int r_poll(struct pollfd* p, nfds_t n, int t) noexcept {
 // never cut short by the runtime's ticks.
 int poll_now(struct pollfd* p, nfds_t n) noexcept {
   int r;
-  while ((r = r_poll(p, n, 0)) < 0 && errno == EINTR) {
+  while ((r = r_poll(p, n, 0)) < 0 && fresh_errno() == EINTR) {
   }
   return r;
 }
@@ -229,7 +283,7 @@ ssize_t fio_read(int fd, void* buf, std::size_t n) noexcept {
   if (kind_of(fd) != kOther) {
     ssize_t r = park_loop(fd, io_dir::in, SO_RCVTIMEO,
                           [&](bool b) { return r_recvfrom(fd, buf, n, b ? 0 : MSG_DONTWAIT, nullptr, nullptr); });
-    if (r >= 0 || errno != ENOTSOCK) {
+    if (r >= 0 || fresh_errno() != ENOTSOCK) {
       set_kind(fd, kSocket);
       return r;
     }
@@ -245,7 +299,7 @@ ssize_t fio_write(int fd, const void* buf, std::size_t n) noexcept {
     ssize_t r = write_all(fd, n, SO_SNDTIMEO, [&](std::size_t off, bool b) {
       return r_sendto(fd, p + off, n - off, b ? 0 : MSG_DONTWAIT, nullptr, 0);
     });
-    if (r >= 0 || errno != ENOTSOCK) {
+    if (r >= 0 || fresh_errno() != ENOTSOCK) {
       set_kind(fd, kSocket);
       return r;
     }
@@ -265,7 +319,7 @@ ssize_t fio_readv(int fd, const struct iovec* iov, int cnt) noexcept {
     m.msg_iovlen = static_cast<std::size_t>(cnt > 0 ? cnt : 0);
     if (cnt < 0) return r_readv(fd, iov, cnt);  // EINVAL from the kernel
     ssize_t r = fio_recvmsg(fd, &m, 0);
-    if (r >= 0 || errno != ENOTSOCK) return r;
+    if (r >= 0 || fresh_errno() != ENOTSOCK) return r;
     set_kind(fd, kOther);
   }
   return park_loop(fd, io_dir::in, 0,
@@ -279,7 +333,7 @@ ssize_t fio_writev(int fd, const struct iovec* iov, int cnt) noexcept {
     m.msg_iov = const_cast<struct iovec*>(iov);
     m.msg_iovlen = static_cast<std::size_t>(cnt);
     ssize_t r = fio_sendmsg(fd, &m, 0);
-    if (r >= 0 || errno != ENOTSOCK) return r;
+    if (r >= 0 || fresh_errno() != ENOTSOCK) return r;
     set_kind(fd, kOther);
   }
   std::size_t total = total_of(iov, cnt);
@@ -373,13 +427,14 @@ int fio_accept4(int fd, struct sockaddr* a, socklen_t* l, int flags) noexcept {
 }
 
 int fio_connect(int fd, const struct sockaddr* a, socklen_t l) noexcept {
+  std::uint64_t since = intr_begin();
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || (fl & O_NONBLOCK) || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return r_connect(fd, a, l);
   int c = r_connect(fd, a, l);
-  int e = errno;
+  int e = fresh_errno();
   fcntl(fd, F_SETFL, fl);  // the connection goes on in the background
   if (c == 0 || e != EINPROGRESS) {
-    errno = e;
+    fresh_errno() = e;
     return c;
   }
   std::uint64_t deadline = sock_deadline(fd, SO_SNDTIMEO);
@@ -393,9 +448,10 @@ int fio_connect(int fd, const struct sockaddr* a, socklen_t l) noexcept {
       r_poll(&p, 1, -1);  // no readiness path: the KLT waits, as before
       break;
     }
-    native_seam::note_wait(native_seam::current_parker(), wait_kind::io, r);
-    if (!r->wait(seen, deadline)) {
-      errno = EINPROGRESS;  // SO_SNDTIMEO expired, as Linux reports it
+    int w = wait_intr(*r, seen, deadline, since, deadline == kNoDeadline);
+    if (w < 0) return static_cast<int>(interrupted());  // the connection goes on, as Linux's
+    if (w == 0) {
+      fresh_errno() = EINPROGRESS;  // SO_SNDTIMEO expired, as Linux reports it
       return -1;
     }
   }
@@ -403,13 +459,24 @@ int fio_connect(int fd, const struct sockaddr* a, socklen_t l) noexcept {
   socklen_t len = sizeof err;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -1;
   if (err == 0) return 0;
-  errno = err;
+  fresh_errno() = err;
   return -1;
 }
 
 void fio_closed(int fd) noexcept {
   set_kind(fd, kUnknown);
+  io_facts_forget(fd);
   io_notify_all(fd);  // a fiber parked on fd retries and gets EBADF
 }
 
+void fio_renewed(int fd) noexcept {
+  set_kind(fd, kUnknown);
+  io_facts_forget(fd);
+}
+
 }  // namespace fiber::detail
+
+extern "C" __attribute__((visibility("default"))) void fiber_test_get_io_counters(fiber_test_io_counters_t* out) {
+  out->slow_paths = fiber::detail::g_slow_paths.load(std::memory_order_relaxed);  // relaxed: a test counter
+  out->sweeps = fiber::detail::io_sweeps();
+}

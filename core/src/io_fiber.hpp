@@ -29,7 +29,15 @@ int fio_connect(int fd, const struct sockaddr* a, socklen_t l) noexcept;
 int fio_poll(struct pollfd* fds, nfds_t n, int timeout_ms) noexcept;
 int fio_select(int nfds, fd_set* r, fd_set* w, fd_set* e, struct timeval* tv) noexcept;
 int fio_epoll_wait(int ep, struct epoll_event* evs, int max, int timeout_ms) noexcept;
-void fio_closed(int fd) noexcept;  // after close(fd): wake its waiters, forget its hint
+void fio_closed(int fd) noexcept;  // after close(fd): wake its waiters, forget its hint and facts
+void fio_renewed(int fd) noexcept; // a new descriptor took the number: forget its hint and facts
+
+// errno of the KLT the calling fiber runs on now.  A fiber may resume on
+// another KLT after a park, and compiled code keeps the result of
+// __errno_location (a `const` function) in a register, so a plain `errno`
+// after a park can read or write the previous KLT's.  Every errno access in
+// the parking calls goes through this (noipa: never inlined nor analysed).
+__attribute__((noipa)) int& fresh_errno() noexcept;
 
 // libc's poll and close (io_fiber.cpp).
 int r_poll(struct pollfd* p, nfds_t n, int timeout_ms) noexcept;

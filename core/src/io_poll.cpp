@@ -5,6 +5,8 @@
 // granted or the deadline passes, take every node off, and poll again.
 // select is poll over the same descriptors; epoll_wait waits for its epoll
 // descriptor to become readable (an epoll instance is itself pollable).
+// A program signal interrupts all three whatever SA_RESTART says (signal(7);
+// io_interrupt.hpp): -1 with EINTR.
 #include <errno.h>
 #include <limits.h>
 #include <sys/epoll.h>
@@ -13,6 +15,7 @@
 #include <new>
 
 #include "io_fiber.hpp"
+#include "io_interrupt.hpp"
 #include "io_real.hpp"
 #include "poller.hpp"
 
@@ -64,7 +67,8 @@ class wait_set {
       if (io_register(e_[i].fd) != 0) return false;
     return true;
   }
-  void park(std::uint64_t deadline) noexcept;
+  // false: a program signal interrupted the wait (io_interrupt.hpp).
+  bool park(std::uint64_t deadline, std::uint64_t since) noexcept;
 
  private:
   void add(int fd, io_dir d) noexcept {
@@ -80,8 +84,10 @@ class wait_set {
   std::size_t n_ = 0;
 };
 
-void wait_set::park(std::uint64_t deadline) noexcept {
+bool wait_set::park(std::uint64_t deadline, std::uint64_t since) noexcept {
   parker& p = native_seam::current_parker();
+  intr_guard g(p);
+  if (g.enter(since, false)) return false;  // linked, then checked (I-INT1)
   std::size_t queued = 0;
   bool moved = false;
   for (; queued < n_; ++queued) {
@@ -92,18 +98,20 @@ void wait_set::park(std::uint64_t deadline) noexcept {
       break;
     }
   }
-  if (!moved && queued > 0) {
-    native_seam::note_wait(p, wait_kind::io, e_[0].r);
+  if (!moved) {  // also with no descriptor at all (poll(NULL, 0, t): a sleep)
+    native_seam::note_wait(p, wait_kind::io, queued ? e_[0].r : nullptr);
     for (;;) {
       bool any = false;
       for (std::size_t i = 0; i < queued && !any; ++i) any = e_[i].n()->granted();
-      if (any || p.park_until(deadline)) break;
+      if (any || p.park_until(deadline) || intr_pending(since, false)) break;
     }
   }
+  bool granted = false;
   for (std::size_t i = 0; i < queued; ++i) {  // I-RD4: every node off its queue
-    e_[i].r->dequeue(*e_[i].n());
+    granted |= e_[i].r->dequeue(*e_[i].n());
     e_[i].n()->~node();
   }
+  return granted || moved || !intr_pending(since, false);  // readiness wins over a signal
 }
 
 int remaining_ms(std::uint64_t deadline) noexcept {
@@ -127,6 +135,7 @@ int r_epoll_wait(int ep, struct epoll_event* evs, int max, int t) noexcept {
 }  // namespace
 
 int fio_poll(struct pollfd* fds, nfds_t n, int timeout_ms) noexcept {
+  std::uint64_t since = intr_begin();
   int r = poll_now(fds, n);
   if (r != 0 || timeout_ms == 0) return r;
   std::uint64_t deadline = deadline_after_ms(timeout_ms);
@@ -139,18 +148,21 @@ int fio_poll(struct pollfd* fds, nfds_t n, int timeout_ms) noexcept {
     int left = remaining_ms(deadline);
     if (left == 0) return 0;
     if (!w.register_all()) return r_poll(fds, n, left);  // no readiness path
-    w.park(deadline);
+    if (!w.park(deadline, since)) {
+      fresh_errno() = EINTR;
+      return -1;
+    }
   }
 }
 
 int fio_select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, struct timeval* tv) noexcept {
   if (nfds < 0 || nfds > FD_SETSIZE || (tv && (tv->tv_sec < 0 || tv->tv_usec < 0))) {
-    errno = EINVAL;
+    fresh_errno() = EINVAL;
     return -1;
   }
   auto* p = new (std::nothrow) struct pollfd[nfds > 0 ? nfds : 1];
   if (!p) {
-    errno = ENOMEM;
+    fresh_errno() = ENOMEM;
     return -1;
   }
   nfds_t cnt = 0;
@@ -167,7 +179,7 @@ int fio_select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, struct timeval* tv)
   int k = fio_poll(p, cnt, ms);
   int ready = 0;
   for (nfds_t i = 0; k > 0 && i < cnt; ++i)
-    if (p[i].revents & POLLNVAL) k = -1, errno = EBADF;
+    if (p[i].revents & POLLNVAL) k = -1, fresh_errno() = EBADF;
   if (k >= 0) {
     if (rd) FD_ZERO(rd);
     if (wr) FD_ZERO(wr);
@@ -181,7 +193,9 @@ int fio_select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, struct timeval* tv)
     }
     if (tv && ready == 0) tv->tv_sec = 0, tv->tv_usec = 0;  // Linux reports the time left
   }
+  int e = fresh_errno();
   delete[] p;
+  fresh_errno() = e;
   return k < 0 ? -1 : ready;
 }
 
@@ -189,7 +203,7 @@ int fio_epoll_wait(int ep, struct epoll_event* evs, int max, int timeout_ms) noe
   std::uint64_t deadline = deadline_after_ms(timeout_ms);
   for (;;) {
     int r = r_epoll_wait(ep, evs, max, 0);
-    if (r < 0 && errno == EINTR) continue;  // a pending tick, as in poll_now
+    if (r < 0 && fresh_errno() == EINTR) continue;  // a pending tick, as in poll_now
     if (r != 0 || timeout_ms == 0) return r;
     int left = remaining_ms(deadline);
     if (left == 0) return 0;

@@ -413,6 +413,7 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_UNGUARDED_STACKS: knobs.unguarded_stacks.store(v); break;
     case FIBER_KNOB_TRIM_ALL: knobs.trim_all.store(v); break;
     case FIBER_KNOB_SCHED_STALL: knobs.sched_stall.store(v); break;
+    case FIBER_KNOB_NO_SIGNAL_INTERRUPT: knobs.no_signal_interrupt.store(v); break;
     default: break;
   }
 }

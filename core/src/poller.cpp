@@ -7,12 +7,17 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <fcntl.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <new>
 
+#include "io_interrupt.hpp"
 #include "poller.hpp"
 
 namespace fiber::detail {
@@ -21,6 +26,10 @@ namespace {
 
 struct fd_state {
   readiness rd[2];  // io_dir::in, io_dir::out
+  // Cached facts (poller.hpp): bits 0-7 facts, 8-31 the sweep epoch they
+  // were learnt in, 32-63 a generation bumped by every io_facts_forget.
+  std::atomic<std::uint64_t> facts{0};
+  std::atomic<std::uint32_t> parked{0};  // callers parked on it (park_loop)
 };
 
 constexpr int kChunkBits = 10;
@@ -30,6 +39,9 @@ constexpr int kChunks = 1 << 12;  // descriptors below 4M
 std::atomic<fd_state*> g_chunks[kChunks];
 pthread_mutex_t g_start_mu = PTHREAD_MUTEX_INITIALIZER;
 std::atomic<int> g_epfd{-1};  // -1: not started (or forgotten in a fork child)
+std::atomic<std::uint32_t> g_epoch{1};  // the poller's sweeps; facts of an older one are void
+
+constexpr std::uint64_t kFactBits = 0xff, kEpochMask = 0xffffff, kGenUnit = std::uint64_t{1} << 32;
 
 fd_state* state_of(int fd) noexcept {
   if (fd < 0 || fd >= kChunks * kChunkSize) return nullptr;
@@ -48,7 +60,13 @@ fd_state* state_of(int fd) noexcept {
   return &c[fd & (kChunkSize - 1)];
 }
 
-void dispatch(const struct epoll_event& ev) noexcept {
+void dispatch(const struct epoll_event& ev, int intr_fd) noexcept {
+  if (ev.data.fd == intr_fd) {  // a program signal: wake the interruptible parks
+    std::uint64_t v;
+    (void)read(intr_fd, &v, sizeof v);
+    intr_wake_all();
+    return;
+  }
   fd_state* s = state_of(ev.data.fd);
   if (!s) return;
   constexpr std::uint32_t kIn = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
@@ -57,13 +75,90 @@ void dispatch(const struct epoll_event& ev) noexcept {
   if (ev.events & kOut) s->rd[1].notify();
 }
 
+std::uint64_t mono_ms() noexcept {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<std::uint64_t>(t.tv_sec) * 1000u + static_cast<std::uint64_t>(t.tv_nsec) / 1000000u;
+}
+
+bool sock_timeout_set(int fd, int opt) noexcept {
+  struct timeval tv{};
+  socklen_t len = sizeof tv;
+  if (syscall(SYS_getsockopt, fd, SOL_SOCKET, opt, &tv, &len) != 0) return false;  // ENOTSOCK: none
+  return tv.tv_sec != 0 || tv.tv_usec != 0;
+}
+
+// The facts of a descriptor with parked callers, re-checked by the poller
+// with raw system calls (the interposers would forget them).
+unsigned check_facts(int ep, int fd) noexcept {
+  long fl = syscall(SYS_fcntl, fd, F_GETFL);
+  if (fl < 0 || (fl & O_NONBLOCK)) return 0;
+  struct epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
+  ev.data.fd = fd;  // added now if it was not (a stale "registered"): it reports readiness at once
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST) return 0;
+  return kFactRegistered | (sock_timeout_set(fd, SO_RCVTIMEO) ? 0 : kFactPlainIn) |
+         (sock_timeout_set(fd, SO_SNDTIMEO) ? 0 : kFactPlainOut);
+}
+
+// A CAS from the stamp: lost (and the facts not stored) when an invalidating
+// call or a sweep changed the word since.
+void store_facts(fd_state& s, std::uint64_t stamp, unsigned facts, std::uint32_t epoch) noexcept {
+  std::uint64_t keep = ((stamp >> 8) & kEpochMask) == (epoch & kEpochMask) ? stamp & kFactBits : 0;
+  std::uint64_t next = (stamp & ~(kGenUnit - 1)) | (std::uint64_t{epoch & kEpochMask} << 8) | keep | facts;
+  // release: publishes the facts with their epoch; a failure needs no ordering.
+  s.facts.compare_exchange_strong(stamp, next, std::memory_order_release, std::memory_order_relaxed);
+}
+
+
+// A new generation, epoch 0, no facts.  release: orders the invalidating call
+// before a reader that sees the new word (and fails store_facts's CAS).
+void forget(fd_state& s) noexcept {
+  std::uint64_t cur = s.facts.load(std::memory_order_relaxed);  // relaxed: refined by the CAS
+  while (!s.facts.compare_exchange_weak(cur, ((cur >> 32) + 1) << 32, std::memory_order_release,
+                                        std::memory_order_relaxed)) {
+  }
+}
+
+// Every kSweepMs: a new epoch voids every cached fact; a descriptor with
+// parked callers has its facts re-checked, and its callers woken (they take
+// the slow path) when one no longer holds.
+void sweep(int ep) noexcept {
+  // release: pairs with io_facts's acquire (a reader of the new epoch).
+  std::uint32_t epoch = g_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+  for (int c = 0; c < kChunks; ++c) {
+    fd_state* chunk = g_chunks[c].load(std::memory_order_acquire);  // acquire: pairs with state_of's CAS
+    if (!chunk) continue;
+    for (int i = 0; i < kChunkSize; ++i) {
+      fd_state& s = chunk[i];
+      if (s.parked.load(std::memory_order_relaxed) == 0) continue;  // relaxed: a hint; the next sweep retries
+      std::uint64_t stamp = s.facts.load(std::memory_order_acquire);  // acquire: pairs with forget's release
+      unsigned f = check_facts(ep, (c << kChunkBits) | i);
+      if (f == (kFactRegistered | kFactPlainIn | kFactPlainOut)) {
+        store_facts(s, stamp, f, epoch);
+      } else {
+        forget(s);
+        s.rd[0].notify();
+        s.rd[1].notify();
+      }
+    }
+  }
+}
+
 void* poller_main(void* arg) {
   int ep = static_cast<int>(reinterpret_cast<std::intptr_t>(arg));
   pthread_setname_np(pthread_self(), "fiber-poller");
   struct epoll_event evs[128];
+  int intr_fd = intr_eventfd();
+  std::uint64_t last = mono_ms();
   for (;;) {
-    int n = epoll_wait(ep, evs, 128, -1);
-    for (int i = 0; i < n; ++i) dispatch(evs[i]);
+    int n = epoll_wait(ep, evs, 128, kSweepMs);
+    for (int i = 0; i < n; ++i) dispatch(evs[i], intr_fd);
+    std::uint64_t now = mono_ms();
+    if (now - last >= static_cast<std::uint64_t>(kSweepMs)) {
+      sweep(ep);
+      last = now;
+    }
   }
   return nullptr;
 }
@@ -73,6 +168,15 @@ void* poller_main(void* arg) {
 int start_locked() noexcept {
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return errno;
+  // The program-signal wake-up (io_interrupt.hpp): level-triggered, read by
+  // the poller.  Without it signals interrupt nothing (a fiber is not hung).
+  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd >= 0) {
+    struct epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = efd;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) == 0) intr_attach_eventfd(efd); else close(efd);
+  }
   // Raw rt_sigprocmask: a fiber's pthread_sigmask is interposed (signals.cpp).
   // glibc's internal signals 32 and 33 stay open (setuid() waits on SIGSETXID).
   std::uint64_t all = ~((std::uint64_t{1} << 31) | (std::uint64_t{1} << 32)), old = 0;
@@ -114,6 +218,40 @@ readiness* io_readiness(int fd, io_dir d) noexcept {
   return s ? &s->rd[static_cast<int>(d)] : nullptr;
 }
 
+unsigned io_facts(int fd) noexcept {
+  fd_state* s = state_of(fd);
+  if (!s) return 0;
+  std::uint64_t w = s->facts.load(std::memory_order_acquire);  // acquire: pairs with store_facts's release
+  std::uint32_t epoch = g_epoch.load(std::memory_order_acquire);  // acquire: pairs with sweep's bump
+  return ((w >> 8) & kEpochMask) == (epoch & kEpochMask) ? static_cast<unsigned>(w & kFactBits) : 0;
+}
+
+std::uint64_t io_facts_stamp(int fd) noexcept {
+  fd_state* s = state_of(fd);
+  return s ? s->facts.load(std::memory_order_acquire) : 0;  // acquire: as io_facts
+}
+
+void io_facts_store(int fd, std::uint64_t stamp, unsigned facts) noexcept {
+  if (fd_state* s = state_of(fd)) store_facts(*s, stamp, facts, g_epoch.load(std::memory_order_acquire));  // acquire: as io_facts
+}
+
+void io_facts_forget(int fd) noexcept {
+  if (fd < 0 || fd >= kChunks * kChunkSize) return;
+  // acquire: pairs with state_of's release CAS; no chunk: nothing cached.
+  fd_state* c = g_chunks[fd >> kChunkBits].load(std::memory_order_acquire);
+  if (!c) return;
+  forget(c[fd & (kChunkSize - 1)]);
+}
+
+std::uint32_t io_sweeps() noexcept {
+  return g_epoch.load(std::memory_order_relaxed) - 1;  // relaxed: a test counter
+}
+
+void io_parked(int fd, int delta) noexcept {
+  if (fd_state* s = state_of(fd))  // relaxed: a hint for the sweep (poller.hpp)
+    s->parked.fetch_add(static_cast<std::uint32_t>(delta), std::memory_order_relaxed);
+}
+
 int io_register(int fd) noexcept {
   if (!state_of(fd)) return ENOMEM;
   int ep = epoll_fd();
@@ -138,8 +276,11 @@ long io_poller_threads() noexcept {
   return g_epfd.load(std::memory_order_relaxed) >= 0 ? 1 : 0;  // relaxed: a census, confirmed by the rules
 }
 
+int io_poller_start() noexcept { return epoll_fd() < 0 ? errno : 0; }
+
 void io_poller_forget() noexcept {
   g_epfd.store(-1, std::memory_order_relaxed);  // relaxed: the child has one thread
+  intr_attach_eventfd(-1);
   g_start_mu = PTHREAD_MUTEX_INITIALIZER;
 }
 

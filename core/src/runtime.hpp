@@ -306,6 +306,7 @@ struct knobs_t {
       unguarded_stacks{false},  // as if the guarded budget were spent (stacks.cpp)
       trim_all{false};          // the global pool keeps no stack untrimmed (slots.cpp I-SC3)
   std::atomic<bool> sched_stall{false};  // KLT loops stall between picks (monitor.cpp knob_sched_stall)
+  std::atomic<bool> no_signal_interrupt{false};  // program signals interrupt no parked call (io_interrupt.cpp)
 };
 extern knobs_t knobs;
 

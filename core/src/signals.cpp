@@ -27,6 +27,7 @@
 #include <new>
 
 #include "interpose_locks.hpp"
+#include "io_interrupt.hpp"
 #include "runtime.hpp"
 #include "signals.hpp"
 
@@ -194,6 +195,7 @@ void signals_forward(int sig, siginfo_t* si, void* uc) noexcept {
   std::uint64_t extra = bits_of(&sa.sa_mask) & ~kInternal;
   if (extra) raw_sigmask(SIG_BLOCK, &extra, nullptr);  // sigreturn restores the interrupted mask
   if (info) sa.sa_sigaction(sig, si, uc); else sa.sa_handler(sig);
+  intr_signal_arrived(sig, (sa.sa_flags & SA_RESTART) != 0);  // as any program handler (io_interrupt.hpp)
 }
 
 void signals_klt_start(klt& k) noexcept {
@@ -267,18 +269,23 @@ extern "C" {
 __attribute__((visibility("default"))) int sigaction(int signo, const struct sigaction* act,
                                                      struct sigaction* old) {
   // acquire: pairs with signals_install_tick()'s release; rechecked under the lock.
+  // Every other signal: the program's handler is wrapped so that it
+  // interrupts parked calls (signals_program.cpp, io_interrupt.hpp).
   if (signo <= 0 || signo != g_tick_signo.load(std::memory_order_acquire))
-    return real_sigaction(signo, act, old);
+    return signals_program_sigaction(signo, act, old, real_sigaction);
   sig_locked lock;
   if (signo != g_tick_signo.load(std::memory_order_relaxed))  // relaxed: under g_sig_mu
-    return real_sigaction(signo, act, old);
+    return signals_program_sigaction(signo, act, old, real_sigaction);
   return program_sigaction_locked(act, old);
 }
 
+// Through our sigaction for every signal (libc's signal() would install the
+// handler without the wrapping of signals_program.cpp).  g_real_signal stays
+// resolved for the lookup lines above.
 __attribute__((visibility("default"))) sighandler_t signal(int signo, sighandler_t handler) {
-  if (signo <= 0 || signo != g_tick_signo.load(std::memory_order_acquire)) {  // acquire: as above
-    signal_fn f = next_symbol(g_real_signal, "signal");
-    if (f) return f(signo, handler);
+  if (signo <= 0 || signo >= 65) {
+    errno = EINVAL;
+    return SIG_ERR;
   }
   struct sigaction sa, old;  // glibc's signal(): BSD semantics
   std::memset(&sa, 0, sizeof sa);

@@ -30,9 +30,10 @@ enum fiber_test_knob {
   FIBER_KNOB_NO_STACK_CACHE = 11, /* no slot caches, no arenas: a mapping per fiber, unmapped at exit */
   FIBER_KNOB_UNGUARDED_STACKS = 12, /* new stacks are unguarded (canary), as past the guarded budget */
   FIBER_KNOB_TRIM_ALL = 13, /* every free stack entering the global pool is trimmed (if seen deep) */
-  FIBER_KNOB_SCHED_STALL = 14 /* a KLT's scheduler loop stalls before each pick while on, as
+  FIBER_KNOB_SCHED_STALL = 14, /* a KLT's scheduler loop stalls before each pick while on, as
                                  foreign code stuck in the scheduler context would (the
                                  watchdog's "runs no fiber" reason; monitor.cpp) */
+  FIBER_KNOB_NO_SIGNAL_INTERRUPT = 16 /* program signals never interrupt a fiber's parked call (EINTR) */
 };
 void fiber_test_set_knob(int knob, int on);
 
@@ -45,6 +46,14 @@ typedef struct fiber_test_stack_counters_s {
   uint64_t trims;      /* cached stacks trimmed with madvise (MADV_DONTNEED) */
 } fiber_test_stack_counters_t;
 void fiber_test_get_stack_counters(fiber_test_stack_counters_t *out);
+
+/* Blocking-call bookkeeping (core/src/io_fiber.cpp, poller.cpp): slow paths taken before a
+ * park (fcntl/getsockopt/epoll_ctl: no cached facts) and the poller's sweeps so far. */
+typedef struct fiber_test_io_counters_s {
+  uint64_t slow_paths;
+  uint64_t sweeps;
+} fiber_test_io_counters_t;
+void fiber_test_get_io_counters(fiber_test_io_counters_t *out);
 
 
 #ifdef __cplusplus
