@@ -52,7 +52,6 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +64,15 @@
 #include "real_symbol.hpp"
 #include "runtime.hpp"
 
+// libc's syscall(), read by the trampoline below with a plain load (an x86-64
+// load is the relaxed load of next_symbol: idempotent, every thread finds the
+// same pointer).  C linkage and hidden: the assembly names it PC-relatively.
+using syscall_fn = long (*)(long, ...);
+extern "C" {
+__attribute__((visibility("hidden"))) std::atomic<syscall_fn> fiber_real_syscall_fn{nullptr};
+}
+static_assert(sizeof(std::atomic<syscall_fn>) == sizeof(void*), "the trampoline loads it as one word");
+
 namespace fiber::detail {
 namespace {
 
@@ -72,8 +80,6 @@ using lot_t = basic_parking_lot<native_seam>;
 lot_t g_futex_lot;  // zero storage is a valid, empty lot; constant-initialised
 constexpr std::uint64_t kRecheckNs = 1000000;  // I-LOT5: first self re-check after 1 ms
 
-using syscall_fn = long (*)(long, ...);
-std::atomic<syscall_fn> g_real_syscall{nullptr};
 std::atomic<bool> g_forked{false};
 
 // A raw `syscall` instruction with syscall(2)'s errno convention: the
@@ -101,7 +107,7 @@ void in_child() noexcept {
 }
 
 __attribute__((constructor)) void resolve_at_load() {
-  next_symbol(g_real_syscall, "syscall");
+  next_symbol(fiber_real_syscall_fn, "syscall");
   pthread_atfork(nullptr, nullptr, in_child);
 }
 
@@ -254,22 +260,49 @@ long futex_call(long a1, long op, long a3, long a4, long a5, long a6) noexcept {
 }  // namespace
 
 long real_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6) noexcept {
-  if (syscall_fn f = next_symbol(g_real_syscall, "syscall")) return f(nr, a1, a2, a3, a4, a5, a6);
+  if (syscall_fn f = next_symbol(fiber_real_syscall_fn, "syscall")) return f(nr, a1, a2, a3, a4, a5, a6);
   return raw_syscall(nr, a1, a2, a3, a4, a5, a6);  // no dlsym answer: a static program, or inside dlsym
 }
 
-void interpose_futex_init() noexcept { next_symbol(g_real_syscall, "syscall"); }
+void interpose_futex_init() noexcept { next_symbol(fiber_real_syscall_fn, "syscall"); }
 
 }  // namespace fiber::detail
 
-// The six arguments are read whatever the number (as glibc's own syscall()
-// does: they are registers in the x86-64 ABI) and forwarded unchanged.
-extern "C" __attribute__((visibility("default"))) long syscall(long nr, ...) __THROW {
-  va_list ap;
-  va_start(ap, nr);
-  const long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
-  const long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
-  va_end(ap);
-  if (nr == SYS_futex) return fiber::detail::futex_call(a1, a2, a3, a4, a5, a6);
+// syscall() itself: a trampoline that leaves every register and the stack
+// as the caller made them, so a pass-through is libc's syscall() reached by
+// one compare and one indirect jump (the caller's six argument registers and
+// anything it put on the stack forwarded unchanged, errno set by libc).
+// SYS_futex goes to fiber_syscall_futex, anything before libc's function is
+// known to fiber_syscall_unresolved: both take (nr, a1..a6) like syscall() -
+// a variadic call of integer arguments has the plain call's layout (rax, the
+// vector register count, is not an argument).  r11 is the scratch register
+// (neither an argument nor preserved).
+extern "C" __attribute__((visibility("hidden"), used)) long fiber_syscall_futex(long, long a1, long a2, long a3,
+                                                                              long a4, long a5, long a6) noexcept {
+  return fiber::detail::futex_call(a1, a2, a3, a4, a5, a6);
+}
+
+extern "C" __attribute__((visibility("hidden"), used)) long fiber_syscall_unresolved(long nr, long a1, long a2, long a3,
+                                                                                   long a4, long a5, long a6) noexcept {
   return fiber::detail::real_syscall(nr, a1, a2, a3, a4, a5, a6);
 }
+
+#define FIBER_STR2(x) #x
+#define FIBER_STR(x) FIBER_STR2(x)
+__asm__(
+    ".pushsection .text\n"
+    ".globl syscall\n"
+    ".type syscall, @function\n"
+    ".p2align 4\n"
+    "syscall:\n"
+    ".cfi_startproc\n"
+    "  endbr64\n"
+    "  cmpq $" FIBER_STR(SYS_futex) ", %rdi\n"
+    "  je fiber_syscall_futex\n"
+    "  movq fiber_real_syscall_fn(%rip), %r11\n"
+    "  testq %r11, %r11\n"
+    "  jz fiber_syscall_unresolved\n"
+    "  jmp *%r11\n"
+    ".cfi_endproc\n"
+    ".size syscall, .-syscall\n"
+    ".popsection\n");

@@ -61,13 +61,18 @@ inline void* find_next_symbol(const char* name) noexcept {
 // The cached lookup.  C is the cache's type: the function pointer type F
 // (the default), or void*.  Returns nullptr (use the fallback) when the
 // symbol is not found or this thread is already inside a lookup.
+template <class C>
+__attribute__((noinline)) C next_symbol_slow(std::atomic<C>& cache, const char* name) noexcept {
+  if (tls_in_symbol_lookup) return nullptr;
+  C p = reinterpret_cast<C>(find_next_symbol(name));
+  if (p) cache.store(p, std::memory_order_relaxed);  // relaxed: idempotent, see above
+  return p;
+}
+
 template <class C, class F = C>
 F next_symbol(std::atomic<C>& cache, const char* name) noexcept {
   C p = cache.load(std::memory_order_relaxed);  // relaxed: idempotent, see above
-  if (!p && !tls_in_symbol_lookup) {
-    p = reinterpret_cast<C>(find_next_symbol(name));
-    if (p) cache.store(p, std::memory_order_relaxed);  // relaxed: as above
-  }
+  if (__builtin_expect(!p, 0)) p = next_symbol_slow(cache, name);
   return reinterpret_cast<F>(p);
 }
 
