@@ -9,7 +9,8 @@
 //   - syscall()'s pass-through: non-futex numbers (six arguments, errno) and
 //     futex calls from OS threads; the fiber path's errors and timeouts;
 //   - a wake the interposer never sees (a raw `syscall` instruction) ends the
-//     wait within the lot's re-check period (I-LOT5).
+//     wait within the lot's re-check period (I-LOT5);
+//   - a child forked from a fiber gets the kernel's futex.
 // Negative controls: FIBER_KNOB_NO_FUTEX_INTERPOSE (15) sends every futex call
 // to the kernel (the old behaviour): on 1 KLT the waits must then hang, or the
 // KLT's other fibers must make no progress during a timed wait.  Built twice:
@@ -18,8 +19,10 @@
 // a deadline.  Never use gtest assertions inside a fiber.
 #include <errno.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +31,8 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <future>
 #include <latch>
 #include <semaphore>
@@ -641,6 +646,78 @@ int unseen_wake() {
 
 TEST(FutexWake, AWakeTheInterposerDoesNotSeeEndsTheWaitWithinTheRecheck) {
   EXPECT_EQ(run(1, false, unseen_wake), child_result::ok);
+}
+
+// ---- fork from a fiber -------------------------------------------------------------------
+
+int thread_count() {
+  FILE* f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int n = -1;
+  while (fgets(line, sizeof line, f))
+    if (std::strncmp(line, "Threads:", 8) == 0) n = std::atoi(line + 8);
+  fclose(f);
+  return n;
+}
+
+// The child of a fork in a fiber has one thread and no other KLT: its futex
+// waits go to the kernel, as the blocking-call interposers give it plain
+// calls (the runtime's state was copied mid-flight, locks of other KLTs
+// included).  Seen from outside: a wake that only the kernel sees (a raw
+// `syscall` instruction that leaves the value unchanged) ends the wait; a
+// park in the lot would miss it until the timeout.
+void* fork_in_fiber(void*) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    alignas(4) static std::uint32_t word = 1;
+    const struct timespec rel{0, 10 * 1000000L};
+    const std::uint64_t t0 = now_ns();
+    if (futex(&word, FUTEX_WAIT_PRIVATE, 1, &rel) != -1 || errno != ETIMEDOUT) _exit(3);
+    if (!waited_between(t0, 10, 2000)) _exit(4);
+    std::atomic<bool> done{false};
+    std::thread waker([&done] {
+      while (!done.load(std::memory_order_acquire)) {  // acquire: the flag (nothing else read)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        raw_wake(&word);  // value unchanged: only a waiter in the kernel wakes
+      }
+    });
+    const struct timespec one_s{1, 0};
+    const std::uint64_t t1 = now_ns();
+    const long r = futex(&word, FUTEX_WAIT_PRIVATE, 1, &one_s);
+    done.store(true, std::memory_order_release);  // release: pairs with the waker's acquire
+    waker.join();
+    if (r != 0 || !waited_between(t1, 0, 500)) _exit(6);
+    std::promise<int> p;  // a future set by the child's own thread
+    std::thread t([&p] { p.set_value(5); });
+    const int v = p.get_future().get();
+    t.join();
+    if (v != 5 || thread_count() != 1) _exit(5);
+    _exit(0);
+  }
+  if (pid < 0) return reinterpret_cast<void*>(1);
+  int st = 0;
+  const std::uint64_t give_up = now_ns() + 5000 * kMs;
+  while (waitpid(pid, &st, WNOHANG) == 0) {  // parks in the sleep, not the KLT
+    if (now_ns() > give_up) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      return reinterpret_cast<void*>(2);
+    }
+    fiber_sleep_ns(kMs);
+  }
+  return reinterpret_cast<void*>(static_cast<std::intptr_t>(WIFEXITED(st) ? WEXITSTATUS(st) + 100 : 99));
+}
+
+int fork_child_plain_futex() {
+  fiber_t f = spawn(fork_in_fiber);
+  void* r = nullptr;
+  if (!f || fiber_join(f, &r) != 0) return 80;
+  return r == reinterpret_cast<void*>(100) ? 0 : static_cast<int>(reinterpret_cast<std::intptr_t>(r));
+}
+
+TEST(FutexFork, AChildForkedFromAFiberGetsTheKernelsFutex) {
+  EXPECT_EQ(run(2, false, fork_child_plain_futex), child_result::ok);
 }
 
 }  // namespace
