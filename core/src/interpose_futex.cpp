@@ -13,11 +13,10 @@
 // executable's own, which libstdc++'s calls bind to).
 //
 // What each call does:
-//   FUTEX_WAIT, FUTEX_WAIT_BITSET from a fiber: the fiber parks in this file's
-//     parking lot keyed by the address (parking_lot.hpp's protocol: register,
-//     FENCE, re-check *uaddr == val, park; I-LOT1, checked by
-//     models/parking_lot.cpp - the protocol is reused as is, with the value
-//     compare as the re-check).  EAGAIN when the value differs before we
+//   FUTEX_WAIT, FUTEX_WAIT_BITSET from a fiber: the fiber parks in a futex
+//     lot keyed by the address (futex_lot.hpp: the parking lot's register,
+//     FENCE, re-check *uaddr == val, park; I-FX1, checked by
+//     models/futex_lot.cpp).  EAGAIN when the value differs before we
 //     sleep, ETIMEDOUT at the timeout (FUTEX_WAIT: relative, on
 //     CLOCK_MONOTONIC; FUTEX_WAIT_BITSET: absolute, on CLOCK_MONOTONIC or with
 //     FUTEX_CLOCK_REALTIME on CLOCK_REALTIME - as the kernel defines them),
@@ -40,7 +39,7 @@
 // process's wake of a shared futex, a wake through another mapping of the
 // same page: none reaches this lot.  A parked fiber therefore re-checks the
 // value by itself, first after kRecheckNs (1 ms), doubling to the lot's
-// kMaxRecheckNs (~67 ms) (I-LOT5): such a wake is seen within that period if
+// kMaxRecheckNs (~67 ms) (I-FX2): such a wake is seen within that period if
 // it changed the value, and returns 0.  A wake that leaves the value
 // unchanged is not seen until a wake we do see or the timeout.
 //
@@ -60,7 +59,7 @@
 #include <climits>
 #include <cstdint>
 
-#include "fiber/detail/parking_lot.hpp"
+#include "fiber/detail/futex_lot.hpp"
 #include "real_symbol.hpp"
 #include "runtime.hpp"
 
@@ -76,9 +75,8 @@ static_assert(sizeof(std::atomic<syscall_fn>) == sizeof(void*), "the trampoline 
 namespace fiber::detail {
 namespace {
 
-using lot_t = basic_parking_lot<native_seam>;
-lot_t g_futex_lot;  // zero storage is a valid, empty lot; constant-initialised
-constexpr std::uint64_t kRecheckNs = 1000000;  // I-LOT5: first self re-check after 1 ms
+basic_futex_lot<native_seam> g_futex_lot;  // zero storage is a valid, empty lot; constant-initialised
+constexpr std::uint64_t kRecheckNs = 1000000;  // I-FX2: first self re-check after 1 ms
 
 std::atomic<bool> g_forked{false};
 
@@ -151,33 +149,12 @@ bool futex_deadline(int cmd, bool realtime, const struct timespec* t, std::uint6
 }
 
 std::uint32_t load_word(const std::uint32_t* w) noexcept {
-  // relaxed: ordered by the lot's fences (I-LOT1) - enqueue()'s fence before
+  // relaxed: ordered by the lot's fences (I-FX1) - enqueue()'s fence before
   // the re-check, the waker's fence (wake()) after its store.
   return __atomic_load_n(w, __ATOMIC_RELAXED);
 }
 
 // ---- the fiber's wait ---------------------------------------------------------------
-
-// One registration: 0 woken (or the value changed), EAGAIN the value differed
-// at the re-check, ETIMEDOUT, or kBusy when only the re-check period ended.
-int park_once(const std::uint32_t* w, std::uint32_t val, std::uint64_t deadline, std::uint64_t recheck) noexcept {
-  lot_t::node n(&native_seam::current_parker());
-  g_futex_lot.enqueue(&n, w, wait_kind::libc_lock);  // ends with the waiter's fence (I-LOT1)
-  if (load_word(w) != val) {
-    if (g_futex_lot.cancel(&n, w)) return EAGAIN;
-    while (!n.wait(kNoDeadline)) {}  // a waker counted us: that wake is ours (no pass-on needed)
-    return 0;
-  }
-  const std::uint64_t poll = native_seam::now_ns() + recheck;
-  const std::uint64_t until = poll < deadline ? poll : deadline;
-  if (n.wait(until)) return 0;  // granted: woken
-  if (!g_futex_lot.cancel(&n, w)) {  // a waker holds n: its wake counts
-    while (!n.wait(kNoDeadline)) {}
-    return 0;
-  }
-  if (until == deadline) return ETIMEDOUT;
-  return lot_t::kBusy;
-}
 
 // The fiber half of FUTEX_WAIT/FUTEX_WAIT_BITSET: syscall()'s return value.
 long fiber_futex_wait(const std::uint32_t* w, int op, std::uint32_t val, const struct timespec* t,
@@ -188,30 +165,11 @@ long fiber_futex_wait(const std::uint32_t* w, int op, std::uint32_t val, const s
   if (w == nullptr) return fail(EFAULT);
   std::uint64_t deadline;
   if (!futex_deadline(cmd, (op & FUTEX_CLOCK_REALTIME) != 0, t, &deadline)) return fail(EINVAL);
-  if (load_word(w) != val) return fail(EAGAIN);  // the fast path: no registration
-  std::uint64_t recheck = kRecheckNs;
-  for (bool first = true;; first = false) {
-    const int r = park_once(w, val, deadline, recheck);
-    if (r == 0) return 0;
-    if (r == EAGAIN) return first ? fail(EAGAIN) : 0;  // later: a wake we did not see (I-LOT5)
-    if (r == ETIMEDOUT) return fail(ETIMEDOUT);
-    if (recheck < lot_t::kMaxRecheckNs) recheck *= 2;
-  }
+  const int r = g_futex_lot.wait(w, [w, val] { return load_word(w) != val; }, deadline, kRecheckNs);
+  return r == 0 ? 0 : fail(r);
 }
 
 // ---- wakes ----------------------------------------------------------------------------
-
-// Wakes up to `want` fibers parked on w (all: want == UINT_MAX).
-unsigned wake_fibers(const std::uint32_t* w, unsigned want) noexcept {
-  if (want == UINT_MAX) return g_futex_lot.unpark_all(w);
-  unsigned woken = 0;
-  while (woken < want) {
-    const unsigned k = g_futex_lot.unpark_one(w);  // its fence pairs with enqueue()'s (I-LOT1)
-    if (k == 0) break;
-    woken += k;
-  }
-  return woken;
-}
 
 long futex_wake(long a1, long op, long a3, long a4, long a5, long a6) noexcept {
   const auto* w = reinterpret_cast<const std::uint32_t*>(a1);
@@ -224,7 +182,7 @@ long futex_wake(long a1, long op, long a3, long a4, long a5, long a6) noexcept {
   const int n = static_cast<int>(a3);
   const unsigned want = n <= 0 ? 1u : static_cast<unsigned>(n);
   const bool any = cmd == FUTEX_WAKE || static_cast<std::uint32_t>(a6) == FUTEX_BITSET_MATCH_ANY;
-  const unsigned fibers = wake_fibers(w, any ? (want == INT_MAX ? UINT_MAX : want) : UINT_MAX);
+  const unsigned fibers = g_futex_lot.wake(w, any && want != INT_MAX ? want : g_futex_lot.kAll);
   const long rest = any ? static_cast<long>(want) - static_cast<long>(fibers) : n;
   if (any && rest <= 0) return static_cast<long>(fibers);
   const long k = real_syscall(SYS_futex, a1, op, rest, a4, a5, a6);
@@ -245,11 +203,11 @@ long futex_call(long a1, long op, long a3, long a4, long a5, long a6) noexcept {
       if (knobs.no_futex_interpose.load(std::memory_order_relaxed)) break;  // relaxed: a test knob
       return futex_wake(a1, op, a3, a4, a5, a6);
     case FUTEX_WAKE_OP:
-      if (a5 % 4 == 0) g_futex_lot.unpark_all(reinterpret_cast<const void*>(a5));
+      if (a5 % 4 == 0) g_futex_lot.wake(reinterpret_cast<const void*>(a5), g_futex_lot.kAll);
       [[fallthrough]];
     case FUTEX_REQUEUE:
     case FUTEX_CMP_REQUEUE:
-      if (a1 % 4 == 0) g_futex_lot.unpark_all(reinterpret_cast<const void*>(a1));  // spurious: they re-check
+      if (a1 % 4 == 0) g_futex_lot.wake(reinterpret_cast<const void*>(a1), g_futex_lot.kAll);  // spurious: they re-check
       break;
     default:
       break;
