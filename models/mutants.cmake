@@ -406,3 +406,18 @@ fiber_mutant(lot_wake_ignores_key parking_lot I-LOT1-keys fiber/detail/parking_l
 set(FIND [==[      if (deadline == kNoDeadline || Seam::now_ns() < deadline) continue;  // granted: retry (I-LOT4)]==])
 set(REPLACE [==[      // mutant: a grant that lands after the re-check period ended is taken as the deadline]==])
 fiber_mutant(lot_recheck_grant_times_out parking_lot I-LOT5 fiber/detail/parking_lot.hpp "a grant after a re-check period reports ETIMEDOUT to an untimed acquire")
+
+# --- futex_lot.hpp (models/futex_lot.cpp) ----------------------------------------
+set(FIND [==[    if (changed()) {  // the re-check after registering (I-FX1)]==])
+set(REPLACE [==[    if (false) {  // mutant: no re-check after registering]==])
+fiber_mutant(futex_no_recheck futex_lot I-FX1 fiber/detail/futex_lot.hpp "a waiter parks without re-reading the word after it registered: lost wake-up")
+
+set(FIND [==[      Seam::fence(mo::seq_cst);  // I-LOT1: pairs with enqueue()'s fence]==])
+set(REPLACE [==[      Seam::fence(mo::acquire);  // mutant: weakened]==])
+fiber_mutant(futex_wake_fence_weak futex_lot I-FX1 fiber/detail/parking_lot.hpp "the waker's full fence (after a plain store) weakened to acquire: it may miss a registered waiter")
+
+set(FIND [==[      while (!n.wait(kNoDeadline)) {}  // a waker popped us: its wake is ours (I-FX3)
+      return 0;]==])
+set(REPLACE [==[      return EAGAIN;  // mutant: leaves while a waker grants its node]==])
+fiber_mutant(futex_leave_while_granted futex_lot I-FX3 fiber/detail/futex_lot.hpp "a waiter popped by a waker leaves without waiting for the grant")
+

@@ -7,14 +7,13 @@
 // come before libc's in symbol lookup; with libfiber.a, fiber_init references
 // interpose_locks_init, so this object is linked and its definitions are the
 // executable's, which libstdc++'s calls bind to as well.  The real functions
-// come from dlsym(RTLD_NEXT).
+// come from dlsym(RTLD_NEXT) under real_symbol.hpp's guard.
 //
 // Every fiber path is: libc's non-blocking try; on "busy", the parking lot
 // (parking_lot.hpp: register, try again, park; I-LOT1).  Every release is:
 // libc's release, then a wake of the lot's waiters of that address.
 #include "interpose_locks.hpp"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,6 +22,7 @@
 #include <atomic>
 
 #include "fiber/detail/parking_lot.hpp"
+#include "real_symbol.hpp"
 #include "runtime.hpp"
 
 // glibc's own entry points (compat symbols, so named with their version):
@@ -49,16 +49,14 @@ constexpr std::uint64_t kMutexRecheckNs = 1000000;
 
 libc_locks g_real{};
 std::atomic<bool> g_resolved{false};
-// initial-exec: read on every call, so no __tls_get_addr in the shared library.
-thread_local bool tls_resolving __attribute__((tls_model("initial-exec"))) = false;
 
 template <class F>
 void find(F& slot, const char* name) noexcept {
-  slot = reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
+  slot = reinterpret_cast<F>(find_next_symbol(name));
 }
 
 void resolve_all() noexcept {
-  tls_resolving = true;  // dlsym itself must not come back here
+  symbol_lookup_scope guard;  // dlsym itself must not come back here (in_symbol_lookup)
   libc_locks r{};
   find(r.mutex_lock, "pthread_mutex_lock");
   find(r.mutex_trylock, "pthread_mutex_trylock");
@@ -91,7 +89,6 @@ void resolve_all() noexcept {
     g_real = r;  // at load time (one thread) or before the first fiber exists
     g_resolved.store(true, std::memory_order_release);  // release: pairs with real()'s acquire
   }
-  tls_resolving = false;
 }
 
 __attribute__((constructor)) void resolve_at_load() { resolve_all(); }
@@ -100,12 +97,12 @@ __attribute__((constructor)) void resolve_at_load() { resolve_all(); }
 // own entry points while dlsym runs).
 const libc_locks& real() noexcept {
   // acquire: pairs with resolve_all()'s release; g_real is complete.
-  if (__builtin_expect(!g_resolved.load(std::memory_order_acquire), 0) && !tls_resolving)
+  if (__builtin_expect(!g_resolved.load(std::memory_order_acquire), 0) && !in_symbol_lookup())
     resolve_all();
   return g_real;
 }
 int real_mutex_unlock(pthread_mutex_t* m) noexcept {
-  return tls_resolving ? glibc_mutex_unlock(m) : real().mutex_unlock(m);
+  return in_symbol_lookup() ? glibc_mutex_unlock(m) : real().mutex_unlock(m);
 }
 
 // ---- who calls, and the hold (I9) -------------------------------------------
@@ -272,14 +269,14 @@ using namespace fiber::detail;
 // ---- mutex ----------------------------------------------------------------------
 
 FIBER_INTERPOSER int pthread_mutex_lock(pthread_mutex_t* m) {
-  if (tls_resolving) return glibc_mutex_lock(m);
+  if (in_symbol_lookup()) return glibc_mutex_lock(m);
   fcb* f = fiber_caller();
   if (!f || pshared(m)) return real().mutex_lock(m);
   return fiber_mutex_lock(f, m, CLOCK_REALTIME, nullptr);
 }
 
 FIBER_INTERPOSER int pthread_mutex_trylock(pthread_mutex_t* m) {
-  if (tls_resolving) return glibc_mutex_trylock(m);
+  if (in_symbol_lookup()) return glibc_mutex_trylock(m);
   int r = real().mutex_trylock(m);
   if (r == 0 || r == EOWNERDEAD)
     if (fcb* f = fiber_caller()) hold(f);
@@ -299,7 +296,7 @@ FIBER_INTERPOSER int pthread_mutex_clocklock(pthread_mutex_t* m, clockid_t clock
 }
 
 FIBER_INTERPOSER int pthread_mutex_unlock(pthread_mutex_t* m) {
-  if (tls_resolving) return glibc_mutex_unlock(m);
+  if (in_symbol_lookup()) return glibc_mutex_unlock(m);
   return any_mutex_unlock(fiber_caller(), m);
 }
 

@@ -2,32 +2,23 @@
 // libfiber's interposers (interpose_io.cpp, interpose_sleep.cpp).  Not installed.
 //
 // As for the signal interposers (signals.cpp): the next definition in lookup
-// order is found with dlsym(RTLD_NEXT) - libc, or a sanitizer's interceptor
-// that itself goes on to libc - so a fiber's read() still passes through
-// ASan/TSan.  In a fully static program dlsym finds nothing and the raw
-// system call is made instead.  Every lookup is cached (relaxed: idempotent,
-// every thread finds the same pointer) and done once at load time too, so a
-// call from a signal handler does not run dlsym.
+// order is found with dlsym(RTLD_NEXT) (real_symbol.hpp) - libc, or a
+// sanitizer's interceptor that itself goes on to libc - so a fiber's read()
+// still passes through ASan/TSan.  In a fully static program, or while this
+// thread is inside a lookup, FIBER_REAL gives nullptr and the raw system call
+// is made instead.  Every lookup is cached (relaxed: idempotent, every thread
+// finds the same pointer) and done once at load time too, so a call from a
+// signal handler does not run dlsym.
 #pragma once
-
-#include <dlfcn.h>
 
 #include <atomic>
 
+#include "real_symbol.hpp"
+
 namespace fiber::detail {
 
-template <class F>
-F io_next_symbol(std::atomic<void*>& cache, const char* name) noexcept {
-  void* p = cache.load(std::memory_order_relaxed);  // relaxed: idempotent, see above
-  if (!p) {
-    p = dlsym(RTLD_NEXT, name);
-    cache.store(p, std::memory_order_relaxed);  // relaxed: as above
-  }
-  return reinterpret_cast<F>(p);
-}
-
 // FIBER_REAL(read) -> libc's read, or nullptr in a fully static program.
-#define FIBER_REAL(fn) ::fiber::detail::io_next_symbol<decltype(&::fn)>(::fiber::detail::g_real_##fn, #fn)
+#define FIBER_REAL(fn) ::fiber::detail::next_symbol<void*, decltype(&::fn)>(::fiber::detail::g_real_##fn, #fn)
 
 // One cache per function (inline: one definition for every file that uses it).
 inline std::atomic<void*> g_real_read{nullptr}, g_real_write{nullptr}, g_real_readv{nullptr},

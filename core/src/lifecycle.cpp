@@ -32,6 +32,7 @@
 #include "fiber/detail/lifecycle_gate.hpp"
 #include "fiber/detail/testing.h"
 #include "monitor.hpp"
+#include "real_symbol.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 
@@ -235,6 +236,7 @@ void fiber_attr_init(fiber_attr_t* attr) {
 int fiber_init(const fiber_config_t* cfg) {
   if (current_fiber()) return EBUSY;
   interpose_locks_init();  // libc's lock functions, before any fiber can call them
+  interpose_futex_init();  // libc's syscall() (real_symbol.hpp); links interpose_futex.cpp
   pthread_mutex_lock(&g_init_mu);
   int r = init_locked(cfg);
   pthread_mutex_unlock(&g_init_mu);
@@ -414,6 +416,7 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_TRIM_ALL: knobs.trim_all.store(v); break;
     case FIBER_KNOB_SCHED_STALL: knobs.sched_stall.store(v); break;
     case FIBER_KNOB_NO_SIGNAL_INTERRUPT: knobs.no_signal_interrupt.store(v); break;
+    case FIBER_KNOB_NO_FUTEX_INTERPOSE: knobs.no_futex_interpose.store(v); break;
     default: break;
   }
 }

@@ -11,16 +11,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "real_symbol.hpp"
 #include "runtime.hpp"
 #include "timers.hpp"
 
 namespace fiber::detail {
 
 
+// libc's syscall() itself (real_symbol.hpp), not libfiber's interposer: the
+// runtime's own waits must reach the kernel, never the fiber path.
 static long futex(std::atomic<std::uint32_t>* w, int op, std::uint32_t val,
                   const struct timespec* ts) noexcept {
-  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), op, val, ts, nullptr,
-                 FUTEX_BITSET_MATCH_ANY);
+  return real_syscall(SYS_futex, reinterpret_cast<long>(w), op, val, reinterpret_cast<long>(ts), 0,
+                      FUTEX_BITSET_MATCH_ANY);
 }
 
 void native_seam::os_wait(native_atomic<std::uint32_t>& w, std::uint32_t expected,

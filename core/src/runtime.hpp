@@ -307,6 +307,7 @@ struct knobs_t {
       trim_all{false};          // the global pool keeps no stack untrimmed (slots.cpp I-SC3)
   std::atomic<bool> sched_stall{false};  // KLT loops stall between picks (monitor.cpp knob_sched_stall)
   std::atomic<bool> no_signal_interrupt{false};  // program signals interrupt no parked call (io_interrupt.cpp)
+  std::atomic<bool> no_futex_interpose{false};  // interpose_futex.cpp: syscall() passes every futex call through
 };
 extern knobs_t knobs;
 

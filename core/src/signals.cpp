@@ -8,16 +8,15 @@
 // (the archive member is pulled in by the undefined reference, and preempt.o
 // needs it anyway); with libfiber.so they come first in symbol lookup because
 // libfiber is a DT_NEEDED ahead of libc.  The real functions are found with
-// dlsym(RTLD_NEXT), so whatever comes next keeps working: libc, or ASan's and
-// TSan's interceptors, which themselves find ours with RTLD_NEXT when the
-// sanitizer runtime is loaded first.  The runtime's own mask changes use the
+// dlsym(RTLD_NEXT) (real_symbol.hpp), so whatever comes next keeps working:
+// libc, or ASan's and TSan's interceptors, which themselves find ours with
+// RTLD_NEXT when the sanitizer runtime is loaded first.  The runtime's own mask changes use the
 // raw rt_sigprocmask system call (8-byte kernel mask), never an interposer.
 //
 // The program's handler for the preemption signal is an immutable record
 // published through one atomic pointer, so the tick handler reads a whole
 // record without a lock.  Records are interned (one per distinct handler, mask
 // and flags) and never freed: a handler on another KLT may be reading one.
-#include <dlfcn.h>
 #include <errno.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -28,6 +27,7 @@
 
 #include "interpose_locks.hpp"
 #include "io_interrupt.hpp"
+#include "real_symbol.hpp"
 #include "runtime.hpp"
 #include "signals.hpp"
 
@@ -66,16 +66,6 @@ void set_bits(sigset_t* s, std::uint64_t v) noexcept {
 
 long raw_sigmask(int how, const std::uint64_t* set, std::uint64_t* old) noexcept {
   return syscall(SYS_rt_sigprocmask, how, set, old, sizeof(std::uint64_t));
-}
-
-template <class F>
-F next_symbol(std::atomic<F>& cache, const char* name) noexcept {
-  F f = cache.load(std::memory_order_relaxed);  // relaxed: idempotent, every thread finds the same
-  if (!f) {
-    f = reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
-    cache.store(f, std::memory_order_relaxed);  // relaxed: as above
-  }
-  return f;
 }
 
 using sigaction_fn = int (*)(int, const struct sigaction*, struct sigaction*);

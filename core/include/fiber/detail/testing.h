@@ -33,7 +33,8 @@ enum fiber_test_knob {
   FIBER_KNOB_SCHED_STALL = 14, /* a KLT's scheduler loop stalls before each pick while on, as
                                  foreign code stuck in the scheduler context would (the
                                  watchdog's "runs no fiber" reason; monitor.cpp) */
-  FIBER_KNOB_NO_SIGNAL_INTERRUPT = 16 /* program signals never interrupt a fiber's parked call (EINTR) */
+  FIBER_KNOB_NO_SIGNAL_INTERRUPT = 16, /* program signals never interrupt a fiber's parked call (EINTR) */
+  FIBER_KNOB_NO_FUTEX_INTERPOSE = 15 /* syscall(SYS_futex) from fibers goes to the kernel (blocks the KLT) */
 };
 void fiber_test_set_knob(int knob, int on);
 
