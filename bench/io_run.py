@@ -9,7 +9,8 @@ echo   TCP echo over loopback (bench/echo.cpp, target fiber_echo): the same
        is recorded before each run.  Output: <results>/echo.json.
 locks  bench_blocking_locks (a plain program printing Markdown tables):
        contended std::mutex in fibers vs fiber::mutex vs std::thread.
-       Output: <results>/blocking_locks.md (its stdout as printed).
+       Output: <results>/blocking_locks.md (its stdout as printed) and
+       blocking_locks.json (the command, load averages before and after).
 
 papers/scripts/io_table.py turns both into Markdown and SVG figures.
 """
@@ -139,8 +140,8 @@ def run_locks(build, results, log, quick):
         print("  bench_blocking_locks not built: skipped", flush=True)
         return False
     cmd = [exe] + (["--quick"] if quick else [])
-    print("  locks: %s (load %.1f)" % (" ".join([os.path.basename(exe)] + cmd[1:]), os.getloadavg()[0]),
-          flush=True)
+    before = [round(x, 2) for x in os.getloadavg()]
+    print("  locks: %s (load %.1f)" % (" ".join([os.path.basename(exe)] + cmd[1:]), before[0]), flush=True)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     log.write("== %s rc=%d\n%s\n" % (" ".join(cmd), p.returncode, p.stderr))
     if p.returncode != 0:
@@ -148,4 +149,7 @@ def run_locks(build, results, log, quick):
         return False
     with open(os.path.join(results, "blocking_locks.md"), "w") as f:
         f.write(p.stdout)
+    with open(os.path.join(results, "blocking_locks.json"), "w") as f:
+        json.dump({"cmd": [os.path.basename(exe)] + cmd[1:], "loadavg_before": before,
+                   "loadavg_after": [round(x, 2) for x in os.getloadavg()]}, f, indent=1)
     return True

@@ -182,9 +182,17 @@ def main():
             text = f.read()
         rows = locks_rows(text)
         fig = locks_figure(rows, outdir) if rows else None
+        lm = {}
+        try:
+            with open(os.path.join(a.results, "blocking_locks.json")) as f:
+                lm = json.load(f)
+        except (OSError, ValueError):
+            pass
+        load = lambda k: "/".join("%.1f" % x for x in lm.get(k, [])) or "?"
         L += ["## Blocking locks in fibers (bench/bench_blocking_locks.cpp)", "",
-              "Commit %s, load average %s at the start of the suite." %
-              (meta.get("git", "?"), "/".join("%.1f" % x for x in meta.get("loadavg", []))), "", text.strip(), ""]
+              "Commit %s, `%s`; load average before %s, after %s." %
+              (meta.get("git", "?"), " ".join(lm.get("cmd", ["bench_blocking_locks"])), load("loadavg_before"),
+               load("loadavg_after")), "", text.strip(), ""]
         if fig:
             L += ["![contended locks](%s)" % fig, ""]
         found = True
