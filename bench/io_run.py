@@ -9,7 +9,7 @@ echo   TCP echo over loopback (bench/echo.cpp, target fiber_echo): the same
        is recorded before each run.  Output: <results>/echo.json.
 locks  bench_blocking_locks (a plain program printing Markdown tables):
        contended std::mutex in fibers vs fiber::mutex vs std::thread.
-       Output: <results>/blocking_locks.md (its stdout as printed) and
+       Output: <results>/blocking_locks.out (its stdout as printed) and
        blocking_locks.json (the command, load averages before and after).
 
 papers/scripts/io_table.py turns both into Markdown and SVG figures.
@@ -147,7 +147,7 @@ def run_locks(build, results, log, quick):
     if p.returncode != 0:
         print("  bench_blocking_locks failed (rc=%d)" % p.returncode, flush=True)
         return False
-    with open(os.path.join(results, "blocking_locks.md"), "w") as f:
+    with open(os.path.join(results, "blocking_locks.out"), "w") as f:
         f.write(p.stdout)
     with open(os.path.join(results, "blocking_locks.json"), "w") as f:
         json.dump({"cmd": [os.path.basename(exe)] + cmd[1:], "loadavg_before": before,

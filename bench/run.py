@@ -242,7 +242,7 @@ def main():
     except (OSError, ValueError):
         pass
     for f in os.listdir(results):
-        if f.endswith(".json") or f.endswith(".csv"):
+        if f.endswith((".json", ".csv", ".out")):  # .out: io_run.py's blocking-locks tables
             os.remove(os.path.join(results, f))
 
     bins = [] if a.io_only else find_binaries(build)

@@ -5,7 +5,7 @@
 
 Reads what bench/run.py (bench/io_run.py) left in the results directory:
 echo.json (TCP echo over loopback, every run of every round) and
-blocking_locks.md (bench_blocking_locks' own tables).  Writes the Markdown and,
+blocking_locks.out (bench_blocking_locks' own tables).  Writes the Markdown and,
 when matplotlib is importable, SVG figures in figures/ next to it.  Echo:
 for each connection count and server configuration, the median requests/s
 over the rounds with [min, max], the ratio to the epoll loop computed per
@@ -178,7 +178,7 @@ def main():
     except (OSError, ValueError):
         L += ["No echo run in %s." % a.results, ""]
     try:
-        with open(os.path.join(a.results, "blocking_locks.md")) as f:
+        with open(os.path.join(a.results, "blocking_locks.out")) as f:
             text = f.read()
         rows = locks_rows(text)
         fig = locks_figure(rows, outdir) if rows else None
