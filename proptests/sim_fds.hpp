@@ -17,7 +17,9 @@
 //           "event pending" flag (epoll's ready list, EPOLLET: one entry per
 //           descriptor however many arrivals), closed.
 //   script  per fiber, a list of reads: read(dJ) waits until one message can
-//           be taken from dJ (returns data) or dJ is closed (returns EBADF).
+//           be taken from dJ (returns data) or dJ is closed (returns EBADF);
+//           readt(dJ) the same with a timeout (SO_RCVTIMEO): it may also
+//           return EAGAIN once its timer fired.
 //   step    run(fI)   fiber I takes one step: up to its next yield point.
 //                     Yield points: after the snapshot, after a failed
 //                     attempt, and inside block() before the commit (the
@@ -30,6 +32,10 @@
 //                     descriptor order, as readiness::notify() (dispatch).
 //           close(dJ) dJ is closed; the runtime's close path notifies its
 //                     readiness (fio_closed -> io_notify_all), directly.
+//           timer(fI) fiber I's deadline passes: if it is in a timed wait,
+//                     its timer unparks it (native_seam::block's timer_add:
+//                     expiry unparks, I6); io_seam::now_ns() then reads as
+//                     past the deadline for that fiber.
 //   drain   after the schedule: run every fiber; when all are blocked, a
 //           message arrives for the lowest blocked one and a poll follows.
 //
@@ -47,6 +53,12 @@
 //      fiber committed) happens only inside a notify() of the descriptor the
 //      fiber waits on, and only for a committed (blocked) fiber (I-P2).
 //   W5 after the drain every fiber ran its script to the end exactly once.
+//   W6 I-RD4 (the timeout path above all): when wait() returns, no node of
+//      the fiber is left in the descriptor's queue (its frame is gone; the
+//      next wait would link a node over it and notify() would loop).  The
+//      queue is private to basic_readiness; it is read through queue_of()
+//      below (the standard's explicit-instantiation access rule), never
+//      changed.
 //   FIBER_ASSERT in the shipped code is recorded and raised (sim.hpp).
 //
 // Planted bugs (planted.hpp) are template arguments (a readiness class) or
@@ -80,6 +92,7 @@ struct io_host {
   virtual parker_t& current_parker() noexcept = 0;
   virtual void block(parker_t& p, std::uint64_t deadline) noexcept = 0;
   virtual void wake(parker_t& p) noexcept = 0;
+  virtual std::uint64_t now() noexcept = 0;
   static io_host*& current() noexcept {
     static io_host* h = nullptr;
     return h;
@@ -95,13 +108,45 @@ struct io_seam : sim_seam {
   static parker_t& current_parker() noexcept { return io_host::current()->current_parker(); }
   static void block(parker_t& p, std::uint64_t deadline) noexcept { io_host::current()->block(p, deadline); }
   static void wake(parker_t& p) noexcept { io_host::current()->wake(p); }
-  static std::uint64_t now_ns() noexcept { return 0; }  // no timed waits here
+  // Virtual time is per fiber: past the deadline once its timer fired.
+  static std::uint64_t now_ns() noexcept { return io_host::current()->now(); }
 };
+
+// ------------------------------------------------- reading a private queue
+// An explicit instantiation may name a private member ([temp.spec]/6), so
+// this names basic_readiness<io_seam>::q_ without touching readiness.hpp.
+// A planted readiness class offers queue_for_sim() instead.
+using wait_queue_t = fiber::detail::wait_queue<io_seam>;
+struct readiness_q_tag {
+  using type = wait_queue_t readiness_t::*;
+  friend type member_of(readiness_q_tag);
+};
+template <class Tag, typename Tag::type M>
+struct expose_member {
+  friend typename Tag::type member_of(Tag) { return M; }
+};
+template struct expose_member<readiness_q_tag, &readiness_t::q_>;
+
+inline const wait_queue_t& queue_of(const readiness_t& r) { return r.*member_of(readiness_q_tag{}); }
+template <class R>
+const wait_queue_t& queue_of(const R& r) {
+  return r.queue_for_sim();
+}
+// Whether a node of parker p is linked in q (read only; bounded, so that a
+// corrupted list cannot hang the check).
+inline bool holds_node_of(const wait_queue_t& q, const parker_t* p) {
+  unsigned n = 0;
+  for (const auto* x = q.front(); x != nullptr && n < 64; x = x->next_.load(), ++n)
+    if (x->parker == p) return true;
+  return false;
+}
 
 // ------------------------------------------------------------ scenarios
 inline constexpr unsigned kFds = 3, kIoFibers = 4;
 
-enum class io_op : std::uint8_t { run, data, poll, close };
+enum class io_op : std::uint8_t { run, data, poll, close, timer };
+inline constexpr std::uint8_t kTimed = 0x10;           // in a script: readt(dJ)
+inline constexpr std::uint64_t kDeadline = 1;          // every timed read's deadline
 struct io_step {
   io_op o = io_op::run;
   std::uint8_t arg = 0;  // run: fiber; data, close: descriptor
@@ -117,6 +162,7 @@ inline std::ostream& operator<<(std::ostream& os, const io_step& s) {
     case io_op::data: return os << "data(d" << unsigned(s.arg) << ")";
     case io_op::poll: return os << "poll";
     case io_op::close: return os << "close(d" << unsigned(s.arg) << ")";
+    case io_op::timer: return os << "timer(f" << unsigned(s.arg) << ")";
   }
   return os;
 }
@@ -124,7 +170,10 @@ inline std::ostream& operator<<(std::ostream& os, const io_scenario& sc) {
   os << "{fibers=[";
   for (std::size_t i = 0; i < sc.reads.size(); ++i) {
     os << (i ? ", " : "") << "f" << i << "=[";
-    for (std::size_t j = 0; j < sc.reads[i].size(); ++j) os << (j ? ", " : "") << "read(d" << unsigned(sc.reads[i][j]) << ")";
+    for (std::size_t j = 0; j < sc.reads[i].size(); ++j) {
+      const unsigned r = sc.reads[i][j];
+      os << (j ? ", " : "") << ((r & kTimed) ? "readt(d" : "read(d") << (r & ~unsigned{kTimed}) << ")";
+    }
     os << "]";
   }
   return os << "], steps=" << show_list(sc.steps) << "}";
@@ -139,7 +188,7 @@ enum io_bug : unsigned {
 };
 
 // Checks (all on by default; a control may keep one alone to show it bites).
-enum io_check : unsigned { kW1 = 1, kW2 = 2, kW3 = 4, kW4 = 8, kW5 = 16, kAllW = 31 };
+enum io_check : unsigned { kW1 = 1, kW2 = 2, kW3 = 4, kW4 = 8, kW5 = 16, kW6 = 32, kAllW = 63 };
 
 enum class fst : std::uint8_t { runnable, parking, blocked, done };
 
@@ -154,6 +203,9 @@ struct io_fiber {
   std::uint64_t attempt_t = 0;  // time (step count) of its last failed attempt
   bool started = false;
   bool parked = false;          // block() was called in the current wait()
+  bool timed = false;           // in a readt: its wait has a deadline
+  bool fired = false;           // ... and its timer fired (now() >= deadline)
+  unsigned timeouts = 0;
   unsigned exits = 0, got = 0, ebadf = 0;
   ucontext_t ctx{};
   std::unique_ptr<char[]> stack;
@@ -198,7 +250,7 @@ class io_sim final : io_host {
   // an unpark between enqueue and commit (the commit found the token), a
   // wake-up whose re-try found no data (spurious, I-RD3), an EBADF return.
   struct window_counts {
-    unsigned refused = 0, token = 0, spurious = 0, ebadf = 0;
+    unsigned refused = 0, token = 0, spurious = 0, ebadf = 0, timeout = 0, timer_unpark = 0, late_grant = 0;
   };
   const window_counts& windows() const { return win_; }
 
@@ -237,6 +289,9 @@ class io_sim final : io_host {
       case io_op::data: data(s.arg % kFds); break;
       case io_op::poll: poll(); break;
       case io_op::close: close(s.arg % kFds); break;
+      case io_op::timer:
+        if (!fibers_.empty()) timer(fibers_[s.arg % fibers_.size()]);
+        break;
     }
     raise();
   }
@@ -268,6 +323,20 @@ class io_sim final : io_host {
     d.closed = true;
     d.pending = false;  // epoll forgets a closed descriptor
     if (!(bugs_ & kCloseNoWake)) notify(j);
+  }
+  // The deadline of a timed wait passes: the timer unparks the fiber.
+  void timer(io_fiber& f) {
+    if (!f.timed || f.fired) return;
+    f.fired = true;  // now() reads as past its deadline from here on
+    // The timer is armed only inside block() (timer_add before the switch):
+    // before that, a passed deadline is seen by block() itself.
+    if (f.state != fst::parking && f.state != fst::blocked) return;
+    ++win_.timer_unpark;
+    notifying_ = kTimerFiring;
+    timer_of_ = &f;
+    f.parker.unpark();
+    notifying_ = -1;
+    timer_of_ = nullptr;
   }
   void notify(unsigned j, bool from_poll = false) {
     notifying_ = static_cast<int>(j);
@@ -326,21 +395,24 @@ class io_sim final : io_host {
     auto* self = static_cast<io_sim*>(io_host::current());
     io_fiber& f = *self->cur_;
     self->entered(f);
-    for (; f.pc < f.reads.size(); ++f.pc) self->read(f, f.reads[f.pc]);
+    for (; f.pc < f.reads.size(); ++f.pc) self->read(f, f.reads[f.pc] & (kTimed - 1), (f.reads[f.pc] & kTimed) != 0);
     f.state = fst::done;
     ++f.exits;
     self->yield_to_main(f, true);  // never resumed
   }
 
   // The runtime's waiter loop (io_fiber.cpp, park_loop) around the shipped wait().
-  void read(io_fiber& f, unsigned j) {
-    fd_t& d = fds_[j];
+  void read(io_fiber& f, unsigned j, bool timed) {
+    fd_t& d = fds_[j % kFds];
+    f.timed = timed;
+    f.fired = false;
     for (bool woken = false;;) {
       const std::uint32_t seen = d.r.snapshot();  // before the attempt (I-RD1)
       yield_to_main(f);                          // an edge may come here...
       if (d.closed) {                            // the attempt: EBADF
         ++f.ebadf;
         ++win_.ebadf;
+        f.timed = false;
         return;
       }
       if (woken) win_.spurious += d.count == 0;
@@ -348,16 +420,27 @@ class io_sim final : io_host {
         --d.count;
         ++d.returned;
         ++f.got;
+        f.timed = false;
         return;
       }
       f.attempt_t = t_;  // EAGAIN
       f.waiting_fd = static_cast<int>(j);
       yield_to_main(f);  // ... or here
       f.parked = false;
-      const bool woke = d.r.wait(seen, kNoDeadline);
+      const bool woke = d.r.wait(seen, timed ? kDeadline : kNoDeadline);
       win_.refused += !f.parked;
+      win_.late_grant += woke && f.parked && f.fired;  // the grant beat the deadline's dequeue
       woken = f.parked;
       f.waiting_fd = -1;
+      if ((checks_ & kW6) && holds_node_of(queue_of(d.r), &f.parker))
+        note("W6 (I-RD4): " + fib(f) + "'s wait on " + dn(static_cast<int>(j % kFds)) + " returned " +
+             (woke ? "woken" : "timed out") + " with its node still queued");
+      if (!woke) {  // the deadline passed with no edge since `seen`: EAGAIN
+        ++f.timeouts;
+        ++win_.timeout;
+        f.timed = false;
+        return;
+      }
       if ((bugs_ & kTrustWake) && woke) {  // PLANTED: the wake-up taken as data
         ++d.returned;
         ++f.got;
@@ -368,8 +451,10 @@ class io_sim final : io_host {
 
   // io_host: the platform half of the parker.
   parker_t& current_parker() noexcept override { return cur_->parker; }
-  void block(parker_t& p, std::uint64_t) noexcept override {
+  std::uint64_t now() noexcept override { return cur_ != nullptr && cur_->fired ? kDeadline : 0; }
+  void block(parker_t& p, std::uint64_t deadline) noexcept override {
     io_fiber& f = *static_cast<io_fiber*>(p.owner);
+    if (deadline != kNoDeadline && now() >= deadline) return;  // as native_seam::block
     f.state = fst::parking;  // leaves its stack; the next run(f) commits (I-P5)
     f.parked = true;
     yield_to_main(f);
@@ -379,7 +464,9 @@ class io_sim final : io_host {
     io_fiber& f = *static_cast<io_fiber*>(p.owner);
     if (f.state != fst::blocked)
       note("I-P2: wake of " + fib(f) + ", which is not blocked");
-    else if ((checks_ & kW4) && (notifying_ < 0 || notifying_ != f.waiting_fd))
+    else if (notifying_ == kTimerFiring && timer_of_ != &f)
+      note("W4: " + fib(f) + " woken by another fiber's timer");
+    else if ((checks_ & kW4) && notifying_ != kTimerFiring && (notifying_ < 0 || notifying_ != f.waiting_fd))
       note("W4: " + fib(f) + " (waiting on " + dn(f.waiting_fd) + ") woken outside a notify of its descriptor" +
            (notifying_ >= 0 ? " (notify of " + dn(notifying_) + ")" : ""));
     f.state = fst::runnable;
@@ -448,7 +535,9 @@ class io_sim final : io_host {
   std::size_t main_size_ = 0;
   void* main_tsan_ = nullptr;
   io_host* prev_host_ = nullptr;
-  int notifying_ = -1;
+  static constexpr int kTimerFiring = -2;
+  int notifying_ = -1;            // the descriptor being notified, or kTimerFiring
+  io_fiber* timer_of_ = nullptr;  // whose timer is firing
   window_counts win_;
   std::size_t step_ = 0;
   std::uint64_t t_ = 0, last_poll_ = 0;
