@@ -248,7 +248,9 @@ class io_sim final : io_host {
   // How often the race windows were hit (the property tags cases with them):
   // an edge between snapshot and enqueue (wait() returned without parking),
   // an unpark between enqueue and commit (the commit found the token), a
-  // wake-up whose re-try found no data (spurious, I-RD3), an EBADF return.
+  // wake-up whose re-try found no data (spurious, I-RD3), an EBADF return, a
+  // timed-out read, a timer that unparked a parked waiter, and a waiter woken
+  // by a grant although its deadline had passed (the grant beat dequeue).
   struct window_counts {
     unsigned refused = 0, token = 0, spurious = 0, ebadf = 0, timeout = 0, timer_unpark = 0, late_grant = 0;
   };
