@@ -115,7 +115,9 @@ struct io_seam : sim_seam {
 // ------------------------------------------------- reading a private queue
 // An explicit instantiation may name a private member ([temp.spec]/6), so
 // this names basic_readiness<io_seam>::q_ without touching readiness.hpp.
-// A planted readiness class offers queue_for_sim() instead.
+// A planted readiness class offers queue_for_sim() instead.  An explicit
+// instantiation may appear once per program: include this header in one
+// translation unit of each test binary (each prop_* is one file).
 using wait_queue_t = fiber::detail::wait_queue<io_seam>;
 struct readiness_q_tag {
   using type = wait_queue_t readiness_t::*;
