@@ -134,12 +134,19 @@ template <class R>
 const wait_queue_t& queue_of(const R& r) {
   return r.queue_for_sim();
 }
-// Whether a node of parker p is linked in q (read only; bounded, so that a
-// corrupted list cannot hang the check).
-inline bool holds_node_of(const wait_queue_t& q, const parker_t* p) {
+// Whether a node on the stack [lo, hi) is linked in q.  Such a node is in a
+// dead frame (its wait returned), so it is recognised by its address and
+// never read (ASan reports the read as stack-use-after-scope); the nodes
+// before it are live waiters' (a dead one would have failed an earlier
+// check).  Bounded, so that a corrupted list cannot hang the check.
+inline bool holds_node_in(const wait_queue_t& q, const char* lo, const char* hi) {
+  const auto in = [&](const void* x) {
+    const auto a = reinterpret_cast<std::uintptr_t>(x);
+    return a >= reinterpret_cast<std::uintptr_t>(lo) && a < reinterpret_cast<std::uintptr_t>(hi);
+  };
   unsigned n = 0;
   for (const auto* x = q.front(); x != nullptr && n < 64; x = x->next_.load(), ++n)
-    if (x->parker == p) return true;
+    if (in(x)) return true;
   return false;
 }
 
@@ -436,7 +443,7 @@ class io_sim final : io_host {
       win_.late_grant += woke && f.parked && f.fired;  // the grant beat the deadline's dequeue
       woken = f.parked;
       f.waiting_fd = -1;
-      if ((checks_ & kW6) && holds_node_of(queue_of(d.r), &f.parker))
+      if ((checks_ & kW6) && holds_node_in(queue_of(d.r), f.stack.get(), f.stack.get() + io_fiber::kStack))
         note("W6 (I-RD4): " + fib(f) + "'s wait on " + dn(static_cast<int>(j % kFds)) + " returned " +
              (woke ? "woken" : "timed out") + " with its node still queued");
       if (!woke) {  // the deadline passed with no edge since `seen`: EAGAIN
