@@ -13,6 +13,9 @@
 //   echo --server fiber|thread|epoll|all --conns N --seconds S [--klts K]
 // `all` runs the three one after the other, each in a child process of its
 // own (fork before any runtime starts), so one invocation compares them.
+// The same client drives an external server (bench/go/echo.go, or any echo
+// server on loopback) with --connect HOST:PORT; --label names it in the line:
+//   echo --connect 127.0.0.1:PORT --label go --conns N --seconds S [--klts K]
 // A plain program (no Google Benchmark): the client is not a benchmark loop.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -141,20 +144,17 @@ void epoll_server(int l) {
 }
 
 // The load: closed loop, one request outstanding per connection.
-void client(int port, int conns, double seconds, std::vector<std::uint32_t>* lat_us, std::uint64_t* reqs) {
+void client(const sockaddr_in& a, int conns, double seconds, std::vector<std::uint32_t>* lat_us,
+            std::uint64_t* reqs) {
   int ep = epoll_create1(0);
   std::vector<int> fds(static_cast<std::size_t>(conns));
   std::vector<std::uint64_t> sent(fds.size());
   std::vector<std::size_t> got(fds.size());
   char msg[kMsg];
   std::memset(msg, 'r', sizeof msg);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
   for (std::size_t i = 0; i < fds.size(); ++i) {
     fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(fds[i], reinterpret_cast<sockaddr*>(&a), sizeof a)) die("connect");
+    if (connect(fds[i], reinterpret_cast<const sockaddr*>(&a), sizeof a)) die("connect");
     int one = 1;
     setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(fds[i], F_SETFL, O_NONBLOCK);
@@ -191,12 +191,48 @@ void client(int port, int conns, double seconds, std::vector<std::uint32_t>* lat
   close(ep);
 }
 
+sockaddr_in loopback(int port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  return a;
+}
+
+// --connect HOST:PORT (an IPv4 address): the external server to drive.
+sockaddr_in parse_connect(const std::string& hp) {
+  const std::size_t colon = hp.rfind(':');
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  const int port = colon == std::string::npos ? 0 : std::atoi(hp.c_str() + colon + 1);
+  if (port <= 0 || port > 65535 || inet_pton(AF_INET, hp.substr(0, colon).c_str(), &a.sin_addr) != 1) {
+    std::fprintf(stderr, "echo: --connect wants IPv4:PORT, got '%s'\n", hp.c_str());
+    std::exit(2);
+  }
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  return a;
+}
+
+// The load and the result line, for a server here or an external one.
+void measure(const sockaddr_in& a, const std::string& server, int conns, int klts, double seconds) {
+  std::vector<std::uint32_t> lat;
+  lat.reserve(1 << 22);
+  std::uint64_t reqs = 0;
+  const double measured = seconds - 0.2;
+  client(a, conns, seconds, &lat, &reqs);
+  std::sort(lat.begin(), lat.end());
+  auto pct = [&](double p) { return lat.empty() ? 0u : lat[static_cast<std::size_t>(p * (lat.size() - 1))]; };
+  std::printf("echo server=%s conns=%d klts=%d req/s=%.0f p50_us=%u p99_us=%u\n", server.c_str(), conns, klts,
+              static_cast<double>(reqs) / measured, pct(0.5), pct(0.99));
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 [[noreturn]] void run_one(const std::string& server, int conns, int klts, double seconds);
 
 int main(int argc, char** argv) {
-  std::string server = "fiber";
+  std::string server = "fiber", connect, label = "external";
   int conns = 100, klts = 2;
   double seconds = 2;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -205,6 +241,12 @@ int main(int argc, char** argv) {
     else if (k == "--conns") conns = std::atoi(argv[i + 1]);
     else if (k == "--klts") klts = std::atoi(argv[i + 1]);
     else if (k == "--seconds") seconds = std::atof(argv[i + 1]);
+    else if (k == "--connect") connect = argv[i + 1];
+    else if (k == "--label") label = argv[i + 1];
+  }
+  if (!connect.empty()) {  // an external server: only the client runs here
+    measure(parse_connect(connect), label, conns, klts, seconds);
+    return 0;
   }
   if (server != "all") run_one(server, conns, klts, seconds);
   for (const char* s : {"epoll", "fiber", "thread"}) {
@@ -239,16 +281,7 @@ void run_one(const std::string& server, int conns, int klts, double seconds) {
   } else {
     die("--server fiber|thread|epoll");
   }
-  std::vector<std::uint32_t> lat;
-  lat.reserve(1 << 22);
-  std::uint64_t reqs = 0;
-  double measured = seconds - 0.2;
-  client(port, conns, seconds, &lat, &reqs);
-  std::sort(lat.begin(), lat.end());
-  auto pct = [&](double p) { return lat.empty() ? 0u : lat[static_cast<std::size_t>(p * (lat.size() - 1))]; };
-  std::printf("echo server=%s conns=%d klts=%d req/s=%.0f p50_us=%u p99_us=%u\n", server.c_str(), conns,
-              server == "fiber" ? klts : 0, static_cast<double>(reqs) / measured, pct(0.5), pct(0.99));
-  std::fflush(stdout);
+  measure(loopback(port), server, conns, server == "fiber" ? klts : 0, seconds);
   g_stop.store(true);
   if (srv.joinable()) srv.join();
   _exit(0);  // detached servers still block in accept/read

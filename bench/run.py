@@ -25,6 +25,15 @@ lateness.csv (every wake-up lateness sample, from bench_lateness through
 FIBER_BENCH_SAMPLES_DIR) and fairness.csv (spin_demo --csv: per-fiber progress
 over time, when examples/spin_demo is built).  Progress: one line per binary
 with an ETA from the previous run's durations (timings.json).
+
+Issue 12's benchmarks run after the suite (bench/io_run.py; --no-io skips
+them, --io-only runs nothing else): TCP echo over loopback (fiber_echo's
+client against the epoll loop, a thread per connection, the fiber server and
+Go's net on 1 and 2 KLTs / GOMAXPROCS, several interleaved rounds, one
+progress line per run) and bench_blocking_locks (contended std::mutex in
+fibers vs fiber::mutex vs std::thread).  papers/scripts/io_table.py writes
+their tables and SVG figures to papers/results/io-bench.md (+ figures/), or
+beside the JSON with --quick.
 """
 import argparse
 import datetime
@@ -38,15 +47,21 @@ import sys
 import tempfile
 import time
 
+import io_run
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+
+# bench_* programs that are not Google Benchmark binaries (run by io_run.py).
+NOT_GBENCH = {"bench_blocking_locks"}
 
 
 def find_binaries(build):
     for d in (os.path.join(build, "bench"), build):
         if os.path.isdir(d):
             bins = sorted(os.path.join(d, f) for f in os.listdir(d)
-                          if f.startswith("bench_") and os.access(os.path.join(d, f), os.X_OK)
+                          if f.startswith("bench_") and f not in NOT_GBENCH and os.access(os.path.join(d, f), os.X_OK)
                           and os.path.isfile(os.path.join(d, f)))
             if bins:
                 return bins
@@ -199,6 +214,18 @@ def main():
                                     "bench-quick.md with --quick)")
     ap.add_argument("--filter", help="only binaries whose name contains this")
     ap.add_argument("--no-go", action="store_true", help="skip the Go peers")
+    ap.add_argument("--no-io", action="store_true",
+                    help="skip issue 12's benchmarks (echo over loopback, blocking locks)")
+    ap.add_argument("--io-only", action="store_true", help="run only issue 12's benchmarks")
+    ap.add_argument("--echo-rounds", type=int,
+                    help="echo: interleaved rounds of every server configuration (default 3, --quick 1)")
+    ap.add_argument("--echo-seconds", type=float, help="echo: seconds per run (default 2, --quick 1)")
+    ap.add_argument("--echo-conns", help="echo: connection counts, comma-separated (default 100,1000; "
+                                         "--quick 100)")
+    ap.add_argument("--echo-procs", default="1,2",
+                    help="echo: KLTs of the fiber server and GOMAXPROCS of Go's (default 1,2)")
+    ap.add_argument("--io-table", help="issue 12's Markdown (default papers/results/io-bench.md; "
+                                       "with --quick <results-dir>/io-bench.md)")
     a = ap.parse_args()
     build = a.build or a.build_dir
     if not build:
@@ -215,13 +242,13 @@ def main():
     except (OSError, ValueError):
         pass
     for f in os.listdir(results):
-        if f.endswith(".json") or f.endswith(".csv"):
+        if f.endswith((".json", ".csv", ".out")):  # .out: io_run.py's blocking-locks tables
             os.remove(os.path.join(results, f))
 
-    bins = find_binaries(build)
+    bins = [] if a.io_only else find_binaries(build)
     if a.filter:
         bins = [b for b in bins if a.filter in os.path.basename(b)]
-    if not bins:
+    if not bins and not a.io_only:
         print("no bench_* binaries under %s (build the bench targets first)" % build)
         return 1
     env = dict(os.environ, FIBER_BENCH_SAMPLES_DIR=os.path.abspath(results))
@@ -251,14 +278,22 @@ def main():
             times[name] = time.monotonic() - t0
             with open(os.path.join(results, name + ".json"), "w") as f:
                 json.dump(doc, f, indent=1)
-        run_fairness(build, results, a.quick, log)
-        if not a.no_go:
+        if bins:
+            run_fairness(build, results, a.quick, log)
+        if not a.no_go and bins:
             print("[go] Go peers %s" % eta_text(prev_times, ["go"], t_start), flush=True)
             t0 = time.monotonic()
             run_go(results, reps, a.quick, nproc, log)
             times["go"] = time.monotonic() - t0
+        if not a.no_io:
+            run_io(a, build, results, log, times)
     with open(os.path.join(results, "timings.json"), "w") as f:
         json.dump(times, f, indent=1)
+    rc = 0
+    if not a.no_io:
+        rc = io_tables(a, results)
+    if not bins:
+        return rc
     os.makedirs(os.path.dirname(os.path.abspath(table)), exist_ok=True)
     cmd = [sys.executable, os.path.join(ROOT, "papers", "scripts", "bench_table.py"),
            results, "-o", table]
@@ -266,7 +301,45 @@ def main():
     if p.returncode != 0:
         return p.returncode
     print("table: %s" % table)
-    return 0
+    return rc
+
+
+def run_io(a, build, results, log, times):
+    """Issue 12: echo (all servers) and the blocking-locks program."""
+    rounds = a.echo_rounds or (1 if a.quick else 3)
+    seconds = a.echo_seconds or (1.0 if a.quick else 2.0)
+    conns = [int(x) for x in (a.echo_conns or ("100" if a.quick else "100,1000")).split(",")]
+    procs = [int(x) for x in a.echo_procs.split(",")]
+    print("[io] echo over loopback: %d round(s) x %.1f s, conns %s, KLTs/GOMAXPROCS %s" %
+          (rounds, seconds, conns, procs), flush=True)
+    t0 = time.monotonic()
+    io_run.run_echo(build, results, log, rounds, seconds, conns, procs)
+    times["echo"] = time.monotonic() - t0
+    print("[io] blocking locks", flush=True)
+    t0 = time.monotonic()
+    io_run.run_locks(build, results, log, a.quick)
+    times["blocking_locks"] = time.monotonic() - t0
+
+
+def plot_python():
+    """A Python that imports matplotlib for the figures: this one, else the
+    system's (/usr/bin/python3 with python3-matplotlib, when this one is a
+    pyenv or venv interpreter without it)."""
+    for py in (sys.executable, "/usr/bin/python3"):
+        if os.access(py, os.X_OK) and subprocess.run([py, "-c", "import matplotlib"],
+                                                      capture_output=True).returncode == 0:
+            return py
+    return sys.executable
+
+
+def io_tables(a, results):
+    out = a.io_table or (os.path.join(results, "io-bench.md") if a.quick
+                         else os.path.join(ROOT, "papers", "results", "io-bench.md"))
+    cmd = [plot_python(), os.path.join(ROOT, "papers", "scripts", "io_table.py"), results, "-o", out]
+    p = subprocess.run(cmd)
+    if p.returncode == 0:
+        print("issue 12 table: %s" % out)
+    return p.returncode
 
 
 if __name__ == "__main__":

@@ -179,3 +179,115 @@ struct greedy_steal_queue : run_queue_t {
 };
 
 }  // namespace fiber_sim::planted
+
+// ------------------------------------------------ readiness (sim_fds.hpp)
+// The controls of prop_io.cpp.  Simulator-side bugs are io_bug bits
+// (sim_fds.hpp: kPollDropsLast, kCloseNoWake, kTrustWake); these two are
+// copies of fiber::detail::basic_readiness with one line changed.
+#include "sim_fds.hpp"
+
+namespace fiber_sim::planted {
+
+// PLANTED: the waiter does not re-check after registering: enqueue() queues
+// the node without comparing the sequence with the snapshot, so an edge
+// that came between the snapshot and the enqueue is lost (breaks I-RD1).
+class no_recheck_readiness {
+ public:
+  using node = fiber::detail::wait_node<io::io_seam>;
+  std::uint32_t snapshot() const noexcept { return seq_.load(mo::acquire); }
+  bool wait(std::uint32_t seen, std::uint64_t deadline) noexcept {
+    node n(&io::io_seam::current_parker());
+    if (!enqueue(n, seen)) return true;
+    if (n.wait(deadline)) return true;
+    return dequeue(n);
+  }
+  bool enqueue(node& n, std::uint32_t) noexcept {
+    fiber::detail::lock_guard<fiber::detail::basic_spinlock<io::io_seam>> g(lock_);
+    q_.push_back(&n);  // the bug: no `seq_ != seen` test
+    return true;
+  }
+  bool dequeue(node& n) noexcept {
+    fiber::detail::lock_guard<fiber::detail::basic_spinlock<io::io_seam>> g(lock_);
+    return !q_.remove(&n);
+  }
+  void notify() noexcept {
+    fiber::detail::lock_guard<fiber::detail::basic_spinlock<io::io_seam>> g(lock_);
+    seq_.fetch_add(1, mo::release);
+    while (node* n = q_.pop_front()) node::grant(n);
+  }
+  const fiber::detail::wait_queue<io::io_seam>& queue_for_sim() const noexcept { return q_; }
+
+ private:
+  fiber::detail::basic_spinlock<io::io_seam> lock_;
+  io::io_seam::atomic<std::uint32_t> seq_{0};
+  fiber::detail::wait_queue<io::io_seam> q_;
+};
+
+// PLANTED: an edge grants only the oldest waiter (a "wake one" notify), so a
+// second waiter of the same direction sleeps on while data waits (breaks
+// I-RD3: every waiter is woken, the I/O decides who wins).
+class wake_one_readiness {
+ public:
+  using node = fiber::detail::wait_node<io::io_seam>;
+  std::uint32_t snapshot() const noexcept { return seq_.load(mo::acquire); }
+  bool wait(std::uint32_t seen, std::uint64_t deadline) noexcept {
+    node n(&io::io_seam::current_parker());
+    if (!enqueue(n, seen)) return true;
+    if (n.wait(deadline)) return true;
+    return dequeue(n);
+  }
+  bool enqueue(node& n, std::uint32_t seen) noexcept {
+    fiber::detail::lock_guard<fiber::detail::basic_spinlock<io::io_seam>> g(lock_);
+    if (seq_.load(mo::relaxed) != seen) return false;
+    q_.push_back(&n);
+    return true;
+  }
+  bool dequeue(node& n) noexcept {
+    fiber::detail::lock_guard<fiber::detail::basic_spinlock<io::io_seam>> g(lock_);
+    return !q_.remove(&n);
+  }
+  void notify() noexcept {
+    fiber::detail::lock_guard<fiber::detail::basic_spinlock<io::io_seam>> g(lock_);
+    seq_.fetch_add(1, mo::release);
+    if (node* n = q_.pop_front()) node::grant(n);  // the bug: one, not all
+  }
+  const fiber::detail::wait_queue<io::io_seam>& queue_for_sim() const noexcept { return q_; }
+
+ private:
+  fiber::detail::basic_spinlock<io::io_seam> lock_;
+  io::io_seam::atomic<std::uint32_t> seq_{0};
+  fiber::detail::wait_queue<io::io_seam> q_;
+};
+
+// PLANTED: on timeout the waiter returns without dequeue(): its node stays
+// queued in a frame that is gone (breaks I-RD4, I-W2).
+class no_dequeue_readiness {
+ public:
+  using node = fiber::detail::wait_node<io::io_seam>;
+  std::uint32_t snapshot() const noexcept { return seq_.load(mo::acquire); }
+  bool wait(std::uint32_t seen, std::uint64_t deadline) noexcept {
+    node n(&io::io_seam::current_parker());
+    if (!enqueue(n, seen)) return true;
+    if (n.wait(deadline)) return true;
+    return false;  // the bug: no dequeue(n)
+  }
+  const fiber::detail::wait_queue<io::io_seam>& queue_for_sim() const noexcept { return q_; }
+  bool enqueue(node& n, std::uint32_t seen) noexcept {
+    fiber::detail::lock_guard<fiber::detail::basic_spinlock<io::io_seam>> g(lock_);
+    if (seq_.load(mo::relaxed) != seen) return false;
+    q_.push_back(&n);
+    return true;
+  }
+  void notify() noexcept {
+    fiber::detail::lock_guard<fiber::detail::basic_spinlock<io::io_seam>> g(lock_);
+    seq_.fetch_add(1, mo::release);
+    while (node* n = q_.pop_front()) node::grant(n);
+  }
+
+ private:
+  fiber::detail::basic_spinlock<io::io_seam> lock_;
+  io::io_seam::atomic<std::uint32_t> seq_{0};
+  fiber::detail::wait_queue<io::io_seam> q_;
+};
+
+}  // namespace fiber_sim::planted

@@ -11,7 +11,8 @@
                                       RapidCheck properties (RC_PARAMS)
   fiberctl stress [--seconds S] [--klts K] [--timeslice US] [--mix LIST] ...
                                       fiber_stress with its live status line
-  fiberctl bench [run.py options]     Release build, benchmark suite (bench/run.py)
+  fiberctl bench [run.py options]     Release build, benchmark suite (bench/run.py),
+                                      then issue 12's: echo (all servers), blocking locks
   fiberctl report                     figures, tables and the paper (papers/)
   fiberctl deps | asan | ubsan | tsan | models-long | models-exhaustive | campaign ARGS
 
@@ -384,8 +385,28 @@ def cmd_stress(a, extra):
         return p.wait()
 
 
+BENCH_USAGE = """usage: fiberctl bench [run.py options]
+
+Configures and builds build/bench (Release, no tests), then runs bench/run.py
+on it: the Google Benchmark suite with the Go peers, then issue 12's
+benchmarks (echo over loopback against the epoll loop, a thread per
+connection, the fiber server and Go's net; contended std::mutex in fibers vs
+fiber::mutex vs std::thread), one progress line per run.  Tables:
+papers/results/bench.md and papers/results/io-bench.md (+ figures/io_*.svg).
+Default length: the suite, then about 2 minutes of echo (3 rounds x 12 runs
+x 2 s) and under a minute of locks.  E.g. fiberctl bench --io-only
+--echo-rounds 5.  The options, passed to bench/run.py as given:
+"""
+
+
+def bench_help():
+    sys.stdout.write(BENCH_USAGE + "\n")
+    sys.stdout.flush()
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run.py"), "--help"]).returncode
+
+
 def cmd_bench(a):
-    deps(["golang-go"])
+    deps(["golang-go", "python3-matplotlib"])  # Go's peers; the figures (/usr/bin/python3)
     b = os.path.join(ROOT, "build", "bench")
     configure(b, ["-DCMAKE_BUILD_TYPE=Release", "-DFIBER_BUILD_MODELS=OFF", "-DFIBER_BUILD_TESTS=OFF",
                   "-DFIBER_BUILD_PROPTESTS=OFF"])
@@ -450,6 +471,8 @@ def parser():
 def main():
     ap = parser()
     argv = sys.argv[1:]
+    if argv[:1] == ["bench"] and {"-h", "--help"} & set(argv[1:2]):
+        return bench_help()  # fiberctl's words, then run.py's options
     if argv[:1] and argv[0] in ("demo", "bench", "report", "campaign") and not {"-h", "--help"} & set(argv[1:2]):
         # Everything after the command goes to the program it runs (spin_demo,
         # bench/run.py, report.py, model_campaign.py) as given.
