@@ -89,6 +89,16 @@ typedef struct fiber_config {
                             held across a preemption point).  FIBER_MIGRATE=0|1 in
                             the environment overrides it (read by fiber_init;
                             another value is ignored with a line on stderr).  Appended last. */
+  const char *trace_path; /* NULL (default) = no trace.  Else the file the scheduling trace
+                            is written to (created or truncated by fiber_init: EINVAL if it
+                            cannot be opened).  FIBER_TRACE=file in the environment
+                            overrides it (read once by fiber_init; a file that cannot be
+                            opened is reported on stderr and the run is not traced).  The
+                            file is binary; tools/trace_check.py export turns it into
+                            Chrome trace JSON (ui.perfetto.dev) and check verifies it.
+                            Records every create, run, leave, park, wake, exit, join and
+                            refused tick; costs a few % of switch-heavy runs when on (see
+                            papers/verification.md).  Appended last. */
 } fiber_config_t;
 
 typedef struct fiber_attr {
