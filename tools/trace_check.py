@@ -434,10 +434,12 @@ def run(argv):
             return 1
         tr = parse(path)
         n = sum(len(v) for v in tr.main.values()) + sum(len(v) for v in tr.tick.values())
-        doc = export(tr)
-        with open(out, "w") as w:
-            json.dump(doc, w)
-        bad = schema(json.load(open(out)))
+        doc, bad = {"traceEvents": []}, []
+        if not expect:  # a control's trace is only checked (its export is as large as it is slow)
+            doc = export(tr)
+            with open(out, "w") as w:
+                json.dump(doc, w)
+            bad = schema(json.load(open(out)))
         found = check(tr)
         rules = sorted({r for r, _ in found})
         kinds = {}

@@ -138,7 +138,6 @@ __attribute__((noinline)) static void note_wait_os(parker& p, wait_kind kind, co
 void native_seam::note_wait(parker_type& p, wait_kind kind, const void* obj) noexcept {
   if (p.owner) {
     static_cast<fcb*>(p.owner)->diag.note_wait(kind, obj);  // diag.hpp
-    trace_note_wait(static_cast<fcb*>(p.owner), kind, obj);  // trace.hpp
     return;
   }
   note_wait_os(p, kind, obj);
@@ -202,8 +201,7 @@ void native_seam::block(parker_type& p, std::uint64_t deadline) noexcept {
 void native_seam::wake(parker_type& p) noexcept {
   if (p.owner) {
     fcb* f = static_cast<fcb*>(p.owner);  // one read: the diag stores below may alias it
-    trace_wake(f);  // trace.hpp
-    if (trace_knob_lose_wake(f)) return;  // test knob 17: a planted defect (trace.cpp)
+    if (trace_wake(f)) return;  // trace.hpp; true only under test knob 17 (a planted defect)
     f->diag.note_wake();  // diag.hpp
     f->diag.move(fstate::parked, fstate::runnable);
     make_runnable(f);

@@ -102,7 +102,7 @@ static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
   if (sp < f->low_sp) f->low_sp = sp;  // stacks.cpp: trim only stacks seen deep
   if (f->sp_overflowed(sp))  // stack clash (slots.cpp)
     report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a switch");
-  trace_leave(k, f, a);  // before f is queued or committed (trace.hpp)
+  trace_leave(k, f, a);  // yield, preempt: before f is queued (trace.hpp)
   switch (a) {
     case klt_action::yield:
       f->diag.move(fstate::running, fstate::runnable);
@@ -118,7 +118,7 @@ static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
       // state says parked before the commit, so the waker's "runnable"
       // (wake) is always the later store.
       f->diag.move(fstate::running, fstate::parked);
-      if (trace_knob_no_commit(rt, k, f)) break;  // test knob 18: a planted defect (trace.cpp)
+      if (trace_park(rt, k, f)) break;  // records the park; true only under test knob 18 (trace.cpp)
       if (!f->park.try_commit()) {
         f->diag.move(fstate::parked, fstate::runnable);
         trace_park_abort(k, f);

@@ -83,6 +83,9 @@ constexpr std::uint32_t kSrcOs = 0xFFFFFFFF, kSrcCalib = 0xFFFFFFFE;
 constexpr std::uint32_t kCap = 1u << 15;     // main buffer: 1 MiB per KLT
 constexpr std::uint32_t kTickCap = 256;      // tick ring (a refusal per quantum at most)
 constexpr std::uint32_t kOsCap = 1024;
+std::atomic<bool> g_lose_wake{false}, g_no_commit{false};  // test knobs 17, 18 (testing.h)
+bool lose_wake(fcb* f) noexcept;       // the planted defects (the end of this file)
+void no_commit(runtime& rt, klt* k, fcb* f) noexcept;
 
 std::uint16_t qof(unsigned k) noexcept { return k == kNoKlt ? kQGlobal : static_cast<std::uint16_t>(k); }
 
@@ -90,7 +93,6 @@ int g_fd = -1;
 std::atomic<std::uint64_t> g_off{0};  // next free file offset (fetch_add reserves a chunk)
 std::uint64_t g_tsc0 = 0, g_mono0 = 0;  // written at open, before the KLTs start
 unsigned g_nklts = 0;
-std::atomic<bool> g_lose_wake{false}, g_no_commit{false};  // test knobs (testing.h)
 
 spinlock g_os_lock;  // guards the OS threads' buffer below
 trace_rec g_os_buf[kOsCap];
@@ -302,27 +304,34 @@ void trace_leave_slow(klt* k, fcb* f, klt_action a) noexcept {
         q = kQGlobal;  // relaxed: a test knob (as in sched.cpp)
       break;
     }
-    case klt_action::park:
-      kind = tev::park;
-      arg = reinterpret_cast<std::uintptr_t>(f->tr.obj);
-      aux = f->tr.kind;
-      q = kQNone;
-      break;
+    case klt_action::park: return;  // trace_park, in act_on's park case
     case klt_action::exit: return;  // finish_exit records it (trace_exit)
     case klt_action::none: return;
   }
   put_klt(k->trace, kind, f->id, f->tr.seq++, arg, aux, q);
 }
 
+bool trace_park_slow(runtime& rt, klt* k, fcb* f) noexcept {
+  // What the fiber said it waits on (Seam::note_wait), as the diagnostics keep it.
+  // relaxed (both): written by this fiber, its owner, before it left its stack.
+  auto obj = reinterpret_cast<std::uintptr_t>(f->diag.obj_.load(std::memory_order_relaxed));
+  auto kind = static_cast<unsigned>(f->diag.kind_.load(std::memory_order_relaxed));
+  put_klt(k->trace, tev::park, f->id, f->tr.seq++, obj, kind, kQNone);
+  if (!g_no_commit.load(std::memory_order_relaxed)) return false;  // relaxed: a test knob
+  no_commit(rt, k, f);
+  return true;
+}
+
 void trace_park_abort_slow(klt* k, fcb* f) noexcept {
   put_klt(k->trace, tev::park_abort, f->id, f->tr.seq++, 0, 0, qof(k->index));
 }
 
-void trace_wake_slow(fcb* f) noexcept {
+bool trace_wake_slow(fcb* f) noexcept {
   klt* k = this_klt();
   // The waker: a fiber, an OS thread, or 0 for a KLT's scheduler context (timers).
   std::uint64_t by = k && !k->current ? 0 : native_seam::self_id();
   put_step(tev::wake, f, by, k ? qof(k->index) : kQGlobal);
+  return lose_wake(f);
 }
 
 void trace_exit_slow(fcb* f) noexcept { put_step(tev::exit, f, 0, kQNone); }
@@ -350,18 +359,14 @@ void trace_tick_refused(klt* k, fcb* f, trace_refusal why) noexcept {
 
 // ---- test knobs (testing.h) ----------------------------------------------
 
-void trace_set_knob(int knob, bool on) noexcept {
-  if (knob == FIBER_KNOB_TRACE_LOSE_WAKE) g_lose_wake.store(on);
-  if (knob == FIBER_KNOB_TRACE_NO_COMMIT) g_no_commit.store(on);
-}
-
 // Planted defect: the wake of a fiber whose park has a deadline is dropped and
 // the fiber is parked again, so only its timeout wakes it (a lost wake-up
 // that a timeout papers over).  Under timer_lock, so the expiry, which unparks
 // under it (I6), either ran before (the fiber is no longer queued: the wake
 // goes through) or runs after and finds it parked.  The expiry's own wake
 // comes here with the timer already popped, so it is never dropped.
-bool trace_knob_lose_wake(fcb* f) noexcept {
+namespace {
+bool lose_wake(fcb* f) noexcept {
   if (!g_lose_wake.load(std::memory_order_relaxed)) return false;  // relaxed: a test knob
   if (f->timer_index == timer_heap<fcb>::kNotQueued) return false;  // racy: rechecked under the lock
   runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: as in timers.cpp
@@ -370,15 +375,22 @@ bool trace_knob_lose_wake(fcb* f) noexcept {
   f->park.word().store(parker::kParked, mo::release);  // release: pairs with the expiry's unpark
   return true;
 }
+}  // namespace
+
+void trace_set_knob(int knob, bool on) noexcept {
+  if (knob == FIBER_KNOB_TRACE_LOSE_WAKE) g_lose_wake.store(on);  // seq_cst: a test's setting
+  if (knob == FIBER_KNOB_TRACE_NO_COMMIT) g_no_commit.store(on);  // seq_cst: as above
+}
+
+namespace {
 
 // Planted defect: a park is never committed; the fiber is requeued at once as
 // if a wake had come (parked fibers spin through their waits: every caller
 // loops on its condition, I-P4, so programs still finish, only slower).
-bool trace_knob_no_commit(runtime& rt, klt* k, fcb* f) noexcept {
-  if (!g_no_commit.load(std::memory_order_relaxed)) return false;  // relaxed: a test knob
+void no_commit(runtime& rt, klt* k, fcb* f) noexcept {
   f->diag.move(fstate::parked, fstate::runnable);
   rt.on_yield(f, k->index);
-  return true;
 }
+}  // namespace
 
 }  // namespace fiber::detail

@@ -18,7 +18,7 @@
 //
 // Cost when off: klt::trace is nullptr (in the KLT's first cache line, which
 // the switch path reads anyway) for the KLT-side hooks; the hooks with no KLT
-// at hand (create, wake, note_wait, exit, join) test g_trace_on, a hidden,
+// at hand (create, wake, exit, join) test g_trace_on, a hidden,
 // read-mostly global.  Either is one predicted-not-taken branch.
 #pragma once
 
@@ -52,7 +52,6 @@ void trace_create_slow(fcb* f, const char* name, unsigned q) noexcept;
 void trace_run_slow(klt* k, fcb* f) noexcept;
 void trace_leave_slow(klt* k, fcb* f, klt_action a) noexcept;
 void trace_park_abort_slow(klt* k, fcb* f) noexcept;
-void trace_wake_slow(fcb* f) noexcept;
 void trace_exit_slow(fcb* f) noexcept;
 void trace_join_slow(fcb* f) noexcept;
 void trace_idle_slow(klt* k, bool sleeping) noexcept;
@@ -62,9 +61,11 @@ void trace_tick_refused(klt* k, fcb* f, trace_refusal why) noexcept;  // the tic
 // FIBER_KNOB_TRACE_NO_COMMIT: a park is never committed, the fiber is
 // requeued at once (it runs without a wake).  Both are planted defects the
 // trace checker must flag; never on in a program.
+// The knobs act only while tracing is on (their purpose is the checker's
+// controls), so the wake path tests one flag for both (trace_wake below).
 void trace_set_knob(int knob, bool on) noexcept;
-bool trace_knob_lose_wake(fcb* f) noexcept;            // true: the wake was dropped
-bool trace_knob_no_commit(runtime& rt, klt* k, fcb* f) noexcept;  // true: f was requeued
+bool trace_wake_slow(fcb* f) noexcept;  // true: knob 17 dropped the wake
+bool trace_park_slow(runtime& rt, klt* k, fcb* f) noexcept;  // true: knob 18 requeued f
 
 inline void trace_create(fcb* f, const char* name, unsigned q) noexcept {
   if (trace_on()) trace_create_slow(f, name, q);
@@ -75,11 +76,17 @@ inline void trace_run(klt* k, fcb* f) noexcept {
 inline void trace_leave(klt* k, fcb* f, klt_action a) noexcept {
   if (__builtin_expect(k->trace != nullptr, 0)) trace_leave_slow(k, f, a);
 }
+// A park, before its commit (so a wake is always recorded after it); true when
+// test knob 18 requeued f instead (the caller must not commit).
+inline bool trace_park(runtime& rt, klt* k, fcb* f) noexcept {
+  return __builtin_expect(k->trace != nullptr, 0) && trace_park_slow(rt, k, f);
+}
 inline void trace_park_abort(klt* k, fcb* f) noexcept {
   if (__builtin_expect(k->trace != nullptr, 0)) trace_park_abort_slow(k, f);
 }
-inline void trace_wake(fcb* f) noexcept {
-  if (trace_on()) trace_wake_slow(f);
+// Records the wake; true when test knob 17 dropped it (the caller returns).
+inline bool trace_wake(fcb* f) noexcept {
+  return trace_on() && trace_wake_slow(f);
 }
 inline void trace_exit(fcb* f) noexcept {
   if (trace_on()) trace_exit_slow(f);
@@ -89,11 +96,6 @@ inline void trace_join(fcb* f) noexcept {
 }
 inline void trace_idle(klt* k, bool sleeping) noexcept {
   if (__builtin_expect(k->trace != nullptr, 0)) trace_idle_slow(k, sleeping);
-}
-inline void trace_note_wait(fcb* f, wait_kind kind, const void* obj) noexcept {
-  if (!trace_on()) return;
-  f->tr.kind = static_cast<unsigned char>(kind);
-  f->tr.obj = obj;
 }
 
 }  // namespace fiber::detail

@@ -15,12 +15,9 @@ struct trace_klt;  // a KLT's event buffers (trace.cpp); nullptr in klt::trace w
 // (runtime.hpp ownership rules; the owner hand-offs - queue push/pop, park
 // commit/unpark, join - are release/acquire pairs), so two parties never write
 // it at once in a correct run.  A duplicated or skipped seq in a trace is
-// therefore itself a finding (tools/trace_check.py).  kind/obj: what the fiber
-// said it waits on (Seam::note_wait), reported with its next park.
+// therefore itself a finding (tools/trace_check.py).
 struct trace_fiber {
   std::uint32_t seq = 0;
-  unsigned char kind = 0;  // wait_kind
-  const void* obj = nullptr;
 };
 
 }  // namespace fiber::detail

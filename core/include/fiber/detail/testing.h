@@ -29,7 +29,8 @@ enum fiber_test_knob {
   FIBER_KNOB_NO_STACK_CACHE = 11, /* no slot caches, no arenas: a mapping per fiber, unmapped at exit */
   FIBER_KNOB_UNGUARDED_STACKS = 12, /* new stacks are unguarded (canary), as past the guarded budget */
   FIBER_KNOB_TRIM_ALL = 13, /* every free stack entering the global pool is trimmed (if seen deep) */
-  /* Planted scheduler defects for the trace checker (core/src/trace.cpp, tools/trace_check.py): */
+  /* Planted scheduler defects for the trace checker (core/src/trace.cpp, tools/trace_check.py);
+     they act only while tracing is on (FIBER_TRACE): */
   FIBER_KNOB_TRACE_LOSE_WAKE = 17, /* the wake of a fiber in a timed park is lost; its timeout wakes it */
   FIBER_KNOB_TRACE_NO_COMMIT = 18 /* a park is never committed: the fiber is requeued at once (spins) */
 };
