@@ -28,9 +28,17 @@
 // pwrite of up to 512 KiB at an offset reserved with one fetch_add, so KLTs
 // write their chunks concurrently without a lock and without interleaving.
 //
-// Timestamps: rdtsc (constant and non-stop TSC on x86-64 Linux hosts; about 20
-// cycles against 50-190 ns for clock_gettime on this VM), calibrated against
-// CLOCK_MONOTONIC at open and close.  The checker does not rely on clocks for
+// Timestamps: rdtsc (constant and non-stop TSC), calibrated against
+// CLOCK_MONOTONIC at open and close.  On this VM an rdtsc costs about 65 ns
+// (measured: 10M in a loop), CLOCK_MONOTONIC_COARSE 25-40 ns but with a 4 ms
+// resolution, CLOCK_MONOTONIC 170 ns; one reading per record made ping-pong
+// 40-70% slower.  So a KLT reads the clock only where a slice of the exported
+// trace begins or ends: a run (the previous fiber's slice ends there: the
+// switch is direct), a leave acted on by the scheduler context (nothing else
+// ran next: the slice ends there), idle sleep and wake; its other records (leave, park,
+// wake, create, exit, join) carry the KLT's last reading, i.e. they show at
+// the start of the slice they happened in.  OS threads and the tick handler
+// read the clock for each record.  The checker does not rely on clocks for
 // ordering a fiber's events: it uses the fiber's seq (trace_types.hpp).
 //
 // File: a 32-byte header ("FIBTRC01", version, KLTs, pid, record size), then
@@ -106,6 +114,7 @@ struct trace_klt {
   std::uint32_t n = 0;
   std::uint64_t dropped = 0;
   unsigned index = 0;
+  std::uint64_t last_ts = 0;  // the last clock reading of this KLT's main buffer
   // The handler's ring (see the top).  head: handler only; tail: flush only.
   trace_rec tick[kTickCap];
   std::atomic<std::uint64_t> tick_head{0};
@@ -132,8 +141,8 @@ void mono_pair(std::uint64_t* tsc, std::uint64_t* mono) noexcept {
 }
 
 inline void fill(trace_rec& r, tev kind, std::uint64_t fiber, std::uint32_t seq, std::uint64_t arg,
-                 unsigned aux, std::uint16_t q) noexcept {
-  r.ts = __rdtsc();
+                 unsigned aux, std::uint16_t q, std::uint64_t ts) noexcept {
+  r.ts = ts;
   r.fiber = fiber;
   r.arg = arg;
   r.seq = seq;
@@ -142,13 +151,15 @@ inline void fill(trace_rec& r, tev kind, std::uint64_t fiber, std::uint32_t seq,
   r.q = q;
 }
 
+// stamp: read the clock (runs, idle); else the KLT's last reading (see the top).
 void put_klt(trace_klt* t, tev kind, std::uint64_t fiber, std::uint32_t seq, std::uint64_t arg,
-             unsigned aux, std::uint16_t q) noexcept {
+             unsigned aux, std::uint16_t q, bool stamp = false) noexcept {
   if (t->n == kCap) {
     ++t->dropped;
     return;
   }
-  fill(t->buf[t->n++], kind, fiber, seq, arg, aux, q);
+  if (stamp) t->last_ts = __rdtsc();
+  fill(t->buf[t->n++], kind, fiber, seq, arg, aux, q, t->last_ts);
 }
 
 void put_os(tev kind, std::uint64_t fiber, std::uint32_t seq, std::uint64_t arg, std::uint16_t q) noexcept {
@@ -157,15 +168,22 @@ void put_os(tev kind, std::uint64_t fiber, std::uint32_t seq, std::uint64_t arg,
     write_chunk(kSrcOs, 0, g_os_dropped, g_os_buf, g_os_n);
     g_os_n = 0;
   }
-  fill(g_os_buf[g_os_n++], kind, fiber, seq, arg, 0, q);
+  fill(g_os_buf[g_os_n++], kind, fiber, seq, arg, 0, q, __rdtsc());
 }
 
-// A step of fiber f, recorded by its current owner on whatever thread that is.
-void put_step(tev kind, fcb* f, std::uint64_t arg, std::uint16_t q) noexcept {
+// A step of fiber f, recorded by its current owner on whatever thread that is
+// (k: this_klt(), nullptr on an OS thread).
+void put_step(klt* k, tev kind, fcb* f, std::uint64_t arg, std::uint16_t q) noexcept {
   std::uint32_t seq = f->tr.seq++;  // the owner only (trace_types.hpp)
-  klt* k = this_klt();
-  if (k && k->trace) put_klt(k->trace, kind, f->id, seq, arg, 0, q);
+  if (k && k->trace) put_klt(k->trace, kind, f->id, seq, arg, 0, q, !k->current);  // scheduler: a slice ends
   else put_os(kind, f->id, seq, arg, q);
+}
+
+// Who is recording: the running fiber's id, 0 for a KLT's scheduler context,
+// or an OS thread's id (native_seam::self_id: tid with bit 63).
+std::uint64_t recorder(klt* k) noexcept {
+  if (k) return k->current ? k->current->id : 0;
+  return native_seam::self_id();
 }
 
 void flush_tick(trace_klt* t) noexcept {
@@ -269,9 +287,9 @@ void trace_close(runtime& rt) noexcept {
 
 void trace_create_slow(fcb* f, const char* name, unsigned q) noexcept {
   f->tr = trace_fiber{};
-  put_step(tev::create, f, native_seam::self_id(), qof(q));
-  if (!name) return;
   klt* k = this_klt();
+  put_step(k, tev::create, f, recorder(k), qof(q));
+  if (!name) return;
   std::size_t len = strnlen(name, kNameMax - 1);
   for (unsigned part = 0; part * 8u < len; ++part) {  // 8 bytes of the name per record
     std::uint64_t bytes = 0;
@@ -280,14 +298,14 @@ void trace_create_slow(fcb* f, const char* name, unsigned q) noexcept {
       put_klt(k->trace, tev::name, f->id, kNoSeq, bytes, part, kQNone);
     } else {
       lock_guard<spinlock> g(g_os_lock);
-      if (g_os_n < kOsCap) fill(g_os_buf[g_os_n++], tev::name, f->id, kNoSeq, bytes, part, kQNone);
+      if (g_os_n < kOsCap) fill(g_os_buf[g_os_n++], tev::name, f->id, kNoSeq, bytes, part, kQNone, __rdtsc());
     }
   }
 }
 
 void trace_run_slow(klt* k, fcb* f) noexcept {
   maybe_flush(k->trace);  // a safe point: no lock held, the gate raised (I5)
-  put_klt(k->trace, tev::run, f->id, f->tr.seq++, f->last_klt, 0, kQNone);
+  put_klt(k->trace, tev::run, f->id, f->tr.seq++, f->last_klt, 0, kQNone, true);
 }
 
 void trace_leave_slow(klt* k, fcb* f, klt_action a) noexcept {
@@ -308,7 +326,7 @@ void trace_leave_slow(klt* k, fcb* f, klt_action a) noexcept {
     case klt_action::exit: return;  // finish_exit records it (trace_exit)
     case klt_action::none: return;
   }
-  put_klt(k->trace, kind, f->id, f->tr.seq++, arg, aux, q);
+  put_klt(k->trace, kind, f->id, f->tr.seq++, arg, aux, q, !k->current);  // scheduler: a slice ends
 }
 
 bool trace_park_slow(runtime& rt, klt* k, fcb* f) noexcept {
@@ -316,7 +334,7 @@ bool trace_park_slow(runtime& rt, klt* k, fcb* f) noexcept {
   // relaxed (both): written by this fiber, its owner, before it left its stack.
   auto obj = reinterpret_cast<std::uintptr_t>(f->diag.obj_.load(std::memory_order_relaxed));
   auto kind = static_cast<unsigned>(f->diag.kind_.load(std::memory_order_relaxed));
-  put_klt(k->trace, tev::park, f->id, f->tr.seq++, obj, kind, kQNone);
+  put_klt(k->trace, tev::park, f->id, f->tr.seq++, obj, kind, kQNone, !k->current);  // as trace_leave
   if (!g_no_commit.load(std::memory_order_relaxed)) return false;  // relaxed: a test knob
   no_commit(rt, k, f);
   return true;
@@ -328,19 +346,20 @@ void trace_park_abort_slow(klt* k, fcb* f) noexcept {
 
 bool trace_wake_slow(fcb* f) noexcept {
   klt* k = this_klt();
-  // The waker: a fiber, an OS thread, or 0 for a KLT's scheduler context (timers).
-  std::uint64_t by = k && !k->current ? 0 : native_seam::self_id();
-  put_step(tev::wake, f, by, k ? qof(k->index) : kQGlobal);
+  put_step(k, tev::wake, f, recorder(k), k ? qof(k->index) : kQGlobal);
   return lose_wake(f);
 }
 
-void trace_exit_slow(fcb* f) noexcept { put_step(tev::exit, f, 0, kQNone); }
+void trace_exit_slow(fcb* f) noexcept { put_step(this_klt(), tev::exit, f, 0, kQNone); }
 
-void trace_join_slow(fcb* f) noexcept { put_step(tev::join, f, native_seam::self_id(), kQNone); }
+void trace_join_slow(fcb* f) noexcept {
+  klt* k = this_klt();
+  put_step(k, tev::join, f, recorder(k), kQNone);
+}
 
 void trace_idle_slow(klt* k, bool sleeping) noexcept {
   if (sleeping) flush_klt(k->trace);  // a long sleep leaves nothing unwritten
-  put_klt(k->trace, sleeping ? tev::idle_sleep : tev::idle_wake, 0, kNoSeq, 0, 0, kQNone);
+  put_klt(k->trace, sleeping ? tev::idle_sleep : tev::idle_wake, 0, kNoSeq, 0, 0, kQNone, true);
 }
 
 void trace_tick_refused(klt* k, fcb* f, trace_refusal why) noexcept {
@@ -352,7 +371,8 @@ void trace_tick_refused(klt* k, fcb* f, trace_refusal why) noexcept {
                           std::memory_order_relaxed);                          // relaxed: a count
     return;
   }
-  fill(t->tick[h % kTickCap], tev::tick_refused, f->id, kNoSeq, 0, static_cast<unsigned>(why), kQNone);
+  fill(t->tick[h % kTickCap], tev::tick_refused, f->id, kNoSeq, 0, static_cast<unsigned>(why), kQNone,
+       __rdtsc());
   // release: the record before the head, for the flush on this thread (acquire in flush_tick).
   t->tick_head.store(h + 1, std::memory_order_release);
 }

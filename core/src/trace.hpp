@@ -73,8 +73,9 @@ inline void trace_create(fcb* f, const char* name, unsigned q) noexcept {
 inline void trace_run(klt* k, fcb* f) noexcept {
   if (__builtin_expect(k->trace != nullptr, 0)) trace_run_slow(k, f);
 }
-inline void trace_leave(klt* k, fcb* f, klt_action a) noexcept {
-  if (__builtin_expect(k->trace != nullptr, 0)) trace_leave_slow(k, f, a);
+inline void trace_leave(klt* k, fcb* f, klt_action a) noexcept {  // yield, preempt (park, exit: below)
+  if (__builtin_expect(k->trace != nullptr, 0) && (a == klt_action::yield || a == klt_action::preempted))
+    trace_leave_slow(k, f, a);
 }
 // A park, before its commit (so a wake is always recorded after it); true when
 // test knob 18 requeued f instead (the caller must not commit).
