@@ -97,8 +97,10 @@ typedef struct fiber_config {
                             file is binary; tools/trace_check.py export turns it into
                             Chrome trace JSON (ui.perfetto.dev) and check verifies it.
                             Records every create, run, leave, park, wake, exit, join and
-                            refused tick; costs a few % of switch-heavy runs when on (see
-                            papers/verification.md).  Appended last. */
+                            refused tick (32 bytes each, written as the run goes: about 200
+                            MB for a million short fibers).  A debugging tool, not free:
+                            a mutex+condvar ping-pong used about 1.6x the CPU with it on
+                            (papers/verification.md section 4).  Appended last. */
 } fiber_config_t;
 
 typedef struct fiber_attr {
