@@ -344,10 +344,18 @@ void trace_park_abort_slow(klt* k, fcb* f) noexcept {
   put_klt(k->trace, tev::park_abort, f->id, f->tr.seq++, 0, 0, qof(k->index));
 }
 
+// A fiber may wake another with its preempt_count at 0 (a semaphore grants
+// after its lock is released): the count is raised here, so no other fiber of
+// this KLT writes its buffer (or flushes it) between the slot's reservation
+// and its record, and the waker cannot move to another KLT meanwhile (I5).
+// No-op in the scheduler context and on OS threads.
 bool trace_wake_slow(fcb* f) noexcept {
+  native_seam::preempt_disable();
   klt* k = this_klt();
   put_step(k, tev::wake, f, recorder(k), k ? qof(k->index) : kQGlobal);
-  return lose_wake(f);
+  bool lost = lose_wake(f);
+  native_seam::preempt_enable();  // a tick refused meanwhile is taken here, as it would have been
+  return lost;
 }
 
 void trace_exit_slow(fcb* f) noexcept { put_step(this_klt(), tev::exit, f, 0, kQNone); }
