@@ -35,6 +35,7 @@
 #include "real_symbol.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
+#include "trace.hpp"
 
 using namespace fiber::detail;
 
@@ -154,11 +155,17 @@ int init_locked(const fiber_config_t* cfg) noexcept {
     delete rt;
     return EAGAIN;
   }
+  if (!trace_open(*rt)) {  // cfg.trace_path cannot be opened (trace.hpp)
+    preempt_uninstall();
+    delete rt;
+    return EINVAL;
+  }
   g_rt.store(rt, std::memory_order_release);  // release: pairs with the KLTs' and API's acquire
   // A failed start undoes everything, handlers and allow-list included, so the
   // next fiber_init starts from scratch.
   auto undo = [rt](unsigned started) {
     stop_klts(*rt, started);
+    trace_close(*rt);
     preempt_uninstall();
     g_rt.store(nullptr, std::memory_order_release);  // release: as above
     delete rt;
@@ -224,6 +231,7 @@ void fiber_config_init(fiber_config_t* cfg) {
   cfg->stack_size = 0;
   cfg->watchdog_ms = 0;
   cfg->migrate_preempted = 0;
+  cfg->trace_path = nullptr;
 }
 
 void fiber_attr_init(fiber_attr_t* attr) {
@@ -255,6 +263,7 @@ int fiber_shutdown(void) {
   diag_stop(*rt);
   monitor_stop();  // before the KLTs go: it reads them
   stop_klts(*rt, rt->nklts);
+  trace_close(*rt);  // after the KLTs: drains their buffers (trace.cpp)
   preempt_uninstall();  // the tick and fault handlers go back to what they were
   g_rt.store(nullptr, std::memory_order_release);  // release: pairs with the API's acquire loads
   slots_reset();
@@ -312,6 +321,7 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   rt->live.fetch_add(1, std::memory_order_relaxed);  // relaxed: the queue push publishes f
   *id = f->id;  // before f can run
   klt* k = this_klt();
+  trace_create(f, name, (k && k->current) ? k->index : kNoKlt);  // before f can run (trace.hpp)
   rt->on_new(f, (k && k->current) ? k->index : kNoKlt);
   return 0;
 }
@@ -329,6 +339,7 @@ int fiber_join(fiber_t id, void** retval) {
   int r = f->join.join(id, retval);
   if (r == 0) {
     no_preempt np;
+    trace_join(f);  // before the slot can be reused (trace.hpp)
     slot_free(f);
   }
   return r;
@@ -417,6 +428,8 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_SCHED_STALL: knobs.sched_stall.store(v); break;
     case FIBER_KNOB_NO_SIGNAL_INTERRUPT: knobs.no_signal_interrupt.store(v); break;
     case FIBER_KNOB_NO_FUTEX_INTERPOSE: knobs.no_futex_interpose.store(v); break;
+    case FIBER_KNOB_TRACE_LOSE_WAKE:
+    case FIBER_KNOB_TRACE_NO_COMMIT: trace_set_knob(knob, v); break;
     default: break;
   }
 }

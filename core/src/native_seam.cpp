@@ -14,6 +14,7 @@
 #include "real_symbol.hpp"
 #include "runtime.hpp"
 #include "timers.hpp"
+#include "trace.hpp"
 
 namespace fiber::detail {
 
@@ -203,6 +204,7 @@ void native_seam::block(parker_type& p, std::uint64_t deadline) noexcept {
 void native_seam::wake(parker_type& p) noexcept {
   if (p.owner) {
     fcb* f = static_cast<fcb*>(p.owner);  // one read: the diag store below may alias it
+    if (trace_wake(f)) return;  // trace.hpp; true only under test knob 17 (a planted defect)
     f->diag.move(fstate::parked, fstate::runnable);  // diag.hpp
     make_runnable(f);
   } else {

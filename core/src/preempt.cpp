@@ -45,6 +45,7 @@
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 #include "signals.hpp"
+#include "trace.hpp"
 
 unsigned fiber_xsave_size = 0;
 
@@ -237,6 +238,9 @@ void on_tick(int sig, siginfo_t* si, void* ucv) {
       k->deferred.store(k->deferred.load(std::memory_order_relaxed) + 1,
                         std::memory_order_relaxed);  // relaxed: as k->ticks above
       f->gate.defer();  // owed: taken at the next safe point (I-G2)
+      trace_tick_refused(k, f, deferred == &st.deferred_count ? trace_refusal::count   // trace.hpp:
+                               : deferred == &st.deferred_pc  ? trace_refusal::pc      // the handler's
+                                                              : trace_refusal::stack);  // own ring
     } else {
       // Below the red zone: [sp] = rip, [sp+8] = rsp for the trampoline's iretq.
       std::uintptr_t orig_sp = sp;

@@ -65,6 +65,7 @@
 #include <memory>
 
 #include "diag.hpp"
+#include "trace_types.hpp"
 #include "fiber/detail/idle.hpp"
 #include "fiber/detail/join.hpp"
 #include "fiber/detail/parker.hpp"
@@ -128,6 +129,7 @@ struct fcb {
   fcb* free_next = nullptr;  // guarded by rt.slot_lock
   // Explicit state, what it waits on, name (diag.hpp): diagnostics only.
   fiber_diag diag;
+  trace_fiber tr;  // scheduling trace (trace.hpp): used only while tracing is on
 
   char* stack_lo() const noexcept { return map_base + (guarded ? kGuard : kCanaryBytes); }
   // An sp in the guard or less than a guard below it: a frame jumped past
@@ -158,6 +160,7 @@ struct alignas(64) klt {
   klt_action action = klt_action::none;  // I2: what the fiber returning to the scheduler asked
   fcb* prev = nullptr;                    // I2: a fiber that switched directly to the next one
   klt_action prev_action = klt_action::none;  //     and what it asked (finish_prev, sched.cpp)
+  trace_klt* trace = nullptr;  // scheduling trace (trace.hpp); nullptr: off.  Set before k starts
   timer_t timer{};
   bool has_timer = false;
   bool timer_armed = false;

@@ -28,6 +28,7 @@
 #include "sanitizer.hpp"
 #include "signals.hpp"
 #include "timers.hpp"
+#include "trace.hpp"
 
 namespace fiber::detail {
 
@@ -70,6 +71,7 @@ void runtime::on_wake(fcb* f, unsigned k) noexcept {
 
 static void finish_exit(runtime& rt, fcb* f) noexcept {
   f->diag.move(fstate::running, fstate::exited);  // before join.exit may free it
+  trace_exit(f);  // before the live count and the join hand-off (tools/trace_check.py)
   // live first, so a joiner woken below never sees the fiber still counted.
   // A shutdown woken here waits for this KLT to leave its loop before it
   // frees anything, so finishing the join protocol afterwards is safe.
@@ -96,6 +98,7 @@ static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
   if (sp < f->low_sp) f->low_sp = sp;  // stacks.cpp: trim only stacks seen deep
   if (f->sp_overflowed(sp))  // stack clash (slots.cpp)
     report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a switch");
+  trace_leave(k, f, a);  // yield, preempt: before f is queued (trace.hpp)
   switch (a) {
     case klt_action::yield:
       f->diag.move(fstate::running, fstate::runnable);
@@ -111,8 +114,10 @@ static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
       // state says parked before the commit, so the waker's "runnable"
       // (wake) is always the later store.
       f->diag.move(fstate::running, fstate::parked);
+      if (trace_park(rt, k, f)) break;  // records the park; true only under test knob 18 (trace.cpp)
       if (!f->park.try_commit()) {
         f->diag.move(fstate::parked, fstate::runnable);
+        trace_park_abort(k, f);
         rt.on_yield(f, k->index);
       }
       break;
@@ -148,6 +153,7 @@ static void install(klt* k, fcb* next) noexcept {
   if (!next->sp) next->sp = ctx_make(next->stack_hi(), fiber_entry, next);  // first frame (slots.cpp)
   k->current = next;
   k->running.store(next->id, std::memory_order_relaxed);  // relaxed: the id is the whole datum (monitor.cpp)
+  trace_run(k, next);  // before last_klt changes: the record keeps the previous KLT
   next->last_klt = k->index;
   next->diag.move(fstate::runnable, fstate::running);
   if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) errno = next->saved_errno;  // I4
@@ -247,7 +253,9 @@ static void idle_wait(runtime& rt, klt* k) noexcept {
   // the monitor's deep sleep (monitor.cpp) is ordered by its own fences.
   k->idle.store(true, std::memory_order_release);
   klt_timer_idle(*k, true);
+  trace_idle(k, true);
   rt.idle.sleep(key, nd);
+  trace_idle(k, false);
   k->idle.store(false, std::memory_order_relaxed);  // relaxed: ordered by the fence in monitor_klt_woke
   monitor_klt_woke();
   klt_timer_idle(*k, false);

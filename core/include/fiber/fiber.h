@@ -89,6 +89,18 @@ typedef struct fiber_config {
                             held across a preemption point).  FIBER_MIGRATE=0|1 in
                             the environment overrides it (read by fiber_init;
                             another value is ignored with a line on stderr).  Appended last. */
+  const char *trace_path; /* NULL (default) = no trace.  Else the file the scheduling trace
+                            is written to (created or truncated by fiber_init: EINVAL if it
+                            cannot be opened).  FIBER_TRACE=file in the environment
+                            overrides it (read once by fiber_init; a file that cannot be
+                            opened is reported on stderr and the run is not traced).  The
+                            file is binary; tools/trace_check.py export turns it into
+                            Chrome trace JSON (ui.perfetto.dev) and check verifies it.
+                            Records every create, run, leave, park, wake, exit, join and
+                            refused tick (32 bytes each, written as the run goes: about 200
+                            MB for a million short fibers).  A debugging tool, not free:
+                            a mutex+condvar ping-pong used about 1.6x the CPU with it on
+                            (papers/verification.md section 4).  Appended last. */
 } fiber_config_t;
 
 typedef struct fiber_attr {

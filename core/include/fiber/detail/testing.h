@@ -34,7 +34,11 @@ enum fiber_test_knob {
                                  foreign code stuck in the scheduler context would (the
                                  watchdog's "runs no fiber" reason; monitor.cpp) */
   FIBER_KNOB_NO_SIGNAL_INTERRUPT = 16, /* program signals never interrupt a fiber's parked call (EINTR) */
-  FIBER_KNOB_NO_FUTEX_INTERPOSE = 15 /* syscall(SYS_futex) from fibers goes to the kernel (blocks the KLT) */
+  FIBER_KNOB_NO_FUTEX_INTERPOSE = 15, /* syscall(SYS_futex) from fibers goes to the kernel (blocks the KLT) */
+  /* Planted scheduler defects for the trace checker (core/src/trace.cpp, tools/trace_check.py);
+     they act only while tracing is on (FIBER_TRACE): */
+  FIBER_KNOB_TRACE_LOSE_WAKE = 17, /* the wake of a fiber in a timed park is lost; its timeout wakes it */
+  FIBER_KNOB_TRACE_NO_COMMIT = 18 /* a park is never committed: the fiber is requeued at once (spins) */
 };
 void fiber_test_set_knob(int knob, int on);
 

@@ -1,0 +1,163 @@
+// core/tests/trace_run.cpp - a traced run of the native runtime for the trace
+// checker (tools/trace_check.py; ctest trace_* tests, core/tests/CMakeLists.txt).
+//
+//   fiber_trace_run [--rounds N] [--klts K] [--knob K]... [--config PATH]
+//
+// Exercises every recorded event: creates from the main thread and from
+// fibers, named and detached fibers, joins by the main thread and by fibers,
+// a mutex + condition ping-pong (park/wake between KLTs), semaphore timed
+// waits woken by a fiber and by an OS thread (timers armed, wakes from the OS
+// side), sleeps (timer wakes), a CPU-bound fiber (preemption) with a
+// preemption-disabled stretch (refused ticks), idle KLTs.  The trace goes to
+// FIBER_TRACE, or to PATH with --config (fiber_config_t::trace_path).  Exits 0
+// when every fiber did its work (the end state a stress test would check).
+#include <fiber/detail/testing.h>
+#include <fiber/fiber.h>
+#include <time.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+long g_rounds = 200;
+fiber_mutex_t g_m = FIBER_MUTEX_INITIALIZER;
+fiber_cond_t g_cv = FIBER_COND_INITIALIZER;
+int g_turn = 0;
+fiber_sem_t g_sem;
+std::atomic<long> g_taken{0}, g_done{0};
+constexpr long kItems = 40;  // semaphore items, each a timed wait (20 ms)
+
+void* pingpong(void* a) {
+  int me = a != nullptr;
+  for (long i = 0; i < g_rounds; ++i) {
+    fiber_mutex_lock(&g_m);
+    while (g_turn != me) fiber_cond_wait(&g_cv, &g_m);
+    g_turn = 1 - me;
+    fiber_cond_signal(&g_cv);
+    fiber_mutex_unlock(&g_m);
+  }
+  g_done.fetch_add(1);
+  return nullptr;
+}
+
+void* consumer(void*) {
+  while (g_taken.load() < kItems) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += 20 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000) { ts.tv_sec += 1; ts.tv_nsec -= 1000000000; }
+    if (fiber_sem_timedwait(&g_sem, &ts) == 0) g_taken.fetch_add(1);
+  }
+  g_done.fetch_add(1);
+  return nullptr;
+}
+
+void* producer(void*) {
+  for (long i = 0; i < kItems / 2; ++i) {
+    fiber_sleep_ns(1000 * 1000);
+    fiber_sem_post(&g_sem);
+  }
+  g_done.fetch_add(1);
+  return nullptr;
+}
+
+void* spinner(void*) {
+  auto now = [] {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+  };
+  long end = now() + 30 * 1000 * 1000;
+  volatile long sink = 0;
+  while (now() < end) sink = sink + 1;  // preempted by the quantum
+  fiber_preempt_disable();
+  end = now() + 10 * 1000 * 1000;
+  while (now() < end) sink = sink + 1;  // ticks refused (count), owed
+  fiber_preempt_enable();
+  g_done.fetch_add(1);
+  return nullptr;
+}
+
+void* leaf(void* a) {
+  for (int i = 0; i < 3; ++i) fiber_yield();
+  return a;
+}
+
+void* spawner(void*) {  // creates and joins from a fiber; detached children
+  for (long i = 0; i < g_rounds / 10 + 1; ++i) {
+    fiber_t c;
+    fiber_attr_t at;
+    fiber_attr_init(&at);
+    at.name = "leaf-with-a-long-name";
+    if (fiber_create(&c, &at, leaf, reinterpret_cast<void*>(i)) != 0) std::abort();
+    fiber_join(c, nullptr);
+    at.detached = 1;
+    at.name = nullptr;
+    if (fiber_create(&c, &at, leaf, nullptr) != 0) std::abort();
+  }
+  fiber_sleep_ns(2 * 1000 * 1000);
+  g_done.fetch_add(1);
+  return nullptr;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fiber_config_t c;
+  fiber_config_init(&c);
+  c.klts = 2;
+  c.timeslice_us = 1000;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) g_rounds = std::atol(argv[++i]);
+    else if (!std::strcmp(argv[i], "--klts") && i + 1 < argc) c.klts = static_cast<unsigned>(std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--knob") && i + 1 < argc) fiber_test_set_knob(std::atoi(argv[++i]), 1);
+    else if (!std::strcmp(argv[i], "--config") && i + 1 < argc) c.trace_path = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: %s [--rounds N] [--klts K] [--knob K] [--config PATH]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (int r = fiber_init(&c)) {
+    std::fprintf(stderr, "fiber_init: %d\n", r);
+    return 1;
+  }
+  fiber_sem_init(&g_sem, 0);
+  std::vector<fiber_t> ids;
+  auto spawn = [&](void* (*fn)(void*), void* arg, const char* name) {
+    fiber_t id;
+    fiber_attr_t at;
+    fiber_attr_init(&at);
+    at.name = name;
+    if (fiber_create(&id, &at, fn, arg) != 0) std::abort();
+    ids.push_back(id);
+  };
+  spawn(pingpong, nullptr, "ping");
+  spawn(pingpong, reinterpret_cast<void*>(1), "pong");
+  spawn(consumer, nullptr, "consumer-1");
+  spawn(consumer, nullptr, "consumer-2");
+  spawn(producer, nullptr, "producer");
+  spawn(spinner, nullptr, "spinner");
+  spawn(spawner, nullptr, nullptr);
+  std::thread os_poster([] {  // wakes from an OS thread
+    for (long i = 0; i < kItems / 2; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      fiber_sem_post(&g_sem);
+    }
+  });
+  for (fiber_t id : ids) fiber_join(id, nullptr);
+  os_poster.join();
+  long done = g_done.load();
+  int r = fiber_shutdown();
+  if (done != 7 || g_taken.load() != kItems || r != 0) {
+    std::fprintf(stderr, "trace_run: wrong end state (done %ld, taken %ld, shutdown %d)\n", done,
+                 g_taken.load(), r);
+    return 1;
+  }
+  std::printf("trace_run: ok (%ld rounds)\n", g_rounds);
+  return 0;
+}
