@@ -410,6 +410,7 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_NO_STACK_CACHE: knobs.no_stack_cache.store(v); break;
     case FIBER_KNOB_UNGUARDED_STACKS: knobs.unguarded_stacks.store(v); break;
     case FIBER_KNOB_TRIM_ALL: knobs.trim_all.store(v); break;
+    case FIBER_KNOB_MUTEX_NO_SPIN: knobs.mutex_no_spin.store(v); break;
     default: break;
   }
 }

@@ -209,3 +209,25 @@ void native_seam::wake(parker_type& p) noexcept {
 }
 
 }  // namespace fiber::detail
+
+// ---- mutex spinning (mutex.hpp, Seam::spin_useful) --------------------------
+namespace fiber::detail {
+
+// Only fibers spin: an OS thread could race fiber_shutdown's delete of the
+// runtime, a KLT cannot (the runtime outlives its KLTs).  A fiber owner is
+// running iff some KLT's `running` names it (sched.cpp install() keeps it
+// current at every switch); our own KLT runs us, so a match is always
+// another KLT.  An OS-thread owner (bit 63) is assumed to be on a CPU: the
+// spin is bounded either way.
+bool native_seam::spin_useful(std::uint64_t owner) noexcept {
+  if (this_klt() == nullptr) return false;  // an OS thread
+  if (knobs.mutex_no_spin.load(std::memory_order_relaxed)) return false;  // relaxed: test knob
+  runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: set before any KLT started
+  if (rt == nullptr || rt->nklts < 2) return false;     // never on one KLT
+  if (owner == 0 || (owner >> 63) != 0) return true;     // between owners (transient), or an OS thread
+  for (unsigned i = 0; i < rt->nklts; ++i)
+    if (rt->klts[i].running.load(std::memory_order_relaxed) == owner) return true;  // relaxed: a hint
+  return false;  // parked, queued or preempted: spinning cannot help
+}
+
+}  // namespace fiber::detail

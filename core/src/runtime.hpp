@@ -304,6 +304,7 @@ struct knobs_t {
       no_stack_cache{false},   // every fiber maps its own stack, unmapped at exit (stacks.cpp)
       unguarded_stacks{false},  // as if the guarded budget were spent (stacks.cpp)
       trim_all{false};          // the global pool keeps no stack untrimmed (slots.cpp I-SC3)
+  std::atomic<bool> mutex_no_spin{false};  // mutexes park at once (native_seam.cpp spin_useful)
 };
 extern knobs_t knobs;
 

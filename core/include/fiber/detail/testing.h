@@ -28,7 +28,8 @@ enum fiber_test_knob {
   FIBER_KNOB_NO_LOCK_HOLD = 10,     /* holders of interposed libc locks stay preemptible */
   FIBER_KNOB_NO_STACK_CACHE = 11, /* no slot caches, no arenas: a mapping per fiber, unmapped at exit */
   FIBER_KNOB_UNGUARDED_STACKS = 12, /* new stacks are unguarded (canary), as past the guarded budget */
-  FIBER_KNOB_TRIM_ALL = 13 /* every free stack entering the global pool is trimmed (if seen deep) */
+  FIBER_KNOB_TRIM_ALL = 13, /* every free stack entering the global pool is trimmed (if seen deep) */
+  FIBER_KNOB_MUTEX_NO_SPIN = 19 /* fiber mutexes never spin before parking (Seam::spin_useful) */
 };
 void fiber_test_set_knob(int knob, int on);
 
