@@ -21,6 +21,7 @@
 #include <mutex>
 
 #include "common.hpp"
+#include "fiber/detail/testing.h"  // FIBER_KNOB_MUTEX_NO_SPIN (mutexmt_klt2/fiber_c_nospin)
 #ifdef BENCH_HAVE_BOOST
 #include "boost_common.hpp"
 #endif
@@ -192,6 +193,13 @@ template <class M, unsigned Klts>
 void mutexmt_klts_fiber(benchmark::State& st) {
   contended_fiber<M>(st, Klts, kPerMt, false);
 }
+// The same without the spin before parking (test knob): what spinning buys.
+template <class M, unsigned Klts>
+void mutexmt_klts_nospin_fiber(benchmark::State& st) {
+  fiber_test_set_knob(FIBER_KNOB_MUTEX_NO_SPIN, 1);
+  contended_fiber<M>(st, Klts, kPerMt, false);
+  fiber_test_set_knob(FIBER_KNOB_MUTEX_NO_SPIN, 0);
+}
 template <class M, class CV>
 void pingpong_fiber(benchmark::State& st) {
   pingpong<M, CV> p;
@@ -296,6 +304,7 @@ void register_all() {
   reg("mutexmt/std", mutexmt_std);
   reg("mutexmt_klt1/fiber_c", mutexmt_klts_fiber<c_mutex, 1>);
   reg("mutexmt_klt2/fiber_c", mutexmt_klts_fiber<c_mutex, 2>);
+  reg("mutexmt_klt2/fiber_c_nospin", mutexmt_klts_nospin_fiber<c_mutex, 2>);
 #ifdef BENCH_FIBER_SYNC
   reg("mutexmt_klt2/fiber", mutexmt_klts_fiber<fiber::mutex, 2>);
 #endif

@@ -160,8 +160,12 @@ std::uint64_t os_blocks() noexcept {
   return g_os_blocks.load(std::memory_order_acquire);  // acquire: pairs with os_block's release add
 }
 
+// On every mutex lock and unlock (mutex.hpp): one out-of-line call
+// (this_klt, never cached across a switch), not two.
 std::uint64_t native_seam::self_id() noexcept {
-  if (fcb* f = current_fiber()) return f->id;
+  if (klt* k = this_klt()) {
+    if (fcb* f = k->current) return f->id;
+  }
   if (tls_os_id == 0)
     tls_os_id = (std::uint64_t{1} << 63) | static_cast<std::uint64_t>(syscall(SYS_gettid));
   return tls_os_id;

@@ -186,6 +186,11 @@ TEST_P(MutexTest, AtMostKBargesPastAWaiter) {
     for (;;) {
       ASSERT_EQ(fiber_mutex_unlock(&m), 0);
       if (fiber_mutex_trylock(&m) != 0) break;
+      // relaxed: written under the mutex, which we own now
+      if (waiter_done.load(std::memory_order_relaxed) != 0) {  // the waiter won a race: no waiter now
+        ASSERT_EQ(fiber_mutex_unlock(&m), 0);
+        break;
+      }
       ++barges;
       ASSERT_LE(barges, mutex_impl::kBargeLimit + 1) << "starvation mode never taken";
     }
@@ -193,7 +198,7 @@ TEST_P(MutexTest, AtMostKBargesPastAWaiter) {
   g.spawn([&] {
     ASSERT_TRUE(eventually([&] { return stage.load(std::memory_order_acquire) == 1; }));  // pairs with the owner
     ASSERT_EQ(fiber_mutex_lock(&m), 0);
-    waiter_done.store(1, std::memory_order_relaxed);  // relaxed: read after join
+    waiter_done.store(1, std::memory_order_relaxed);  // relaxed: the mutex orders it
     ASSERT_EQ(fiber_mutex_unlock(&m), 0);
   });
   g.join();
@@ -208,49 +213,62 @@ TEST_P(MutexTest, AtMostKBargesPastAWaiter) {
 // exactly K times (I-M3 b): the first try_lock after a normal-mode unlock
 // succeeds (barging, not FIFO hand-off) and the K+1-th is refused.  The loop
 // runs with preemption disabled, so no tick lets the waiter in.
+template <class Mutex>
 struct barge_run {
-  fiber_mutex_t m = FIBER_MUTEX_INITIALIZER;
+  Mutex m;
   std::atomic<bool> waiter_done{false};
   unsigned barges = 0;
 };
+template <class Mutex>
 void* barge_waiter(void* a) {
-  auto* r = static_cast<barge_run*>(a);
-  EXPECT_EQ(fiber_mutex_lock(&r->m), 0);
+  auto* r = static_cast<barge_run<Mutex>*>(a);
+  EXPECT_EQ(r->m.lock(), 0);
   r->waiter_done.store(true, std::memory_order_relaxed);  // relaxed: the mutex orders it
-  EXPECT_EQ(fiber_mutex_unlock(&r->m), 0);
+  EXPECT_EQ(r->m.unlock(), 0);
   return nullptr;
 }
+template <class Mutex>
 void* barge_owner(void* a) {
-  auto* r = static_cast<barge_run*>(a);
-  EXPECT_EQ(fiber_mutex_lock(&r->m), 0);
+  auto* r = static_cast<barge_run<Mutex>*>(a);
+  EXPECT_EQ(r->m.lock(), 0);
   fiber_t w = 0;
-  EXPECT_EQ(fiber_create(&w, nullptr, barge_waiter, r), 0);
-  auto* impl = reinterpret_cast<mutex_impl*>(r->m.opaque_);
-  while ((impl->state_hint() & mutex_impl::kQueued) == 0) fiber_yield();
+  EXPECT_EQ(fiber_create(&w, nullptr, barge_waiter<Mutex>, r), 0);
+  while ((r->m.state_hint() & Mutex::kQueued) == 0) fiber_yield();
   fiber_preempt_disable();
   for (;;) {
-    EXPECT_EQ(fiber_mutex_unlock(&r->m), 0);
-    if (fiber_mutex_trylock(&r->m) != 0) break;
-    if (++r->barges > mutex_impl::kBargeLimit + 1) break;  // starvation mode never taken
+    EXPECT_EQ(r->m.unlock(), 0);
+    if (r->m.try_lock() != 0) break;
+    if (++r->barges > mutex_impl::kBargeLimit + 1) {  // starvation mode never taken
+      EXPECT_EQ(r->m.unlock(), 0);
+      break;
+    }
   }
   fiber_preempt_enable();
   EXPECT_EQ(fiber_join(w, nullptr), 0);
   return nullptr;
 }
-TEST(MutexBarging, ExactlyKBargesThenHandOffOnOneKlt) {
+template <class Mutex>
+void exactly_k_barges_body() {
   fiber_config_t cfg;
   fiber_config_init(&cfg);
   cfg.klts = 1;
   ASSERT_EQ(fiber_init(&cfg), 0);
-  barge_run r;
+  barge_run<Mutex> r;
   fiber_t o = 0;
-  ASSERT_EQ(fiber_create(&o, nullptr, barge_owner, &r), 0);
+  ASSERT_EQ(fiber_create(&o, nullptr, barge_owner<Mutex>, &r), 0);
   ASSERT_EQ(fiber_join(o, nullptr), 0);
   EXPECT_TRUE(r.waiter_done.load());
   std::printf("barges before the hand-off: %u (K = %u)\n", r.barges, mutex_impl::kBargeLimit);
   EXPECT_EQ(r.barges, mutex_impl::kBargeLimit);
-  EXPECT_EQ(fiber_mutex_destroy(&r.m), 0);
+  EXPECT_EQ(r.m.check_destroy(), 0);
   EXPECT_EQ(fiber_shutdown(), 0);
+}
+TEST(MutexBarging, ExactlyKBargesThenHandOffOnOneKlt) { exactly_k_barges_body<mutex_impl>(); }
+
+// Planted unfair (the starvation switch is never reached): the owner barges
+// on past K.  Expected: FAILS (barges K + 2).
+TEST(MutexNegativeControl, DISABLED_NeverStarvingBargesPastK) {
+  exactly_k_barges_body<fiber::detail::basic_mutex<fiber::detail::seam, (1u << 26)>>();
 }
 
 // Fairness (I-M3): `hogs` workers re-acquire in a tight loop while a victim
@@ -312,15 +330,18 @@ struct std_mutex_lock {
 
 TEST_P(MutexTest, NoWaiterStarves) { overtake_body<c_mutex>(kind(), workers() - 1, 300); }
 
-// Planted unfair: the production algorithm with a barge limit so large that
-// the starvation switch is never taken.  Expected: FAILS (overtakes beyond
-// the bound of K = 64, the production limit, in more than 1% of trials).
+// Planted unfair, as a comparison rather than a reliable control (like the
+// std::mutex one below): the production algorithm with a barge limit so large
+// that the starvation switch is never taken.  Seen: max 148958 overtakes
+// where the production mutex stays within its bound, but only 2 of 300 trials
+// above it, so the 1% allowance let it pass.  The deterministic control is
+// DISABLED_NeverStarvingBargesPastK; the exact one is models/mutex.cpp I-M3.
 struct never_starving_mutex {
   fiber::detail::basic_mutex<fiber::detail::seam, (1u << 26)> m;
   void lock() { ASSERT_EQ(m.lock(), 0); }
   void unlock() { ASSERT_EQ(m.unlock(), 0); }
 };
-TEST(MutexNegativeControl, DISABLED_NeverStarvingMutexOvertakes) {
+TEST(MutexNegativeControl, DISABLED_NeverStarvingMutexOvertakesComparison) {
   runtime_scope rt(exec::fiber);
   overtake_body<never_starving_mutex>(exec::fiber, 3, 300);
 }
