@@ -152,15 +152,19 @@ TEST_P(MutexTest, WaitersServedInArrivalOrder) {
     ASSERT_EQ(fiber_mutex_unlock(&m), 0);
   });
   ASSERT_TRUE(eventually([&] { return blocker_ready.load(std::memory_order_acquire) == 1; }));  // pairs with the owner
+  std::atomic<int> arrived{0};
   for (int w = 0; w < 3; ++w) {
     g.spawn([&, w] {
+      arrived.store(w + 1, std::memory_order_release);  // release: pairs with the spawner's acquire
       ASSERT_EQ(fiber_mutex_lock(&m), 0);
       order.push_back(w);
       ASSERT_EQ(fiber_mutex_unlock(&m), 0);
     });
-    // Queued: the state says so; a short pause lets it finish parking.
+    // About to lock, and (after the first) the queue is non-empty; a pause
+    // lets it finish queueing (timing: a loaded machine can exceed it).
+    ASSERT_TRUE(eventually([&] { return arrived.load(std::memory_order_acquire) == w + 1; }));  // pairs with the waiter
     ASSERT_TRUE(eventually([&] { return (impl->state_hint() & mutex_impl::kQueued) != 0; }));
-    sleep_ms(20);
+    sleep_ms(50);
   }
   release.store(1, std::memory_order_release);  // release: pairs with the owner's acquire
   g.join();
