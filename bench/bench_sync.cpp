@@ -5,6 +5,9 @@
 //                        per acquisition; per acquisition
 //   mutexmt/<v>          4 ULTs/threads on every CPU: lock, ++n, unlock;
 //                        per acquisition
+//   mutexmt_klt1/<v>,    the same with the fiber runtime on exactly 1 or 2
+//   mutexmt_klt2/<v>     KLTs (issue 13: 4 fibers on 2 KLTs against
+//                        std::mutex with 4 threads; 1 KLT must not regress)
 //   pingpong/<v>         condition-variable ping-pong between two ULTs (or
 //                        threads); per round trip (two waits, two notifies)
 // Variants: fiber (fiber::mutex / fiber::condition_variable, once
@@ -18,6 +21,7 @@
 #include <mutex>
 
 #include "common.hpp"
+#include "fiber/detail/testing.h"  // FIBER_KNOB_MUTEX_NO_SPIN (mutexmt_klt2/fiber_c_nospin)
 #ifdef BENCH_HAVE_BOOST
 #include "boost_common.hpp"
 #endif
@@ -185,6 +189,17 @@ template <class M>
 void mutexmt_fiber(benchmark::State& st) {
   contended_fiber<M>(st, 0, kPerMt, false);
 }
+template <class M, unsigned Klts>
+void mutexmt_klts_fiber(benchmark::State& st) {
+  contended_fiber<M>(st, Klts, kPerMt, false);
+}
+// The same without the spin before parking (test knob): what spinning buys.
+template <class M, unsigned Klts>
+void mutexmt_klts_nospin_fiber(benchmark::State& st) {
+  fiber_test_set_knob(FIBER_KNOB_MUTEX_NO_SPIN, 1);
+  contended_fiber<M>(st, Klts, kPerMt, false);
+  fiber_test_set_knob(FIBER_KNOB_MUTEX_NO_SPIN, 0);
+}
 template <class M, class CV>
 void pingpong_fiber(benchmark::State& st) {
   pingpong<M, CV> p;
@@ -287,6 +302,12 @@ void register_all() {
   reg("mutexmt/boost_ws", mutexmt_boost_ws);
 #endif
   reg("mutexmt/std", mutexmt_std);
+  reg("mutexmt_klt1/fiber_c", mutexmt_klts_fiber<c_mutex, 1>);
+  reg("mutexmt_klt2/fiber_c", mutexmt_klts_fiber<c_mutex, 2>);
+  reg("mutexmt_klt2/fiber_c_nospin", mutexmt_klts_nospin_fiber<c_mutex, 2>);
+#ifdef BENCH_FIBER_SYNC
+  reg("mutexmt_klt2/fiber", mutexmt_klts_fiber<fiber::mutex, 2>);
+#endif
 
 #ifdef BENCH_FIBER_SYNC
   reg("pingpong/fiber", pingpong_fiber<fiber::mutex, fiber::condition_variable>);

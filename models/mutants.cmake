@@ -174,18 +174,47 @@ set(FIND [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::rel
 set(REPLACE [==[    if (state_.compare_exchange_strong(expected, kUnlocked, mo::relaxed, mo::relaxed)) return 0;]==])
 fiber_mutant(mutex_unlock_relaxed mutex I-M1 fiber/detail/mutex.hpp "fast unlock CAS relaxed")
 
-set(FIND [==[      } else if (state_.compare_exchange_weak(s, kContended, mo::relaxed, mo::relaxed)) {]==])
-set(REPLACE [==[      } else {]==])
-fiber_mutant(mutex_enqueue_not_contended mutex I-M1 fiber/detail/mutex.hpp "slow lock queues without setting kContended - the unlock takes the fast path, lost wake-up")
+set(FIND [==[      if (state_.compare_exchange_strong(s, s & ~kLocked, mo::release, mo::relaxed)) return;]==])
+set(REPLACE [==[      if (state_.compare_exchange_strong(s, s & ~kLocked, mo::relaxed, mo::relaxed)) return;]==])
+fiber_mutant(mutex_unlock_inflight_relaxed mutex I-M1 fiber/detail/mutex.hpp "unlock with a woken waiter in flight releases with a relaxed CAS")
 
-set(FIND [==[      if (q_.empty()) state_.store(kLocked, mo::relaxed);]==])
-set(REPLACE [==[      state_.store(kUnlocked, mo::release);]==])
-fiber_mutant(mutex_handoff_via_unlocked mutex I-M1 fiber/detail/mutex.hpp "slow unlock stores kUnlocked before the hand-off - a fast locker overtakes the grantee")
+set(FIND [==[      state_.store(n, mo::release);]==])
+set(REPLACE [==[      state_.store(n, mo::relaxed);]==])
+fiber_mutant(mutex_wake_store_relaxed mutex I-M1 fiber/detail/mutex.hpp "the waking unlock frees the mutex with a relaxed store")
 
-set(FIND [==[    node_t::grant(next);  // after lk_ is released: our last touch was lk_ (I-M6)]==])
-set(REPLACE [==[    state_.store(kUnlocked, mo::release);
-    next->parker->unpark();]==])
-fiber_mutant(mutex_no_handoff mutex I-M1 fiber/detail/mutex.hpp "slow unlock frees the mutex and unparks the head without granting its node")
+set(FIND [==[      if (state_.compare_exchange_strong(s, taken(s, woken), mo::acquire, mo::relaxed)) return true;
+    }
+    return false;]==])
+set(REPLACE [==[      if (state_.compare_exchange_strong(s, taken(s, woken), mo::relaxed, mo::relaxed)) return true;
+    }
+    return false;]==])
+fiber_mutant(mutex_barge_relaxed mutex I-M1 fiber/detail/mutex.hpp "a barge (spin, try_lock, woken retry) takes the mutex with a relaxed CAS")
+
+set(FIND [==[      const std::uint32_t n = (s | kQueued) & ~(woken ? kWoken : 0u);]==])
+set(REPLACE [==[      const std::uint32_t n = s | kQueued;]==])
+fiber_mutant(mutex_requeue_keeps_woken mutex I-M1 fiber/detail/mutex.hpp "a woken waiter that lost requeues without clearing kWoken - no unlock wakes anyone again (lost wake-up when barging)")
+
+set(FIND [==[  while ((s & kWoken) != 0 || (s & kQueued) == 0) {]==])
+set(REPLACE [==[  while ((s & kWoken) != 0 || (s & kQueued) == 0 || (s & kHandoff) == 0) {]==])
+fiber_mutant(mutex_normal_unlock_no_wake mutex I-M1 fiber/detail/mutex.hpp "a normal-mode unlock releases without waking the queued head - lost wake-up")
+
+set(FIND [==[    if ((s >> 4) >= K) s |= kHandoff;                        // the K-th: starvation mode]==])
+set(REPLACE [==[]==])
+fiber_mutant(mutex_never_starving mutex I-M3 fiber/detail/mutex.hpp "the starvation switch is never taken - bargers overtake a waiter without bound")
+
+set(FIND [==[    if ((s >> 4) >= K) s |= kHandoff;                        // the K-th: starvation mode]==])
+set(REPLACE [==[    if ((s >> 4) > K) s |= kHandoff;]==])
+fiber_mutant(mutex_bound_off_by_one mutex I-M3 fiber/detail/mutex.hpp "starvation mode after K+1 barges instead of K")
+
+set(FIND [==[    return (s & (woken ? kLocked : (kLocked | kHandoff))) == 0;]==])
+set(REPLACE [==[    return (s & kLocked) == 0;]==])
+fiber_mutant(mutex_handoff_admits_barger mutex I-M3 fiber/detail/mutex.hpp "starvation mode does not shut bargers out")
+
+set(FIND [==[    if (woken)
+      q_.push_front(&node);]==])
+set(REPLACE [==[    if (false)
+      q_.push_front(&node);]==])
+fiber_mutant(mutex_requeue_at_tail mutex I-M3 fiber/detail/mutex.hpp "a woken waiter that lost requeues at the tail - waiters out of order")
 
 # --- condvar.hpp -----------------------------------------------------------
 set(FIND [==[    enqueue(node);  // I-C1: before the mutex is released

@@ -333,7 +333,7 @@ def cmd_selfcheck(args):
     m = args.model
     # The bounded one also stops every job running past 0.2 s and splits it.
     for case, k, name, extra in (("I-M1-try", 0, "full, 2 threads", []),
-                                 ("I-M1", 1, "bound 4, 2 threads", ["--job-timeout", "0.2"])):
+                                 ("I-M1", 1, "bound 5, 2 threads", ["--job-timeout", "0.2"])):
         own = iters_of([m, "--case", case, "--variant", str(k)])
         split = iters_of([m, "--case", case, "--variant", str(k), "--prefix", "root"])
         check("%s %s: Relacy %d iterations, split search from the root %d" % (case, name, own, split), own == split)

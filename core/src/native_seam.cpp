@@ -164,8 +164,12 @@ std::uint64_t os_blocks() noexcept {
   return g_os_blocks.load(std::memory_order_acquire);  // acquire: pairs with os_block's release add
 }
 
+// On every mutex lock and unlock (mutex.hpp): one out-of-line call
+// (this_klt, never cached across a switch), not two.
 std::uint64_t native_seam::self_id() noexcept {
-  if (fcb* f = current_fiber()) return f->id;
+  if (klt* k = this_klt()) {
+    if (fcb* f = k->current) return f->id;
+  }
   if (tls_os_id == 0)
     tls_os_id = (std::uint64_t{1} << 63) | static_cast<std::uint64_t>(syscall(SYS_gettid));
   return tls_os_id;
@@ -210,6 +214,28 @@ void native_seam::wake(parker_type& p) noexcept {
   } else {
     os_wake(p.word(), 1);
   }
+}
+
+}  // namespace fiber::detail
+
+// ---- mutex spinning (mutex.hpp, Seam::spin_useful) --------------------------
+namespace fiber::detail {
+
+// Only fibers spin: an OS thread could race fiber_shutdown's delete of the
+// runtime, a KLT cannot (the runtime outlives its KLTs).  A fiber owner is
+// running iff some KLT's `running` names it (sched.cpp install() keeps it
+// current at every switch); our own KLT runs us, so a match is always
+// another KLT.  An OS-thread owner (bit 63) is assumed to be on a CPU: the
+// spin is bounded either way.
+bool native_seam::spin_useful(std::uint64_t owner) noexcept {
+  if (this_klt() == nullptr) return false;  // an OS thread
+  if (knobs.mutex_no_spin.load(std::memory_order_relaxed)) return false;  // relaxed: test knob
+  runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: set before any KLT started
+  if (rt == nullptr || rt->nklts < 2) return false;     // never on one KLT
+  if (owner == 0 || (owner >> 63) != 0) return true;     // between owners (transient), or an OS thread
+  for (unsigned i = 0; i < rt->nklts; ++i)
+    if (rt->klts[i].running.load(std::memory_order_relaxed) == owner) return true;  // relaxed: a hint
+  return false;  // parked, queued or preempted: spinning cannot help
 }
 
 }  // namespace fiber::detail

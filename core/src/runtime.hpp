@@ -311,6 +311,7 @@ struct knobs_t {
   std::atomic<bool> sched_stall{false};  // KLT loops stall between picks (monitor.cpp knob_sched_stall)
   std::atomic<bool> no_signal_interrupt{false};  // program signals interrupt no parked call (io_interrupt.cpp)
   std::atomic<bool> no_futex_interpose{false};  // interpose_futex.cpp: syscall() passes every futex call through
+  std::atomic<bool> mutex_no_spin{false};  // mutexes park at once (native_seam.cpp spin_useful)
 };
 extern knobs_t knobs;
 

@@ -257,6 +257,16 @@ typedef struct fiber_mutex {
   uint64_t opaque_[6];
 } fiber_mutex_t;
 #define FIBER_MUTEX_INITIALIZER {{0, 0, 0, 0, 0, 0}}
+/* Mutex fairness (detail/mutex.hpp I-M3): an unlock releases the mutex and
+ * wakes the longest waiter, which competes with new lockers (barging), so a
+ * releasing fiber may re-acquire at once.  Bounded: waiters own the mutex in
+ * arrival order, and at most K = 64 acquisitions by parties that did not wait
+ * happen between two acquisitions by waiters; after the K-th the next owner
+ * is the longest waiter (hand-off).  A caller that starts waiting behind p
+ * waiters is overtaken by at most p + 64 * (p + 1) acquisitions.  A fiber on
+ * a runtime with 2 or more KLTs spins briefly (a few hundred ns) before
+ * parking while the owner runs on another KLT.  trylock also fails (EBUSY)
+ * while the mutex is reserved for a waiter. */
 int fiber_mutex_init(fiber_mutex_t *m, const void *attr); /* attr must be NULL (EINVAL) */
 int fiber_mutex_lock(fiber_mutex_t *m);    /* EDEADLK if the caller already owns it */
 int fiber_mutex_trylock(fiber_mutex_t *m); /* EBUSY */

@@ -8,9 +8,12 @@
 // work with it (the latter only from OS threads: it blocks the KLT).
 //
 // Guarantees: mutual exclusion with acquire/release ordering between
-// consecutive critical sections; strict FIFO hand-off once waiters queue, so no
-// waiter starves (at the price of a lock convoy under heavy contention, see
-// detail/mutex.hpp); an uncontended lock/unlock is one CAS each.  Misuse that
+// consecutive critical sections; barging with a bound (detail/mutex.hpp I-M3,
+// fiber.h): waiters own the mutex in arrival order and at most K = 64
+// acquisitions by non-waiters happen between two acquisitions by waiters, so
+// no waiter starves and a contended mutex does not convoy; an uncontended
+// lock/unlock is one CAS each.  try_lock is false also while the mutex is
+// reserved for a waiter (starvation mode).  Misuse that
 // is detected throws std::system_error: lock() by the owner
 // (resource_deadlock_would_occur), unlock() by a non-owner
 // (operation_not_permitted).  Not recursive.

@@ -1,62 +1,84 @@
 // fiber/detail/mutex.hpp - the mutex algorithm, written once over the Seam.
 //
-// basic_mutex<Seam> is what fiber::mutex (mutex.hpp) and fiber_mutex_t
+// basic_mutex<Seam, K> is what fiber::mutex (mutex.hpp) and fiber_mutex_t
 // (core/src/sync.cpp) run natively and what models/ check under Relacy.  It
 // touches shared state only through Seam (seam.hpp); a waiter parks through
 // its own parker (parker.hpp) on a wait_node on its stack (wait_queue.hpp).
+// The design follows Go's sync.Mutex (normal and starvation modes), with a
+// count instead of Go's 1 ms so that the bound is model-checked; see
+// papers/design.md, "mutex: spinning, barging and the starvation bound".
 //
-// State word state_ (Seam::atomic<uint32_t>):
-//   kUnlocked  = 0  free; the wait queue is empty (I-M2)
-//   kLocked    = 1  owned; no waiter is queued
-//   kContended = 2  owned; waiters are queued, so the owner's unlock must take
-//                   the slow path and hand the mutex to the queue's head
-// Only these three values occur (I-M1).  Zero-filled storage is a valid,
-// unlocked mutex with an empty queue (the C API's static initialiser).
+// State word state_ (Seam::atomic<uint32_t>), zero = unlocked, no waiter:
+//   kLocked   owned.
+//   kQueued   the wait queue is non-empty (I-M2).
+//   kWoken    a waiter was popped and woken by an unlock and has not yet
+//             retried: it will take the mutex or queue again, so unlocks wake
+//             nobody else meanwhile (one waiter in flight at a time).
+//   kHandoff  starvation mode: K barges happened since a waiter last became
+//             the owner; only a waiter may become the next owner.
+//   count     (bits 4..) barges since a waiter last became the owner, counted
+//             only while waiters exist; kHandoff is set by the K-th.
+// "Waiters" are the queued nodes plus the woken one.  A *barge* is an
+// acquisition by a party that is not a waiter: the fast path, try_lock, the
+// bounded spin, or a first attempt under lk_.
 //
-// Uncontended cost: lock is one CAS kUnlocked->kLocked (acquire), unlock is
-// one CAS kLocked->kUnlocked (release), plus a relaxed owner_ store each.
+// Normal mode (barging): an unlock releases the mutex (kLocked cleared) and,
+// if waiters are queued and none is in flight, pops the head and wakes it
+// (kWoken); the woken waiter then competes with new lockers.  A releasing
+// party may re-acquire at once, so a contended mutex runs at the rate of
+// critical sections, not of context switches (no lock convoy).  A woken
+// waiter that loses goes back to the *head* of the queue.
+// Starvation mode (hand-off): once K barges happened, kHandoff shuts bargers
+// out; the next unlock grants the mutex to the head without releasing it (or,
+// with a waiter in flight, leaves it to that one).  Any waiter's acquisition
+// clears kHandoff and the count: the mode lasts one ownership transfer.
 //
-// Fairness: strict FIFO hand-off.  An unlock that finds waiters pops the head
-// of the queue and grants it the mutex directly; state_ never passes through
-// kUnlocked on the way (I-M3), so a barging locker on the fast path cannot
-// overtake a queued waiter, and no waiter starves.  The cost is the classic
-// lock convoy: once a queue forms, every later acquisition is a hand-off that
-// waits for the grantee to be scheduled (a fiber switch or a futex wake-up),
-// even when the releasing party would like to re-acquire at once, so a
-// contended mutex runs at the rate of context switches rather than of
-// critical sections.  Rejected: barging (glibc, abseil) - faster under
-// contention but lets a waiter starve; the contract (fiber.h) asks for FIFO.
+// Spinning: before queueing (and after each wake-up), a locker retries for at
+// most Seam::kMutexSpinLimit rounds, and only while Seam::spin_useful(owner)
+// says the owner is running on another KLT (never on one KLT, never when the
+// owner is parked or preempted: Seam, native_seam.cpp) and bargers are not
+// shut out.
+//
+// Uncontended cost: lock is one CAS 0->kLocked (acquire), unlock one CAS
+// kLocked->0 (release), plus the caller's id (Seam::self_id) and a relaxed
+// owner_ store each.
 //
 // Invariants (cited as I-Mn by code, models and tests):
-//   I-M1 Mutual exclusion.  A party becomes the owner only by the CAS
-//        kUnlocked->kLocked (fast path, or slow path under lk_) or by being
-//        granted its wait_node by the unlocking owner; state_ is one of
-//        kUnlocked/kLocked/kContended.
-//   I-M2 Whenever lk_ is free: queue non-empty <=> state_ == kContended.  Hence
-//        state_ == kUnlocked implies the queue is empty.  Lockers set
-//        kContended and enqueue in one lk_ section; an unlocker pops and
-//        rewrites state_ (kContended, or kLocked when the queue drained) in one.
-//   I-M3 Strict FIFO hand-off: a queued waiter is granted ownership in queue
-//        order and state_ stays locked across the hand-off, so a fast-path
-//        CAS (which needs kUnlocked) never overtakes it.
+//   I-M1 Mutual exclusion.  A party becomes the owner only by a CAS that sets
+//        kLocked on a state without it (a barge needs kHandoff clear too; the
+//        woken waiter does not), or by being granted its node by the owner's
+//        unlock in starvation mode, which keeps kLocked set.
+//   I-M2 Whenever lk_ is free: queue non-empty <=> kQueued.  Queue and bit
+//        change together, only under lk_.  Also (no lost wake-up): kQueued
+//        and not kLocked => kWoken; kHandoff => kQueued or kWoken; and
+//        state_ == 0 <=> unlocked with no waiter at all.
+//   I-M3 Bounded overtaking (the fairness bound).  (a) Waiters own the mutex
+//        in arrival order: only the queue's head is woken or granted, and a
+//        woken waiter that loses re-enters at the head.  (b) While waiters
+//        exist, at most K barges happen between two consecutive acquisitions
+//        by waiters (and before the first): the K-th sets kHandoff.  So a
+//        party that queues behind p waiters owns the mutex after at most
+//        p + (p + 1) * K acquisitions by others.  K = Seam::kMutexBargeLimit
+//        unless given (native 64: about 2 us of tight critical sections;
+//        models 1 and 2).
 //   I-M4 owner_ holds Seam::self_id() of the owner from just after it
 //        acquires until its unlock starts, and 0 otherwise (also between a
 //        grant and the grantee's first step).  Only the owner writes owner_,
 //        so relaxed accesses suffice: a party that reads its own id wrote it
 //        itself and has not yet cleared it (read-read coherence), i.e. it owns
 //        the mutex; any other party can never read its own id there.
-//   I-M5 Each critical section happens-before the next: fast unlock's release
-//        CAS -> fast lock's acquire CAS; slow paths through lk_ (release/
-//        acquire) and through wait_node::grant (release) -> granted()
-//        (acquire) for a hand-off.
+//   I-M5 Each critical section happens-before the next: an unlock's release
+//        (its CAS or its store under lk_) -> the next owner's acquire CAS;
+//        wait_node::grant (release) -> granted() (acquire) for a hand-off.
 //   I-M6 An unlock's last touch of the mutex precedes the moment another party
-//        can own it: the fast-path CAS is its last access; the slow path
-//        releases lk_ before wait_node::grant.  So a new owner may unlock,
-//        destroy and free the mutex at once.
+//        can own it: the CAS that clears kLocked is its last access; the
+//        hand-off releases lk_ before wait_node::grant; a wake-up's grant
+//        touches only the popped node and its parker (I-W3).  So a new owner
+//        may unlock, destroy and free the mutex at once.
 //
-// There is no timed lock: only unlockers remove queued nodes, which I-M2 uses.
-// Lock order: basic_mutex::lk_ is a leaf (only wait_queue work and state_
-// stores happen under it; grants are issued after it is released).
+// There is no timed lock: waiters leave only by owning the mutex, which I-M2
+// and the count reset use.  Lock order: lk_ is a leaf (queue work and state_
+// updates only; grants happen after it is released).
 #pragma once
 
 #include <cerrno>
@@ -68,12 +90,19 @@
 
 namespace fiber::detail {
 
-template <class Seam>
+template <class Seam, unsigned K = Seam::kMutexBargeLimit>
 class basic_mutex {
+  static_assert(K >= 1 && K < (1u << 27), "barge limit out of range");
+
  public:
   static constexpr std::uint32_t kUnlocked = 0;
   static constexpr std::uint32_t kLocked = 1;
-  static constexpr std::uint32_t kContended = 2;
+  static constexpr std::uint32_t kQueued = 2;
+  static constexpr std::uint32_t kWoken = 4;
+  static constexpr std::uint32_t kHandoff = 8;
+  static constexpr std::uint32_t kBargeOne = 16;
+  static constexpr std::uint32_t kBargeMask = ~(kBargeOne - 1);
+  static constexpr unsigned kBargeLimit = K;
 
   basic_mutex() = default;
   basic_mutex(const basic_mutex&) = delete;
@@ -81,24 +110,25 @@ class basic_mutex {
 
   // 0, or EDEADLK when the caller already owns the mutex.
   int lock() noexcept {
-    const std::uint64_t self = Seam::self_id();
     std::uint32_t expected = kUnlocked;
-    // acquire: pairs with unlock()'s release CAS / unlock_slow()'s lk_
-    // release; the previous critical section happens-before ours (I-M5).
-    // relaxed on failure: we either return or retry under lk_.
+    // acquire: pairs with the release that freed the mutex (I-M5).  relaxed
+    // on failure: the slow path re-reads.
     if (state_.compare_exchange_strong(expected, kLocked, mo::acquire, mo::relaxed)) {
-      set_owner(self);
+      set_owner(Seam::self_id());
       return 0;
     }
+    const std::uint64_t self = Seam::self_id();
     if (owner_.load(mo::relaxed) == self) return EDEADLK;  // relaxed: I-M4
     return lock_slow(self);
   }
 
-  // 0, or EBUSY when the mutex is owned (by anyone, the caller included).
+  // 0, or EBUSY when the mutex is owned (by anyone, the caller included) or,
+  // in starvation mode, reserved for a waiter (I-M3).  A success is a barge.
   int try_lock() noexcept {
-    std::uint32_t expected = kUnlocked;
+    std::uint32_t s = kUnlocked;
     // acquire: pairs with the release that freed the mutex (I-M5).
-    if (!state_.compare_exchange_strong(expected, kLocked, mo::acquire, mo::relaxed)) return EBUSY;
+    if (!state_.compare_exchange_strong(s, kLocked, mo::acquire, mo::relaxed) && !try_take(s, false))
+      return EBUSY;
     set_owner(Seam::self_id());
     return 0;
   }
@@ -106,16 +136,16 @@ class basic_mutex {
   // 0, or EPERM when the caller does not own the mutex.
   int unlock() noexcept {
     if (owner_.load(mo::relaxed) != Seam::self_id()) return EPERM;  // relaxed: I-M4
-    // relaxed: the release CAS (or lk_ release + grant) below orders this
-    // store before the next owner's set_owner(), so it cannot be overwritten
-    // out of order (I-M4).
+    // relaxed: the release below (CAS, or lk_ + grant) orders this store
+    // before the next owner's set_owner(), so it cannot be overwritten out of
+    // order (I-M4).
     owner_.store(0, mo::relaxed);
     std::uint32_t expected = kLocked;
-    // release: pairs with the next locker's acquire CAS (I-M5); the CAS is
-    // our last touch of *this on the fast path (I-M6).  relaxed on failure:
-    // unlock_slow() synchronises through lk_.
+    // release: pairs with the next owner's acquire CAS (I-M5); our last touch
+    // of *this on this path (I-M6).  relaxed on failure: unlock_slow re-reads
+    // through its own CAS or lk_.
     if (state_.compare_exchange_strong(expected, kUnlocked, mo::release, mo::relaxed)) return 0;
-    unlock_slow();
+    unlock_slow(expected);
     return 0;
   }
 
@@ -124,10 +154,10 @@ class basic_mutex {
     return owner_.load(mo::relaxed) == Seam::self_id();  // relaxed: I-M4
   }
 
-  // For destroy: EBUSY when owned or waited on (I-M2: kUnlocked => no waiter).
+  // For destroy: EBUSY when owned or waited on (I-M2: 0 <=> free, no waiter).
   int check_destroy() const noexcept {
     // acquire: pairs with the release that freed the mutex, so a destroyer
-    // that sees kUnlocked also sees the last critical section.
+    // that sees it free also sees the last critical section.
     return state_.load(mo::acquire) == kUnlocked ? 0 : EBUSY;
   }
 
@@ -138,70 +168,144 @@ class basic_mutex {
 
  private:
   using node_t = wait_node<Seam>;
+  // node_t::data of a granted node: what the unlock gave it.
+  static constexpr std::uintptr_t kGrantWake = 1;   // normal mode: retry (as the kWoken waiter)
+  static constexpr std::uintptr_t kGrantOwner = 2;  // starvation mode: you own the mutex
 
   void set_owner(std::uint64_t self) noexcept {
     owner_.store(self, mo::relaxed);  // relaxed: only the owner writes owner_ (I-M4)
   }
 
+  // May a party take the mutex from state s?  The woken waiter only needs it
+  // unlocked; a barger also needs starvation mode off (I-M1, I-M3).
+  static bool can_take(std::uint32_t s, bool woken) noexcept {
+    return (s & (woken ? kLocked : (kLocked | kHandoff))) == 0;
+  }
+  // The state after taking it from s (can_take(s, woken) holds).
+  static std::uint32_t taken(std::uint32_t s, bool woken) noexcept {
+    // A waiter owns it: no longer in flight; the count and the mode restart (I-M3).
+    if (woken) return (s | kLocked) & ~(kWoken | kHandoff | kBargeMask);
+    if ((s & (kQueued | kWoken)) == 0) return s | kLocked;  // no waiter: not counted
+    s += kBargeOne;                                          // a barge past waiters (I-M3 b)
+    if ((s >> 4) >= K) s |= kHandoff;                        // the K-th: starvation mode
+    return s | kLocked;
+  }
+  // CAS loop from the observed state s; false once it cannot take.
+  bool try_take(std::uint32_t s, bool woken) noexcept {
+    while (can_take(s, woken)) {
+      // acquire: pairs with the release that freed the mutex (I-M5).
+      if (state_.compare_exchange_strong(s, taken(s, woken), mo::acquire, mo::relaxed)) return true;
+    }
+    return false;
+  }
+
+  // Bounded spin: retries while the owner runs on another KLT (I-M3 is kept:
+  // every success is a counted barge, or the woken waiter's turn).
+  bool spin(bool woken) noexcept {
+    for (unsigned i = 0; i < Seam::kMutexSpinLimit; ++i) {
+      // relaxed: a guess; try_take's CAS decides.
+      const std::uint32_t s = state_.load(mo::relaxed);
+      if (try_take(s, woken)) return true;
+      if (!woken && (s & kHandoff) != 0) return false;  // reserved for a waiter
+      if (!Seam::spin_useful(owner_.load(mo::relaxed))) return false;  // relaxed: a hint (I-M4)
+      Seam::spin_hint(i);
+    }
+    return false;
+  }
+
   int lock_slow(std::uint64_t self) noexcept {
-    node_t node(&Seam::current_parker());
-    Seam::note_wait(*node.parker, wait_kind::mutex, this);
-    if (!enqueue_or_acquire(node)) {
-      // Queued: the unlocker hands the mutex over with grant() (I-M3).
-      const bool granted = node.wait(kNoDeadline);
-      FIBER_ASSERT(granted, "mutex: untimed wait returned without a grant");
-      (void)granted;
+    if (!spin(false)) {
+      node_t node(&Seam::current_parker());
+      wait_turn(node);
     }
     set_owner(self);
     return 0;
   }
 
-  // Under lk_: take the mutex if it is free, else mark it contended and queue
-  // `node` in the same section (I-M2).  True when the mutex was acquired.
-  bool enqueue_or_acquire(node_t& node) noexcept {
+  // Queue, park, and retry when woken, until we own the mutex.
+  void wait_turn(node_t& node) noexcept {
+    bool woken = false;
+    for (;;) {
+      if (enqueue_or_acquire(node, woken)) return;
+      const bool granted = node.wait(kNoDeadline);
+      FIBER_ASSERT(granted, "mutex: untimed wait returned without a grant");
+      (void)granted;
+      // The grant's release -> our acquire in wait() orders this read (I-M5).
+      if (node.data.load() == kGrantOwner) return;  // hand-off (I-M1, I-M3)
+      // relaxed: the node is popped and granted; nobody else touches it now.
+      node.state_.store(node_t::kWaiting, mo::relaxed);
+      woken = true;
+      if (spin(true)) return;
+    }
+  }
+
+  // Under lk_: take the mutex if we may, else queue `node` - at the tail, or
+  // at the head when we are the woken waiter that lost (I-M3 a) - and set
+  // kQueued in the same section (I-M2).  True when the mutex was acquired.
+  bool enqueue_or_acquire(node_t& node, bool woken) noexcept {
     lock_guard<basic_spinlock<Seam>> g(lk_);
     // relaxed: a first guess; the CASes below re-read and decide.
     std::uint32_t s = state_.load(mo::relaxed);
-    for (unsigned iter = 0;; Seam::spin_hint(iter++)) {
-      if (s == kUnlocked) {
-        // acquire: pairs with a fast-path unlock()'s release CAS (I-M5).  The
-        // queue is empty (I-M2), so nobody queued is overtaken (I-M3).
-        if (state_.compare_exchange_weak(s, kLocked, mo::acquire, mo::relaxed)) return true;
-      } else if (s == kContended) {
-        q_.push_back(&node);
-        return false;
-      } else if (state_.compare_exchange_weak(s, kContended, mo::relaxed, mo::relaxed)) {
-        // relaxed: races only with the owner's fast-path unlock CAS
-        // (kLocked->kUnlocked).  Having won, that CAS fails and the owner
-        // takes unlock_slow(), whose lk_ acquire pairs with our lk_ release
-        // after the push below (I-M2, I-M5).
-        q_.push_back(&node);
-        return false;
+    for (;;) {
+      if (can_take(s, woken)) {
+        // acquire: pairs with the release that freed the mutex (I-M5).
+        if (state_.compare_exchange_strong(s, taken(s, woken), mo::acquire, mo::relaxed)) return true;
+        continue;
       }
+      // relaxed: the owner we saw will unlock; its unlock reads kQueued
+      // (its CAS fails on the changed word, or it takes lk_ after us), and
+      // I-M2's "kQueued and unlocked => kWoken" holds on every value.
+      const std::uint32_t n = (s | kQueued) & ~(woken ? kWoken : 0u);
+      if (state_.compare_exchange_strong(s, n, mo::relaxed, mo::relaxed)) break;
     }
+    if (!woken) Seam::note_wait(*node.parker, wait_kind::mutex, this);  // diagnostics; models: queued now
+    if (woken)
+      q_.push_front(&node);
+    else
+      q_.push_back(&node);
+    return false;
   }
 
-  // The owner found kContended: hand the mutex to the queue's head (I-M3).
-  void unlock_slow() noexcept {
+  // The fast unlock failed: waiters exist (or the state moved meanwhile).
+  void unlock_slow(std::uint32_t s) noexcept {
+    // Nobody to wake: a woken waiter is in flight (it will take the mutex or
+    // queue again), or no waiter is queued.
+    while ((s & kWoken) != 0 || (s & kQueued) == 0) {
+      // release: pairs with the next owner's acquire CAS (I-M5); last touch (I-M6).
+      if (state_.compare_exchange_strong(s, s & ~kLocked, mo::release, mo::relaxed)) return;
+    }
+    wake_or_hand_off();
+  }
+
+  // Waiters are queued and none is in flight: pop the head and wake it
+  // (normal mode) or grant it the mutex (starvation mode).
+  void wake_or_hand_off() noexcept {
     node_t* next = nullptr;
     {
       lock_guard<basic_spinlock<Seam>> g(lk_);
+      // relaxed: with kLocked ours and kWoken clear, nobody else writes
+      // state_ now (a barger's CAS needs kLocked clear, a queuer holds lk_),
+      // so this reads the current value and the store below loses nothing.
+      const std::uint32_t s = state_.load(mo::relaxed);
+      FIBER_ASSERT((s & kQueued) != 0 && (s & (kWoken | kLocked)) == kLocked,
+                   "mutex: wake with no queued waiter or one in flight (I-M2)");
       next = q_.pop_front();
-      FIBER_ASSERT(next != nullptr, "mutex: contended with an empty queue (I-M2)");
-      if (next == nullptr) {
-        // Unreachable while I-M2 holds; keep the mutex usable anyway.
-        state_.store(kUnlocked, mo::release);  // release: pairs with the next acquire CAS
-        return;
+      std::uint32_t n = 0;
+      if ((s & kHandoff) != 0) {
+        n = s & ~(kHandoff | kBargeMask);  // stays locked: ownership passes to next (I-M1, I-M3)
+        next->data.store(kGrantOwner);
+      } else {
+        n = (s & ~kLocked) | kWoken;  // released; next is the waiter in flight
+        next->data.store(kGrantWake);
       }
-      // State stays locked: ownership passes to `next` (I-M1, I-M3).  relaxed:
-      // the grantee reads it after grant()'s release (I-M5), lockers under
-      // lk_, and fast-path CASes cannot succeed on a locked state.
-      if (q_.empty()) state_.store(kLocked, mo::relaxed);
+      if (q_.empty()) n &= ~kQueued;  // I-M2
+      // release: pairs with a barger's acquire CAS when this frees the mutex (I-M5).
+      state_.store(n, mo::release);
     }
-    node_t::grant(next);  // after lk_ is released: our last touch was lk_ (I-M6)
+    node_t::grant(next);  // after lk_ is released: our last touch of *this was lk_ (I-M6)
   }
 
-  typename Seam::template atomic<std::uint32_t> state_{kUnlocked};  // I-M1
+  typename Seam::template atomic<std::uint32_t> state_{kUnlocked};  // I-M1, I-M2
   basic_spinlock<Seam> lk_;                                         // guards q_ (I-W1)
   wait_queue<Seam> q_;                                              // guarded by lk_
   typename Seam::template atomic<std::uint64_t> owner_{0};          // I-M4

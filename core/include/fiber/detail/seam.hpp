@@ -52,6 +52,12 @@
 //       KLTs and OS threads only (idle KLTs, blocked OS threads).  May return
 //       spuriously; Relacy's spurious wake-ups are switchable per search.
 //
+//   static constexpr unsigned kMutexBargeLimit, kMutexSpinLimit;
+//   static bool spin_useful(uint64_t owner_self_id);
+//                                           // mutex.hpp: the starvation bound K,
+//       the spin rounds, and whether spinning on a mutex whose owner is that
+//       party can help (it runs on another KLT).  Relacy: 2, 1, always true.
+//
 //   FIBER_ASSERT(cond, msg)                 // internal invariant; on in models
 //                                           // and debug builds, prints and aborts.
 //

@@ -144,6 +144,18 @@ struct native_seam {
   static void os_wait(atomic<std::uint32_t>& w, std::uint32_t expected,
                       std::uint64_t deadline) noexcept;
   static void os_wake(atomic<std::uint32_t>& w, std::uint32_t count) noexcept;
+
+  // --- mutex tuning (mutex.hpp, I-M3; papers/design.md "mutex: spinning,
+  // barging and the starvation bound") --------------------------------------
+  // Barges allowed past waiters between two acquisitions by waiters.
+  static constexpr unsigned kMutexBargeLimit = 64;
+  // Spin rounds (one pause each, one spin_useful check) before parking.
+  static constexpr unsigned kMutexSpinLimit = 48;
+  // Whether spinning on a mutex owned by `owner` (a self_id, 0: unknown) can
+  // help: the runtime has two or more KLTs and the owner is a fiber running
+  // on one of them (not ours), or an OS thread.  False on one KLT and for an
+  // owner that is parked, queued or preempted.  Racy by nature: a hint.
+  static bool spin_useful(std::uint64_t owner) noexcept;
 };
 
 }  // namespace fiber::detail

@@ -166,6 +166,9 @@ struct relacy_globals {
     void* ctx = nullptr;
     bool in_handler = false;
   } irq;
+  // Called by note_wait (a model's observer; reset with the environment).
+  void (*wait_hook)(void*) = nullptr;
+  void* wait_ctx = nullptr;
 };
 inline relacy_globals g_relacy;
 
@@ -293,8 +296,18 @@ struct relacy_seam {
   }
   static std::uint64_t self_id() { return std::uint64_t{me()} + 1; }
   static std::uint64_t now_ns() { return g_relacy.clock[me()]; }
+  // Diagnostics natively; here a model may observe the moment (the mutex
+  // calls it under its lock as it queues: models/mutex.cpp's I-M3 cases).
   template <class Parker>
-  static void note_wait(Parker&, wait_kind, const void*) {}  // diagnostics: nothing to model
+  static void note_wait(Parker&, wait_kind, const void*) {
+    if (g_relacy.wait_hook != nullptr) g_relacy.wait_hook(g_relacy.wait_ctx);
+  }
+
+  // --- mutex tuning (mutex.hpp, I-M3): small, so that searches reach the
+  // starvation mode; spinning always "useful", so that its code is checked.
+  static constexpr unsigned kMutexBargeLimit = 2;
+  static constexpr unsigned kMutexSpinLimit = 1;
+  static bool spin_useful(std::uint64_t) { return true; }
 
   // Park platform.  Templates so that basic_parker may still be incomplete here.
   template <class Parker>
@@ -357,10 +370,14 @@ class relacy_env_t {
       g_relacy.preempt[i] = 0;
     }
     g_relacy.irq = relacy_globals::irq_t{};
+    g_relacy.wait_hook = nullptr;
+    g_relacy.wait_ctx = nullptr;
   }
   ~relacy_env_t() {
     g_relacy.env_live = false;
     g_relacy.irq = relacy_globals::irq_t{};
+    g_relacy.wait_hook = nullptr;
+    g_relacy.wait_ctx = nullptr;
     for (unsigned i = 0; i < relacy_globals::kMaxThreads; ++i) g_relacy.parkers[i] = nullptr;
   }
   Parker& parker(unsigned thread) noexcept { return parkers_[thread]; }

@@ -38,7 +38,8 @@ enum fiber_test_knob {
   /* Planted scheduler defects for the trace checker (core/src/trace.cpp, tools/trace_check.py);
      they act only while tracing is on (FIBER_TRACE): */
   FIBER_KNOB_TRACE_LOSE_WAKE = 17, /* the wake of a fiber in a timed park is lost; its timeout wakes it */
-  FIBER_KNOB_TRACE_NO_COMMIT = 18 /* a park is never committed: the fiber is requeued at once (spins) */
+  FIBER_KNOB_TRACE_NO_COMMIT = 18, /* a park is never committed: the fiber is requeued at once (spins) */
+  FIBER_KNOB_MUTEX_NO_SPIN = 19 /* fiber mutexes never spin before parking (Seam::spin_useful) */
 };
 void fiber_test_set_knob(int knob, int on);
 

@@ -76,6 +76,18 @@ class wait_queue {
     n->queued_.store(true);
   }
 
+  // LIFO re-entry (mutex.hpp: a woken waiter that lost the race goes back to
+  // the head, keeping its turn).
+  void push_front(node* n) noexcept {
+    FIBER_ASSERT(!n->queued_.load(), "wait_queue: node queued twice");
+    node* h = head_.load();
+    n->prev_.store(nullptr);
+    n->next_.store(h);
+    if (h) h->prev_.store(n); else tail_.store(n);
+    head_.store(n);
+    n->queued_.store(true);
+  }
+
   node* pop_front() noexcept {
     node* n = head_.load();
     if (n) unlink(n);
