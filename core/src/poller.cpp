@@ -36,7 +36,8 @@ constexpr int kChunkBits = 10;
 constexpr int kChunkSize = 1 << kChunkBits;
 constexpr int kChunks = 1 << 12;  // descriptors below 4M
 
-std::atomic<fd_state*> g_chunks[kChunks];
+// Not named g_chunks: tools/gdb/fiber_gdb.py finds the fiber slots by that name.
+std::atomic<fd_state*> g_fd_chunks[kChunks];
 pthread_mutex_t g_start_mu = PTHREAD_MUTEX_INITIALIZER;
 std::atomic<int> g_epfd{-1};  // -1: not started (or forgotten in a fork child)
 std::atomic<std::uint32_t> g_epoch{1};  // the poller's sweeps; facts of an older one are void
@@ -45,7 +46,7 @@ constexpr std::uint64_t kFactBits = 0xff, kEpochMask = 0xffffff, kGenUnit = std:
 
 fd_state* state_of(int fd) noexcept {
   if (fd < 0 || fd >= kChunks * kChunkSize) return nullptr;
-  std::atomic<fd_state*>& slot = g_chunks[fd >> kChunkBits];
+  std::atomic<fd_state*>& slot = g_fd_chunks[fd >> kChunkBits];
   fd_state* c = slot.load(std::memory_order_acquire);  // acquire: pairs with the release CAS below
   if (!c) {
     auto* fresh = new (std::nothrow) fd_state[kChunkSize];
@@ -127,7 +128,7 @@ void sweep(int ep) noexcept {
   // release: pairs with io_facts's acquire (a reader of the new epoch).
   std::uint32_t epoch = g_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
   for (int c = 0; c < kChunks; ++c) {
-    fd_state* chunk = g_chunks[c].load(std::memory_order_acquire);  // acquire: pairs with state_of's CAS
+    fd_state* chunk = g_fd_chunks[c].load(std::memory_order_acquire);  // acquire: pairs with state_of's CAS
     if (!chunk) continue;
     for (int i = 0; i < kChunkSize; ++i) {
       fd_state& s = chunk[i];
@@ -238,7 +239,7 @@ void io_facts_store(int fd, std::uint64_t stamp, unsigned facts) noexcept {
 void io_facts_forget(int fd) noexcept {
   if (fd < 0 || fd >= kChunks * kChunkSize) return;
   // acquire: pairs with state_of's release CAS; no chunk: nothing cached.
-  fd_state* c = g_chunks[fd >> kChunkBits].load(std::memory_order_acquire);
+  fd_state* c = g_fd_chunks[fd >> kChunkBits].load(std::memory_order_acquire);
   if (!c) return;
   forget(c[fd & (kChunkSize - 1)]);
 }
@@ -266,7 +267,7 @@ int io_register(int fd) noexcept {
 void io_notify_all(int fd) noexcept {
   if (fd < 0 || fd >= kChunks * kChunkSize) return;
   // acquire: pairs with state_of's release CAS; no chunk means nobody ever waited.
-  fd_state* c = g_chunks[fd >> kChunkBits].load(std::memory_order_acquire);
+  fd_state* c = g_fd_chunks[fd >> kChunkBits].load(std::memory_order_acquire);
   if (!c) return;
   c[fd & (kChunkSize - 1)].rd[0].notify();
   c[fd & (kChunkSize - 1)].rd[1].notify();
