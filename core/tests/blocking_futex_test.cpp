@@ -650,17 +650,6 @@ TEST(FutexWake, AWakeTheInterposerDoesNotSeeEndsTheWaitWithinTheRecheck) {
 
 // ---- fork from a fiber -------------------------------------------------------------------
 
-int thread_count() {
-  FILE* f = fopen("/proc/self/status", "r");
-  if (!f) return -1;
-  char line[256];
-  int n = -1;
-  while (fgets(line, sizeof line, f))
-    if (std::strncmp(line, "Threads:", 8) == 0) n = std::atoi(line + 8);
-  fclose(f);
-  return n;
-}
-
 // The child of a fork in a fiber has one thread and no other KLT: its futex
 // waits go to the kernel, as the blocking-call interposers give it plain
 // calls (the runtime's state was copied mid-flight, locks of other KLTs

@@ -694,17 +694,6 @@ TEST_F(blocking_io_test, ProgramSignalRunsItsHandlerAndInterruptsTheParkedPoll) 
 
 // ---- fork ------------------------------------------------------------------------
 
-int thread_count() {
-  FILE* f = fopen("/proc/self/status", "r");
-  if (!f) return -1;
-  char line[256];
-  int n = -1;
-  while (fgets(line, sizeof line, f))
-    if (std::strncmp(line, "Threads:", 8) == 0) n = std::atoi(line + 8);
-  fclose(f);
-  return n;
-}
-
 void* fork_in_fiber(void*) {
   pid_t pid = fork();
   if (pid == 0) {

@@ -18,7 +18,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -57,6 +59,19 @@ inline constexpr bool kPreemptive = true;
   do {                             \
   } while (0)
 #endif
+
+// The process's thread count (/proc/self/status), -1 if unreadable: e.g. a
+// child forked from a fiber must have exactly one.
+inline int thread_count() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int n = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "Threads:", 8) == 0) n = std::atoi(line + 8);
+  std::fclose(f);
+  return n;
+}
 
 #define FIBER_SKIP_WITHOUT_PREEMPTION()                                   \
   do {                                                                    \
