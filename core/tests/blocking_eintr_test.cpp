@@ -11,7 +11,7 @@
 // (writes data, connects, drains) so that a call that was not interrupted
 // returns normally instead of hanging.  Negative control: the knob
 // FIBER_KNOB_NO_SIGNAL_INTERRUPT removes the mechanism (the EINTR cases then
-// see the rescue's data: KnobOffTheReadIsNotInterrupted).
+// see the rescue's data: KnobOffTheCallsAreNotInterrupted).
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,7 +44,8 @@ void on_signal(int) {
 }
 
 enum class call { read_pipe, recv_sock, accept_, write_sock, poll_, select_, epoll_, nanosleep_, usleep_,
-                  sleep_, clock_nanosleep_, recv_timeo };
+                  sleep_, clock_nanosleep_, recv_timeo, readv_pipe, writev_sock, recvmsg_sock, sendmsg_sock,
+                  connect_ };
 
 struct io_case {
   call how;
@@ -57,11 +59,18 @@ struct io_case {
   struct timespec rem{};
   bool block_usr1 = false;
   int timeout_ms = 2000;  // poll, select, epoll_wait
+  int queued = -1;        // connect_: the connection that fills the listener's backlog
 };
 
+// signal(7): restarted under SA_RESTART unless the socket has a timeout.  A
+// blocking connect without SO_SNDTIMEO is restarted too (Linux goes on waiting
+// for the handshake: inet_stream_connect's SS_CONNECTING case).
 bool restartable(call c) {
-  return c == call::read_pipe || c == call::recv_sock || c == call::accept_ || c == call::write_sock;
+  return c == call::read_pipe || c == call::recv_sock || c == call::accept_ || c == call::write_sock ||
+         c == call::readv_pipe || c == call::writev_sock || c == call::recvmsg_sock || c == call::sendmsg_sock ||
+         c == call::connect_;
 }
+bool writes_big(call c) { return c == call::write_sock || c == call::writev_sock || c == call::sendmsg_sock; }
 
 constexpr std::size_t kBig = 1 << 20;
 char g_out[kBig];
@@ -74,6 +83,30 @@ long do_call(io_case& c) {
     case call::recv_timeo: return recv(c.fd[0], buf, sizeof buf, 0);
     case call::accept_: return accept(c.fd[0], nullptr, nullptr);
     case call::write_sock: return write(c.fd[0], g_out, kBig);
+    case call::readv_pipe: {
+      struct iovec v[2] = {{buf, 8}, {buf + 8, sizeof buf - 8}};
+      return readv(c.fd[0], v, 2);
+    }
+    case call::writev_sock: {
+      struct iovec v[2] = {{g_out, kBig / 2}, {g_out + kBig / 2, kBig - kBig / 2}};
+      return writev(c.fd[0], v, 2);
+    }
+    case call::recvmsg_sock: {
+      struct iovec v{buf, sizeof buf};
+      struct msghdr m{};
+      m.msg_iov = &v;
+      m.msg_iovlen = 1;
+      return recvmsg(c.fd[0], &m, 0);
+    }
+    case call::sendmsg_sock: {
+      struct iovec v{g_out, kBig};
+      struct msghdr m{};
+      m.msg_iov = &v;
+      m.msg_iovlen = 1;
+      return sendmsg(c.fd[0], &m, 0);
+    }
+    case call::connect_:
+      return connect(c.fd[1], reinterpret_cast<sockaddr*>(&c.addr), sizeof c.addr);
     case call::poll_: {
       struct pollfd p{c.fd[0], POLLIN, 0};
       return poll(&p, 1, c.timeout_ms);
@@ -141,6 +174,7 @@ bool wait_done(io_case& c, std::uint64_t ms) {
 void setup(io_case& c) {
   switch (c.how) {
     case call::read_pipe:
+    case call::readv_pipe:
     case call::poll_:
     case call::select_:
       ASSERT_EQ(pipe(c.fd), 0);
@@ -156,16 +190,37 @@ void setup(io_case& c) {
     case call::recv_sock:
     case call::write_sock:
     case call::recv_timeo:
+    case call::writev_sock:
+    case call::recvmsg_sock:
+    case call::sendmsg_sock:
       ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.fd), 0);
       if (c.how == call::recv_timeo) {
         struct timeval tv{2, 0};
         ASSERT_EQ(setsockopt(c.fd[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
       }
-      if (c.how == call::write_sock) {  // fill the buffers: the fiber's write parks at once
+      if (writes_big(c.how)) {  // fill the buffers: the fiber's write parks at once
         while (send(c.fd[0], g_out, 4096, MSG_DONTWAIT) > 0) {
         }
       }
       break;
+    case call::connect_: {
+      // A listener whose accept queue is full (backlog 0 holds one unaccepted
+      // connection): the kernel drops the next SYN, so the fiber's connect
+      // waits for the handshake (the client retransmits the SYN after ~1 s).
+      c.fd[0] = socket(AF_INET, SOCK_STREAM, 0);
+      ASSERT_GE(c.fd[0], 0);
+      c.addr.sin_family = AF_INET;
+      c.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t len = sizeof c.addr;
+      ASSERT_EQ(bind(c.fd[0], reinterpret_cast<sockaddr*>(&c.addr), sizeof c.addr), 0);
+      ASSERT_EQ(getsockname(c.fd[0], reinterpret_cast<sockaddr*>(&c.addr), &len), 0);
+      ASSERT_EQ(listen(c.fd[0], 0), 0);
+      c.queued = socket(AF_INET, SOCK_STREAM, 0);
+      ASSERT_EQ(connect(c.queued, reinterpret_cast<sockaddr*>(&c.addr), sizeof c.addr), 0);
+      c.fd[1] = socket(AF_INET, SOCK_STREAM, 0);
+      ASSERT_GE(c.fd[1], 0);
+      break;
+    }
     case call::accept_: {
       c.fd[0] = socket(AF_INET, SOCK_STREAM, 0);
       ASSERT_GE(c.fd[0], 0);
@@ -186,6 +241,7 @@ void setup(io_case& c) {
 void rescue(io_case& c) {
   switch (c.how) {
     case call::read_pipe:
+    case call::readv_pipe:
     case call::poll_:
     case call::select_:
     case call::epoll_:
@@ -193,14 +249,23 @@ void rescue(io_case& c) {
       break;
     case call::recv_sock:
     case call::recv_timeo:
+    case call::recvmsg_sock:
       ASSERT_EQ(send(c.fd[1], "x", 1, 0), 1);
       break;
+    case call::connect_: {  // room in the accept queue: the retransmitted SYN gets in
+      int a = accept(c.fd[0], nullptr, nullptr);
+      ASSERT_GE(a, 0);
+      close(a);
+      break;
+    }
     case call::accept_: {
       c.fd[1] = socket(AF_INET, SOCK_STREAM, 0);
       ASSERT_EQ(connect(c.fd[1], reinterpret_cast<sockaddr*>(&c.addr), sizeof c.addr), 0);
       break;
     }
-    case call::write_sock: {  // drain until the fiber's write is done
+    case call::write_sock:
+    case call::writev_sock:
+    case call::sendmsg_sock: {  // drain until the fiber's write is done
       static char sink[65536];
       while (c.rc.load() == -2) recv(c.fd[1], sink, sizeof sink, MSG_DONTWAIT);
       break;
@@ -214,6 +279,7 @@ void teardown(io_case& c) {
   if (c.rc.load() > 2 && c.how == call::accept_) close(static_cast<int>(c.rc.load()));
   for (int fd : c.fd)
     if (fd >= 0) close(fd);
+  if (c.queued >= 0) close(c.queued);
   if (c.ep >= 0) close(c.ep);
 }
 
@@ -256,7 +322,10 @@ class blocking_eintr_test : public runtime_test {
     EXPECT_LT(c.elapsed.load(), (kSignalAfterMs + kRescueMs / 2) * kMs);  // not the rescue
   }
   void expect_rescued(io_case& c) {
-    EXPECT_GT(c.rc.load(), 0) << "errno " << strerror(c.err.load());
+    if (c.how == call::connect_)
+      EXPECT_EQ(c.rc.load(), 0) << "errno " << strerror(c.err.load());
+    else
+      EXPECT_GT(c.rc.load(), 0) << "errno " << strerror(c.err.load());
     EXPECT_GE(c.elapsed.load(), (kSignalAfterMs + kRescueMs) * kMs);
   }
   struct sigaction old_{};
@@ -265,7 +334,9 @@ class blocking_eintr_test : public runtime_test {
 
 const call kAll[] = {call::read_pipe, call::recv_sock, call::accept_,     call::write_sock,
                      call::poll_,     call::select_,   call::epoll_,      call::nanosleep_,
-                     call::usleep_,   call::sleep_,    call::clock_nanosleep_, call::recv_timeo};
+                     call::usleep_,   call::sleep_,    call::clock_nanosleep_, call::recv_timeo,
+                     call::readv_pipe, call::writev_sock, call::recvmsg_sock, call::sendmsg_sock,
+                     call::connect_};
 
 // ---- without SA_RESTART: every family returns EINTR ---------------------------------
 
@@ -302,7 +373,7 @@ TEST_F(blocking_eintr_test, WithSaRestartOnlyTheNeverRestartedCallsReturnEintr) 
     fiber_shutdown();
     if (restartable(how)) {
       expect_rescued(c);
-      if (how == call::write_sock) {
+      if (writes_big(how)) {
         EXPECT_EQ(c.rc.load(), static_cast<long>(kBig));  // all of it
       }
     } else if (how == call::sleep_) {
@@ -518,15 +589,22 @@ TEST_F(blocking_eintr_test, SigactionReportsTheProgramsHandlerNotTheTrampoline) 
 
 // ---- negative control -------------------------------------------------------------------
 
-// FIBER_KNOB_NO_SIGNAL_INTERRUPT: the handler runs, the read is not cut short
-// (the rescue's byte arrives): what every EINTR expectation above depends on.
-TEST_F(blocking_eintr_test, KnobOffTheReadIsNotInterrupted) {
+// FIBER_KNOB_NO_SIGNAL_INTERRUPT: the handler runs, the call is not cut short
+// (the rescue's data or connection arrives): what every EINTR expectation
+// above depends on, shown for each restartable family.
+TEST_F(blocking_eintr_test, KnobOffTheCallsAreNotInterrupted) {
   handle_usr1(0);
   fiber_test_set_knob(FIBER_KNOB_NO_SIGNAL_INTERRUPT, 1);
-  io_case c{call::read_pipe};
-  run_case(c);
-  EXPECT_EQ(g_hits.load(), 1);
-  expect_rescued(c);
+  int n = 0;
+  for (call how : kAll) {
+    if (!restartable(how)) continue;
+    SCOPED_TRACE(static_cast<int>(how));
+    io_case c{how};
+    run_case(c);
+    fiber_shutdown();
+    EXPECT_EQ(g_hits.load(), ++n);
+    expect_rescued(c);
+  }
 }
 
 }  // namespace
