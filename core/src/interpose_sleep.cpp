@@ -1,6 +1,18 @@
 // core/src/interpose_sleep.cpp - nanosleep, clock_nanosleep, usleep and sleep
 // from a fiber park the fiber on the runtime's timers (as fiber_sleep_ns),
-// instead of putting its KLT - and every fiber queued on it - to sleep.
+// instead of putting its KLT - and every fiber queued on it - to sleep; and
+// sched_yield from a fiber yields the fiber (the other ways a fiber gives its
+// CPU away).
+//
+// sched_yield: a program that waits for another party with
+// `while (!ready) sched_yield();` - libstdc++'s std::atomic::wait spins so
+// before it sleeps in the futex - means "let the others run".  In a fiber the
+// others are first the fibers queued on its KLT: the fiber goes to the tail of
+// the run queue as with fiber_yield (on one cooperative KLT the kernel's
+// sched_yield would never let the fiber it waits for run at all).  When no
+// other fiber was runnable the KLT's thread then yields to the kernel too, as
+// the caller asked.  A fiber inside a preemption-disabled section (a runtime
+// lock, fiber_preempt_disable) never switches: it gets the kernel's call.
 //
 // What a fiber sees: the full duration (the wake-up lateness of any timed
 // park, at most about one quantum), never EINTR from the runtime's ticks.  A
@@ -16,6 +28,7 @@
 //
 // Linking: as signals.cpp (interposition by archive pull-in or lookup order).
 #include <errno.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +48,7 @@ __attribute__((constructor)) void resolve_sleep_symbols() {
   (void)FIBER_REAL(clock_nanosleep);
   (void)FIBER_REAL(usleep);
   (void)FIBER_REAL(sleep);
+  (void)FIBER_REAL(sched_yield);
 }
 
 constexpr std::uint64_t kNs = 1000000000u;
@@ -141,6 +155,22 @@ __attribute__((visibility("default"))) int usleep(useconds_t us) {
   if (auto f = FIBER_REAL(usleep)) return f(us);
   struct timespec t{static_cast<time_t>(us / 1000000u), static_cast<long>(us % 1000000u) * 1000};
   return static_cast<int>(syscall(SYS_nanosleep, &t, nullptr));
+}
+
+__attribute__((visibility("default"))) int sched_yield(void) {
+  if (io_interposing()) {
+    klt* k = this_klt();
+    fcb* f = k->current;
+    if (!f->gate.in_section()) {
+      // relaxed (both): this KLT's own counter, written only by this thread
+      // (count_switch); a switch in between made it move.
+      std::uint64_t before = k->switches.load(std::memory_order_relaxed);
+      switch_out(klt_action::yield);
+      if (this_klt()->switches.load(std::memory_order_relaxed) != before || this_klt() != k) return 0;
+    }
+  }
+  if (auto f = FIBER_REAL(sched_yield)) return f();
+  return static_cast<int>(syscall(SYS_sched_yield));
 }
 
 __attribute__((visibility("default"))) unsigned int sleep(unsigned int s) {

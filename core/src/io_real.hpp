@@ -25,6 +25,6 @@ inline std::atomic<void*> g_real_read{nullptr}, g_real_write{nullptr}, g_real_re
     g_real_writev{nullptr}, g_real_recvfrom{nullptr}, g_real_recvmsg{nullptr}, g_real_sendto{nullptr},
     g_real_sendmsg{nullptr}, g_real_accept4{nullptr}, g_real_connect{nullptr}, g_real_poll{nullptr},
     g_real_select{nullptr}, g_real_epoll_wait{nullptr}, g_real_close{nullptr}, g_real_nanosleep{nullptr},
-    g_real_clock_nanosleep{nullptr}, g_real_usleep{nullptr}, g_real_sleep{nullptr};
+    g_real_clock_nanosleep{nullptr}, g_real_usleep{nullptr}, g_real_sleep{nullptr}, g_real_sched_yield{nullptr};
 
 }  // namespace fiber::detail

@@ -44,7 +44,9 @@ void native_seam::os_wake(native_atomic<std::uint32_t>& w, std::uint32_t count) 
   futex(&w.raw(), FUTEX_WAKE_PRIVATE, count, nullptr);
 }
 
-void native_seam::os_yield() noexcept { sched_yield(); }
+// The kernel's, never a fiber yield (libfiber's sched_yield interposer): the
+// callers spin in runtime code, preemption disabled.
+void native_seam::os_yield() noexcept { syscall(SYS_sched_yield); }
 
 std::uint64_t native_seam::now_ns() noexcept {
   struct timespec ts;

@@ -48,8 +48,13 @@ using namespace fiber_test;
 constexpr unsigned kPositiveTimeoutS = 30;  // generous: CI shares 2 cores
 constexpr unsigned kControlTimeoutS = 2;    // the control must hang, so this is its run time
 
+// no_interpose: the controls.  The futex interposer off, and the blocking-call
+// interposers too: libstdc++'s waits (latch, barrier, atomic::wait) spin with
+// sched_yield before they sleep in the futex, and a fiber-yielding sched_yield
+// (interpose_sleep.cpp) alone can let the other fibers arrive during the spin.
 int with_runtime(unsigned klts, bool no_interpose, int (*body)()) {
   fiber_test_set_knob(FIBER_KNOB_NO_FUTEX_INTERPOSE, no_interpose ? 1 : 0);
+  fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, no_interpose ? 1 : 0);
   fiber_config_t c = config(klts, 1000);
   if (fiber_init(&c) != 0) return 90;
   int r = body();

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -166,6 +167,59 @@ TEST_F(blocking_io_test, SleepWithoutInterpositionStopsTheKlt) {
   start(1, 200000);
   fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, 1);
   EXPECT_EQ(others_progress_while_sleeping(), 0u);
+}
+
+// ---- sched_yield ----------------------------------------------------------
+
+// A fiber waits for another with `while (!flag) sched_yield();` on one
+// cooperative KLT: the yield must run the other fiber (interpose_sleep.cpp).
+// Bounded, so the negative control ends: the number of sched_yield calls the
+// waiter made before the flag was set, or kYieldBound when it never was.
+constexpr int kYieldBound = 20000;
+struct yield_wait {
+  std::atomic<bool> flag{false};
+  std::atomic<int> calls{0};
+};
+
+void* yield_waiter(void* p) {
+  auto* w = static_cast<yield_wait*>(p);
+  int n = 0;
+  while (!w->flag.load() && n < kYieldBound) {
+    EXPECT_EQ(sched_yield(), 0);
+    ++n;
+  }
+  w->calls.store(n);
+  return nullptr;
+}
+
+void* flag_setter(void* p) {
+  static_cast<yield_wait*>(p)->flag.store(true);
+  return nullptr;
+}
+
+int yields_until_flag() {
+  yield_wait w;
+  fiber_t a = spawn(yield_waiter, &w), b = spawn(flag_setter, &w);  // a runs first (FIFO)
+  EXPECT_NE(a, 0u);
+  EXPECT_NE(b, 0u);
+  join(a);
+  join(b);
+  return w.calls.load();
+}
+
+TEST_F(blocking_io_test, SchedYieldInAFiberRunsTheOtherFibersOfItsKlt) {
+  start(1, 0);  // cooperative: nothing but the yield can run the setter
+  EXPECT_EQ(yields_until_flag(), 1);
+  // No other fiber runnable: the kernel's sched_yield, and it returns 0.
+  EXPECT_EQ(join(spawn([](void*) -> void* { return reinterpret_cast<void*>(sched_yield() == 0); })),
+            reinterpret_cast<void*>(1));
+  EXPECT_EQ(sched_yield(), 0);  // an OS thread: libc's
+}
+
+TEST_F(blocking_io_test, SchedYieldWithoutInterpositionNeverRunsTheOthers) {
+  start(1, 0);
+  fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, 1);
+  EXPECT_EQ(yields_until_flag(), kYieldBound);
 }
 
 void* bad_sleeps(void*) {
