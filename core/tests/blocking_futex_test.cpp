@@ -686,7 +686,7 @@ void* fork_in_fiber(void*) {
     std::thread t([&p] { p.set_value(5); });
     const int v = p.get_future().get();
     t.join();
-    if (v != 5 || thread_count() != 1) _exit(5);
+    if (v != 5 || thread_count_settles_at(1) != 1) _exit(5);
     _exit(0);
   }
   if (pid < 0) return reinterpret_cast<void*>(1);

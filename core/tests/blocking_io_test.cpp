@@ -197,13 +197,21 @@ void* flag_setter(void* p) {
   return nullptr;
 }
 
-int yields_until_flag() {
-  yield_wait w;
-  fiber_t a = spawn(yield_waiter, &w), b = spawn(flag_setter, &w);  // a runs first (FIFO)
+// Both fibers are created by a parent fiber, which runs on until it joins:
+// created from the OS thread, the waiter would start (and call the kernel's
+// sched_yield, with nothing else runnable) before the setter existed.
+void* yield_parent(void* p) {
+  fiber_t a = spawn(yield_waiter, p), b = spawn(flag_setter, p);  // queued a, b (FIFO)
   EXPECT_NE(a, 0u);
   EXPECT_NE(b, 0u);
   join(a);
   join(b);
+  return nullptr;
+}
+
+int yields_until_flag() {
+  yield_wait w;
+  join(spawn(yield_parent, &w));
   return w.calls.load();
 }
 

@@ -73,6 +73,19 @@ inline int thread_count() {
   return n;
 }
 
+// thread_count() once it reaches `want`, or whatever it is after `max_ms`:
+// pthread_join returns when the kernel clears the thread's tid, which comes
+// before the thread leaves the group's count, so a count read right after a
+// join may still include the joined thread.
+inline int thread_count_settles_at(int want, int max_ms = 2000) {
+  int n = thread_count();
+  for (int i = 0; i < max_ms && n != want; ++i) {
+    usleep(1000);
+    n = thread_count();
+  }
+  return n;
+}
+
 #define FIBER_SKIP_WITHOUT_PREEMPTION()                                   \
   do {                                                                    \
     if (!::fiber_test::kPreemptive) GTEST_SKIP() << "cooperative build"; \
