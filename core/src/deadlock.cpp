@@ -51,6 +51,7 @@
 
 #include "fiber/detail/deadlock_rules.hpp"
 #include "fiber/detail/mutex.hpp"
+#include "offload.hpp"
 #include "poller.hpp"
 #include "runtime.hpp"
 #include "sys_write.hpp"
@@ -130,9 +131,11 @@ struct native_src {
     return any;
   }
   long internal_threads() noexcept {
-    // The poller (poller.hpp) outlives runtimes, so it is not in rt's census.
+    // The poller (poller.hpp) and the offload pool (offload.hpp) outlive
+    // runtimes, so they are not in rt's census.  A fiber waiting for a pool
+    // thread is parked with kind io (io_waiting above vetoes the verdict).
     return static_cast<long>(rt.internal_threads.load(std::memory_order_relaxed))  // relaxed: a census
-           + io_poller_threads();
+           + io_poller_threads() + offload_threads();
   }
   long process_threads() noexcept { return fiber::detail::process_threads(); }
   bool skip_thread_check() noexcept {

@@ -11,6 +11,8 @@ namespace fiber::detail {
 // gone: the child gets plain blocking calls) and the test knob
 // FIBER_KNOB_NO_IO_INTERPOSE is off.
 bool io_interposing() noexcept;
+// The same without the knob: the explicit API (fiber_read, fiber_offload...).
+bool io_explicit_ok() noexcept;
 
 // The fiber half of clock_nanosleep (interpose_sleep.cpp): an error number.
 int fiber_clock_sleep(clockid_t clk, int flags, const struct timespec* req) noexcept;

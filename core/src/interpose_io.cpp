@@ -28,6 +28,7 @@
 #include "io_fiber.hpp"
 #include "io_interrupt.hpp"
 #include "io_real.hpp"
+#include "offload.hpp"
 #include "poller.hpp"
 #include "runtime.hpp"
 
@@ -46,6 +47,7 @@ void in_child() noexcept {
     intr_forget_in_child();  // the parent's parked fibers' registry (io_interrupt.hpp)
   }
   io_poller_forget();
+  offload_forget();
 }
 
 __attribute__((constructor)) void install_atfork() { pthread_atfork(nullptr, nullptr, in_child); }
@@ -55,6 +57,8 @@ bool explicit_ok() noexcept {
   return !g_forked.load(std::memory_order_relaxed) && current_fiber() != nullptr;  // relaxed: as above
 }
 }  // namespace
+
+bool io_explicit_ok() noexcept { return explicit_ok(); }
 
 bool io_interposing() noexcept {
   if (knobs.no_io_interpose.load(std::memory_order_relaxed)) return false;  // relaxed: a test knob

@@ -46,6 +46,7 @@
 #include "io_fiber.hpp"
 #include "io_interrupt.hpp"
 #include "io_real.hpp"
+#include "offload.hpp"
 #include "poller.hpp"
 
 namespace fiber::detail {
@@ -104,7 +105,9 @@ int r_connect(int fd, const struct sockaddr* a, socklen_t l) {
 
 // ---- descriptor kind hints ---------------------------------------------------
 
-constexpr unsigned char kUnknown = 0, kSocket = 1, kOther = 2;  // descriptor kinds
+// kOther: neither a socket nor a regular file (a pipe, a tty...); kFile: a
+// regular file or block device, which epoll cannot watch (io_file.cpp).
+constexpr unsigned char kUnknown = 0, kSocket = 1, kOther = 2, kFile = 3;  // descriptor kinds
 constexpr int kHints = 1 << 16;
 std::atomic<unsigned char> g_kind[kHints];
 
@@ -235,6 +238,13 @@ bool regular_file(int fd) noexcept {
   return fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
 }
 
+bool maybe_socket(int fd) noexcept {
+  unsigned char k = kind_of(fd);
+  return k == kUnknown || k == kSocket;
+}
+// After ENOTSOCK: a regular file (its reads go to io_file.cpp) or not.
+void not_a_socket(int fd) noexcept { set_kind(fd, regular_file(fd) ? kFile : kOther); }
+
 // Advances iov[*first..cnt) by `by` bytes (a partial vectored write).
 void advance(struct iovec* iov, int cnt, int* first, std::size_t by) noexcept {
   while (*first < cnt && by >= iov[*first].iov_len) by -= iov[(*first)++].iov_len;
@@ -280,14 +290,18 @@ int r_close(int fd) noexcept {
 // ---- the calls ---------------------------------------------------------------
 
 ssize_t fio_read(int fd, void* buf, std::size_t n) noexcept {
-  if (kind_of(fd) != kOther) {
+  if (maybe_socket(fd)) {
     ssize_t r = park_loop(fd, io_dir::in, SO_RCVTIMEO,
                           [&](bool b) { return r_recvfrom(fd, buf, n, b ? 0 : MSG_DONTWAIT, nullptr, nullptr); });
     if (r >= 0 || fresh_errno() != ENOTSOCK) {
       set_kind(fd, kSocket);
       return r;
     }
-    set_kind(fd, kOther);
+    not_a_socket(fd);
+  }
+  if (kind_of(fd) == kFile) {
+    struct iovec v{buf, n};
+    return fio_file_readv(fd, &v, 1);
   }
   return park_loop(fd, io_dir::in, 0,
                    [&](bool b) { return b || poll_ready(fd, POLLIN) ? r_read(fd, buf, n) : would_block(); });
@@ -295,7 +309,7 @@ ssize_t fio_read(int fd, void* buf, std::size_t n) noexcept {
 
 ssize_t fio_write(int fd, const void* buf, std::size_t n) noexcept {
   const char* p = static_cast<const char*>(buf);
-  if (kind_of(fd) != kOther) {
+  if (maybe_socket(fd)) {
     ssize_t r = write_all(fd, n, SO_SNDTIMEO, [&](std::size_t off, bool b) {
       return r_sendto(fd, p + off, n - off, b ? 0 : MSG_DONTWAIT, nullptr, 0);
     });
@@ -303,7 +317,7 @@ ssize_t fio_write(int fd, const void* buf, std::size_t n) noexcept {
       set_kind(fd, kSocket);
       return r;
     }
-    set_kind(fd, kOther);
+    not_a_socket(fd);
   }
   std::size_t piece = n > PIPE_BUF && regular_file(fd) ? n : PIPE_BUF;
   return write_all(fd, n, 0, [&](std::size_t off, bool b) {
@@ -313,28 +327,29 @@ ssize_t fio_write(int fd, const void* buf, std::size_t n) noexcept {
 }
 
 ssize_t fio_readv(int fd, const struct iovec* iov, int cnt) noexcept {
-  if (kind_of(fd) != kOther) {
+  if (maybe_socket(fd)) {
     struct msghdr m{};
     m.msg_iov = const_cast<struct iovec*>(iov);
     m.msg_iovlen = static_cast<std::size_t>(cnt > 0 ? cnt : 0);
     if (cnt < 0) return r_readv(fd, iov, cnt);  // EINVAL from the kernel
     ssize_t r = fio_recvmsg(fd, &m, 0);
     if (r >= 0 || fresh_errno() != ENOTSOCK) return r;
-    set_kind(fd, kOther);
+    not_a_socket(fd);
   }
+  if (kind_of(fd) == kFile) return fio_file_readv(fd, iov, cnt);
   return park_loop(fd, io_dir::in, 0,
                    [&](bool b) { return b || poll_ready(fd, POLLIN) ? r_readv(fd, iov, cnt) : would_block(); });
 }
 
 ssize_t fio_writev(int fd, const struct iovec* iov, int cnt) noexcept {
   if (cnt < 0 || cnt > IOV_MAX) return r_writev(fd, iov, cnt);  // EINVAL from the kernel
-  if (kind_of(fd) != kOther) {
+  if (maybe_socket(fd)) {
     struct msghdr m{};
     m.msg_iov = const_cast<struct iovec*>(iov);
     m.msg_iovlen = static_cast<std::size_t>(cnt);
     ssize_t r = fio_sendmsg(fd, &m, 0);
     if (r >= 0 || fresh_errno() != ENOTSOCK) return r;
-    set_kind(fd, kOther);
+    not_a_socket(fd);
   }
   std::size_t total = total_of(iov, cnt);
   if (total <= PIPE_BUF)  // one piece: atomic on a pipe, as writev is
@@ -479,4 +494,5 @@ void fio_renewed(int fd) noexcept {
 extern "C" __attribute__((visibility("default"))) void fiber_test_get_io_counters(fiber_test_io_counters_t* out) {
   out->slow_paths = fiber::detail::g_slow_paths.load(std::memory_order_relaxed);  // relaxed: a test counter
   out->sweeps = fiber::detail::io_sweeps();
+  out->offloads = fiber::detail::offload_jobs();
 }

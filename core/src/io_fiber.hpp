@@ -29,6 +29,9 @@ int fio_connect(int fd, const struct sockaddr* a, socklen_t l) noexcept;
 int fio_poll(struct pollfd* fds, nfds_t n, int timeout_ms) noexcept;
 int fio_select(int nfds, fd_set* r, fd_set* w, fd_set* e, struct timeval* tv) noexcept;
 int fio_epoll_wait(int ep, struct epoll_event* evs, int max, int timeout_ms) noexcept;
+// A regular file (io_file.cpp): RWF_NOWAIT from the page cache, else the
+// plain readv on the offload pool (offload.hpp).
+ssize_t fio_file_readv(int fd, const struct iovec* iov, int cnt) noexcept;
 void fio_closed(int fd) noexcept;  // after close(fd): wake its waiters, forget its hint and facts
 void fio_renewed(int fd) noexcept; // a new descriptor took the number: forget its hint and facts
 

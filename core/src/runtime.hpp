@@ -312,6 +312,7 @@ struct knobs_t {
   std::atomic<bool> no_signal_interrupt{false};  // program signals interrupt no parked call (io_interrupt.cpp)
   std::atomic<bool> no_futex_interpose{false};  // interpose_futex.cpp: syscall() passes every futex call through
   std::atomic<bool> mutex_no_spin{false};  // mutexes park at once (native_seam.cpp spin_useful)
+  std::atomic<bool> no_offload{false};  // offload.cpp: calls with no readiness path run on the KLT
 };
 extern knobs_t knobs;
 

@@ -166,12 +166,25 @@ int fiber_sleep_ns(uint64_t ns);           /* parks the fiber, not its KLT */
  * usleep and sleep when a fiber calls them (interposed by libfiber); these
  * explicit forms work even where the interposition does not reach (a call
  * made inside libc, a program that binds libc's symbols directly).
- * Regular files have no readiness: reading one blocks the KLT (as read does).
+ * Regular files have no readiness: a read whose pages are not in the page
+ * cache (and fsync, fdatasync, getaddrinfo) runs on the offload pool below
+ * while the fiber parks; buffered writes to a regular file run on the KLT.
  * Example:  char b[64]; ssize_t n = fiber_read(sock, b, sizeof b); */
 struct pollfd;
 ssize_t fiber_read(int fd, void *buf, size_t n);        /* as read(2) */
 ssize_t fiber_write(int fd, const void *buf, size_t n); /* as write(2), all of buf */
 int fiber_poll(struct pollfd *fds, unsigned long nfds, int timeout_ms); /* as poll(2) */
+
+/* A blocking call the runtime cannot park on (a library's own blocking call,
+ * a disk wait): fiber_offload runs fn(arg) on a pool OS thread while the
+ * calling fiber parks, and the KLT runs the other fibers meanwhile.  *result
+ * (if result is not NULL) gets fn's return value; errno is carried both
+ * ways, as if fn had run in the fiber.  fn must not call the fiber API (it
+ * runs on an OS thread).  Returns 0, or EINVAL if fn is NULL.  From an OS
+ * thread or a forked child fn runs inline.  The pool grows on demand to 64
+ * threads (then jobs queue).
+ * Example:  void *r; fiber_offload(lookup_user, name, &r); */
+int fiber_offload(void *(*fn)(void *), void *arg, void **result);
 
 /* --- preemption control (beyond the contract) ----------------------------- */
 /* A section in which the calling fiber is not preempted (nests).  A tick that

@@ -2,7 +2,8 @@
 //
 // What it does: fiber::runtime starts the KLTs (RAII: its destructor waits
 // for every fiber and shuts down); fiber::thread runs a callable on a fiber
-// like std::thread; fiber::this_fiber mirrors std::this_thread.  Mutex,
+// like std::thread; fiber::this_fiber mirrors std::this_thread;
+// fiber::offload runs a blocking callable on the offload pool.  Mutex,
 // condition variable, semaphore and barrier are in the headers included at
 // the end.
 //
@@ -30,6 +31,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <system_error>
 #include <thread>
@@ -179,6 +181,37 @@ void sleep_until(const std::chrono::time_point<Clock, Duration>& t) {
   for (auto now = Clock::now(); now < t; now = Clock::now()) sleep_for(t - now);
 }
 }  // namespace this_fiber
+
+// Runs f() on the offload pool while the calling fiber parks (fiber_offload
+// in fiber.h: for a blocking call the runtime cannot park on).  Returns what
+// f returns; an exception f throws is rethrown here.  From an OS thread f
+// runs inline.  f runs on an OS thread: it must not use the fiber API.
+// Example:  auto addr = fiber::offload([&] { return blocking_lookup(name); });
+template <class F>
+auto offload(F&& f) -> std::invoke_result_t<F&> {
+  using R = std::invoke_result_t<F&>;
+  struct call {
+    F* f;
+    std::optional<std::conditional_t<std::is_void_v<R>, char, R>> ret;  // unused for void
+    std::exception_ptr error;
+    static void* run(void* p) {
+      auto* c = static_cast<call*>(p);
+      try {
+        if constexpr (std::is_void_v<R>) {
+          (*c->f)();
+        } else {
+          c->ret.emplace((*c->f)());
+        }
+      } catch (...) {
+        c->error = std::current_exception();
+      }
+      return nullptr;
+    }
+  } c{&f, {}, nullptr};
+  fiber_offload(&call::run, &c, nullptr);  // 0: the function is not null
+  if (c.error) std::rethrow_exception(c.error);
+  if constexpr (!std::is_void_v<R>) return std::move(*c.ret);
+}
 
 }  // namespace fiber
 

@@ -39,7 +39,9 @@ enum fiber_test_knob {
      they act only while tracing is on (FIBER_TRACE): */
   FIBER_KNOB_TRACE_LOSE_WAKE = 17, /* the wake of a fiber in a timed park is lost; its timeout wakes it */
   FIBER_KNOB_TRACE_NO_COMMIT = 18, /* a park is never committed: the fiber is requeued at once (spins) */
-  FIBER_KNOB_MUTEX_NO_SPIN = 19 /* fiber mutexes never spin before parking (Seam::spin_useful) */
+  FIBER_KNOB_MUTEX_NO_SPIN = 19, /* fiber mutexes never spin before parking (Seam::spin_useful) */
+  FIBER_KNOB_NO_OFFLOAD = 20 /* calls with no readiness path (fsync, uncached file reads, getaddrinfo,
+                                fiber_offload) run on the calling KLT instead of the pool */
 };
 void fiber_test_set_knob(int knob, int on);
 
@@ -58,6 +60,7 @@ void fiber_test_get_stack_counters(fiber_test_stack_counters_t *out);
 typedef struct fiber_test_io_counters_s {
   uint64_t slow_paths;
   uint64_t sweeps;
+  uint64_t offloads; /* calls run on the offload pool (core/src/offload.cpp) */
 } fiber_test_io_counters_t;
 void fiber_test_get_io_counters(fiber_test_io_counters_t *out);
 
