@@ -14,6 +14,9 @@
   fiberctl bench [run.py options]     Release build, benchmark suite (bench/run.py),
                                       then issue 12's: echo (all servers), blocking locks
   fiberctl report                     figures, tables and the paper (papers/)
+  fiberctl mutants [--families F] [--only IDS] [--match RX] ...
+                                      every mutant (tools/mutants/*.patch) through every
+                                      check family; kill matrix in papers/results/mutants.md
   fiberctl deps | asan | ubsan | tsan | models-long | models-exhaustive | campaign ARGS
 
 Every long step shows progress with an ETA; what each run measured is kept
@@ -463,6 +466,14 @@ def parser():
     for tier in ("long", "exhaustive"):  # the older spellings of check --tier long|exhaustive
         p = sub.add_parser("models-" + tier, help="same as: check --tier " + tier)
         p.set_defaults(tier=tier, model=None, case=None, no_mutants=True, jobs=JOBS, progress=10)
+    p = sub.add_parser("mutants", help="the kill matrix: every mutant through every check family",
+                       usage="fiberctl mutants [--families unit,trace,prop,stress,model] [--only IDS] "
+                             "[--match RX] [--force] [--stop-after-kill]",
+                       description="Runs tools/mutate.py run (resumable: cells already in "
+                                   "papers/results/mutants.jsonl are skipped unless --force), then "
+                                   "tools/mutate.py report (papers/results/mutants.md).  A campaign of "
+                                   "hours on 2 cores: select with --match core/src or --only.")
+    p.add_argument("args", nargs=argparse.REMAINDER)
     p = sub.add_parser("campaign", help="tools/model_campaign.py: long searches split into jobs")
     p.add_argument("args", nargs=argparse.REMAINDER)
     return ap
@@ -473,7 +484,9 @@ def main():
     argv = sys.argv[1:]
     if argv[:1] == ["bench"] and {"-h", "--help"} & set(argv[1:2]):
         return bench_help()  # fiberctl's words, then run.py's options
-    if argv[:1] and argv[0] in ("demo", "bench", "report", "campaign") and not {"-h", "--help"} & set(argv[1:2]):
+    if argv[:1] == ["mutants"] and {"-h", "--help"} & set(argv[1:2]):
+        ap.parse_args(["mutants", "--help"])  # fiberctl's words
+    if argv[:1] and argv[0] in ("demo", "bench", "report", "campaign", "mutants") and not {"-h", "--help"} & set(argv[1:2]):
         # Everything after the command goes to the program it runs (spin_demo,
         # bench/run.py, report.py, model_campaign.py) as given.
         a, extra = argparse.Namespace(cmd=argv[0], args=[x for x in argv[1:] if x != "--"]), []
@@ -503,6 +516,11 @@ def main():
         return cmd_report(a)
     elif a.cmd in ("asan", "ubsan", "tsan"):
         cmd_sanitizer(a.cmd)
+    elif a.cmd == "mutants":
+        rc = subprocess.run([sys.executable, "tools/mutate.py", "run"] + a.args).returncode
+        subprocess.run([sys.executable, "tools/mutate.py", "report"], stdout=subprocess.DEVNULL)
+        say("kill matrix: papers/results/mutants.md")
+        return rc
     elif a.cmd == "campaign":
         return subprocess.run([sys.executable, "tools/model_campaign.py"] + a.args).returncode
     return 0

@@ -88,7 +88,7 @@ for r in rows:
     total = sum(1 for m in mut if m[1] == r["model"] and m[2] == r["case"])
     L.append(f"| {r['model']} | {r['case']}: {r['what']} | {search_label(r)} | {r['threads']} | {r['iters']} | "
              f"{r['time_ms']} | {r['verdict']} | {caught}/{total} |")
-L += ["", "## Mutants (planted bugs, models/mutants.cmake)", "",
+L += ["", "## Mutants (planted bugs with model cases, tools/mutants/*.patch)", "",
       "| mutant | model | case | caught | verdict | by search | iterations |", "|---|---|---|---|---|---|---|"]
 for mid, model, case, ok, f in mut:
     L.append(f"| {mid} | {model} | {case} | {'yes' if ok else '**NO**'} | "

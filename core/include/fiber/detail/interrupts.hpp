@@ -2,7 +2,7 @@
 // interrupts, without losing the interrupt (the protocol behind EINTR in
 // fibers: core/src/io_interrupt.cpp, papers/design.md 14.6).  Written over
 // the seam; checked by models/interrupts.cpp with planted bugs in
-// models/mutants.cmake.
+// tools/mutants/.
 //
 // Stamps: epoch_ counts handled arrivals; an arrival numbered e records e in
 // any_[S] (it interrupts calls that are never restarted) and, when its handler

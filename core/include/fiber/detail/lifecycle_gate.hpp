@@ -39,7 +39,7 @@
 //      OS thread may be parked in fiber_join on a fiber shutdown waits for.
 //
 // One closer at a time (fiber_shutdown holds its init mutex).  Model-checked
-// in models/lifecycle.cpp (mutants in models/mutants.cmake: lifecycle_*).
+// in models/lifecycle.cpp (mutants in tools/mutants/: lifecycle_*).
 #pragma once
 
 #include <cstdint>

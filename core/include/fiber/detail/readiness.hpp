@@ -34,7 +34,7 @@
 //        spurious wake-up.
 //
 // Checked by models/readiness.cpp (Relacy) with planted bugs in
-// models/mutants.cmake.
+// tools/mutants/.
 #pragma once
 
 #include <cstdint>
