@@ -144,6 +144,8 @@ def run_family(fam, meta, w, a, limits):
     open(log, "w").close()
     if fam == "model":
         b = os.path.join(w, "build-models")
+        if meta and not any(r.startswith("core/include/") for r, _ in meta["files"]):
+            return "n/a", "", 0.0  # models compile core/include only
         if meta and meta["models"]:
             rc, _, _ = sh(["ninja", "-C", b, "mutant_" + meta["id"]], log)
             if rc != 0:
