@@ -214,7 +214,7 @@ def cmd_run(argv):
     native = [f for f in fams if f != "model"]
     if native:
         configure(os.path.join(w, "build-native"), src, False)
-    if "model" in fams:
+    if "model" in fams and any(r.startswith("core/include/") for m in ms for r, _ in m["files"]):
         configure(os.path.join(w, "build-models"), src, True)
     # Baseline: every family green on the unmutated copy, timed; a family's
     # limit for a mutant is 3x its baseline plus two minutes (a hang is a weak kill).
@@ -222,6 +222,8 @@ def cmd_run(argv):
     for f in fams:
         if f == "model":
             b = os.path.join(w, "build-models")
+            if not any(r.startswith("core/include/") for m in ms for r, _ in m["files"]):
+                continue  # every selected mutant is n/a for the models
             say("baseline model: building the models (once)")
             sh(["ninja", "-C", b] + model_targets(b), os.path.join(w, "logs", "baseline.model-build.log"))
             limits[f] = 1800
