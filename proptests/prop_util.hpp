@@ -119,12 +119,48 @@ struct quiet_listener : rc::detail::TestListener {
   void onTestFinished(const rc::detail::TestMetadata&, const rc::detail::TestResult&) override {}
 };
 
+// FIBER_PROP_TRACE_DIR: the shrunk counterexample's run as a trace.
+inline void write_counterexample_trace(const std::string& id, const std::string& why) {
+  const char* dir = std::getenv("FIBER_PROP_TRACE_DIR");
+  const sim_trace& rec = sim_trace::get();
+  if (dir == nullptr || !rec.have_fail) return;
+  if (rec.last_fail.events.empty()) {
+    std::cout << "  (no trace: the simulator recorded no scheduling event in this property)\n";
+    return;
+  }
+  std::string name = id;
+  for (char& c : name)
+    if (c == '/') c = '_';
+  const std::string path = std::string(dir) + "/" + name + ".json";
+  if (!write_sim_trace(path, rec.last_fail, id, why)) ADD_FAILURE() << "cannot write " << path;
+  else
+    std::cout << "  trace: " << path << " (" << rec.last_fail.schedule_steps << " schedule steps, "
+              << rec.last_fail.drain_steps << " drain steps, " << rec.last_fail.events.size() << " events)\n";
+}
+
 // A planted-bug control passes only if RapidCheck finds a counterexample;
 // it prints the shrunk one so a reader sees the minimal schedule.
+// Also keeps the simulator's record of the last failing case, the shrunk
+// counterexample's run (sim_trace.hpp), and with FIBER_PROP_TRACE_DIR set
+// writes it as a trace: <dir>/<Suite_Name>.json.
 template <class Testable>
 void expect_counterexample(const std::string& id, int max_success, Testable&& t) {
   quiet_listener quiet;
-  const auto r = run_property(id, max_success, std::forward<Testable>(t), quiet);
+  sim_trace& rec = sim_trace::get();
+  rec.have_fail = false;
+  auto recorded = [&t, &rec] {
+    rec.begin_case();
+    try {
+      t();
+    } catch (const rc::detail::CaseResult& c) {
+      if (c.type == rc::detail::CaseResult::Type::Failure) rec.note_failure();
+      throw;
+    } catch (...) {
+      rec.note_failure();
+      throw;
+    }
+  };
+  const auto r = run_property(id, max_success, recorded, quiet);
   if (!r.template is<rc::detail::FailureResult>()) {
     std::ostringstream ss;
     rc::detail::printResultMessage(r, ss);
@@ -145,6 +181,7 @@ void expect_counterexample(const std::string& id, int max_success, Testable&& t)
   };
   for (const auto& [type, value] : f.counterExample) std::cout << "  " << indent(value) << "\n";
   std::cout << "  -> expected failure: " << indent(why) << "\n";
+  write_counterexample_trace(id, why);
 }
 
 }  // namespace fiber_sim

@@ -98,6 +98,7 @@ inline void note_assert(const char* cond, const char* msg, const char* file, int
 
 #include "fiber/detail/policy.hpp"
 #include "fiber/detail/timer_heap.hpp"
+#include "sim_trace.hpp"
 
 namespace fiber_sim {
 

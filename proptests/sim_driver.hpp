@@ -50,9 +50,12 @@ class sim {
       : sc_(sc), checks_(checks), nklts_(sc.nklts), policy_(sc.nklts), cur_(sc.nklts, nullptr),
         asleep_(sc.nklts, 0), idled_(sc.nklts, 0) {
     pending_assert().clear();
+    sim_record& r = sim_trace::get().cur;  // sim_trace.hpp: this run's events
+    if (r.nklts < nklts_) r.nklts = nklts_;
   }
   // One step given by the caller (a property that builds its own schedule).
   void step_once(const step& s) {
+    ++sim_trace::get().cur.schedule_steps;
     do_step(s);
     audit();
   }
@@ -61,6 +64,7 @@ class sim {
 
   void run_schedule() {
     for (step_ = 0; step_ < sc_.steps.size(); ++step_) {
+      ++sim_trace::get().cur.schedule_steps;
       do_step(sc_.steps[step_]);
       audit();
     }
@@ -144,6 +148,9 @@ class sim {
     f.bound = others_runnable(f);
     f.new_klt = h == how::created ? k : kNoKlt;
     f.pinned_to = h == how::preempted && !policy_.opts().migrate_preempted ? k : kNoKlt;
+    static constexpr sim_event::kind kEvent[] = {sim_event::create, sim_event::yield, sim_event::preempt,
+                                                 sim_event::wake};
+    sim_trace::get().add(kEvent[static_cast<int>(h)], k, f.id);
     bool notify = false;
     switch (h) {
       case how::created: notify = policy_.on_new(&f, k); break;
@@ -159,6 +166,7 @@ class sim {
     for (unsigned j = 0; j < nklts_; ++j)
       if (asleep_[j]) {
         asleep_[j] = 0;
+        sim_trace::get().add(sim_event::idle_wake, j);
         return;
       }
   }
@@ -183,7 +191,9 @@ class sim {
     if (asleep_[k]) return;  // kIdle
     if (sim_fiber* f = cur_[k]) exec(*f, k); else pick(k);
   }
-  void leave(sim_fiber& f, unsigned k, fstate s) {
+  void leave(sim_fiber& f, unsigned k, fstate s, unsigned long long obj = 0) {
+    sim_trace::get().add(s == fstate::blocked ? sim_event::park
+                         : s == fstate::sleeping ? sim_event::sleep : sim_event::exit, k, f.id, obj);
     f.state = s;
     f.klt = kNoKlt;
     cur_[k] = nullptr;
@@ -230,6 +240,7 @@ sim_fiber* sim<P, H>::pick(unsigned k, sim_fiber* leaving, how h) {
         fail("I-R6: k" + std::to_string(k) + " found no work it may take, but has_work(k" +
              std::to_string(k) + ") keeps it awake (it would spin)");
       asleep_[k] = 1;
+      sim_trace::get().add(sim_event::idle_sleep, k);
     }
     return nullptr;
   }
@@ -254,6 +265,7 @@ sim_fiber* sim<P, H>::pick(unsigned k, sim_fiber* leaving, how h) {
   f->pinned_to = kNoKlt;
   f->new_klt = kNoKlt;
   cur_[k] = f;
+  sim_trace::get().add(sim_event::run, k, f->id);
   picks_.emplace_back(k, f->id);
   return f;
 }
@@ -298,7 +310,7 @@ void sim<P, H>::exec(sim_fiber& f, unsigned k) {
     case act::wait:
       if (permits_[o] != 0) { --permits_[o]; break; }
       waiters_[o].push_back(&f);
-      leave(f, k, fstate::blocked);
+      leave(f, k, fstate::blocked, o);
       break;
     case act::wake:
       if (waiters_[o].empty()) { ++permits_[o]; break; }
@@ -313,6 +325,7 @@ void sim<P, H>::exec(sim_fiber& f, unsigned k) {
 template <class P, class H>
 void sim<P, H>::advance(std::uint64_t t) {
   now_ = t;
+  sim_trace::get().add(sim_event::clock, kNoKlt, 0, t);
   while (sim_fiber* f = heap_.pop_expired(now_)) {
     if (f->state != fstate::sleeping)
       fail("I-T2: the timer heap returned " + fib(*f) + ", which is " + name(f->state));
@@ -481,6 +494,7 @@ void sim<P, H>::drain() {
     bool busy = false;
     for (unsigned k = 0; k < nklts_; ++k) {
       busy |= cur_[k] != nullptr;
+      ++sim_trace::get().cur.drain_steps;
       run_klt(k);
       busy |= cur_[k] != nullptr;
       audit();
