@@ -27,6 +27,7 @@
 //   queue  one dequeue in 32 that finds two or more items returns the second.
 #include <fiber/detail/testing.h>
 #include <fiber/fiber.h>
+#include <fiber/stats.h>
 #include <getopt.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -71,9 +72,11 @@ struct bounded_queue {
   std::int64_t ring[kQueueCap] = {};  // guarded by mu
   unsigned head = 0, size = 0;        // guarded by mu
   unsigned deqs = 0;                  // guarded by mu: counts dequeues for the planted bug
+  std::uint64_t full_waits = 0, empty_waits = 0;  // guarded by mu: ops that found it full/empty
 
   void enq(std::int64_t v) {
     fiber_mutex_lock(&mu);
+    full_waits += size == kQueueCap;
     while (size == kQueueCap) fiber_cond_wait(&not_full, &mu);
     ring[(head + size++) % kQueueCap] = v;
     fiber_cond_signal(&not_empty);
@@ -81,6 +84,7 @@ struct bounded_queue {
   }
   std::int64_t deq() {
     fiber_mutex_lock(&mu);
+    empty_waits += size == 0;
     while (size == 0) fiber_cond_wait(&not_empty, &mu);
     std::int64_t v = ring[head];
     if (g_opt.plant == kQueue && ++deqs % 32 == 0 && size >= 2) {  // planted: out of order
@@ -107,6 +111,7 @@ bounded_queue g_queue;
 object_state g_objs[kObjects];
 std::uint64_t g_t0 = 0;  // run start (CLOCK_MONOTONIC ns), written before the workers exist
 std::atomic<std::size_t> g_done{0};  // workers finished
+std::uint64_t g_preemptions = 0;     // read from fiber_get_stats before the shutdown
 
 struct worker_ctx {
   obj_id obj;
@@ -115,12 +120,23 @@ struct worker_ctx {
   std::mt19937_64 rng;
 };
 
-// A critical section or hold of random length: mostly short, sometimes long
-// enough for a 100 us quantum to preempt the holder.
+// A critical section or hold of random length: none (half the time), a yield
+// (a quarter: another fiber of the KLT runs while the object is held), a short
+// spin, or a spin longer than a 100 us quantum, so that the holder is preempted
+// while it holds.  The yields and preemptions are what make ops overlap.
 void hold(std::mt19937_64& rng) {
-  const unsigned r = static_cast<unsigned>(rng() % 64);
-  const std::uint64_t ns = r < 40 ? 0 : r < 60 ? 2000 : 60000;
+  const unsigned r = static_cast<unsigned>(rng() % 16);
+  if (r < 8) return;
+  if (r < 12) {
+    fiber_yield();
+    return;
+  }
+  const std::uint64_t ns = r < 15 ? 5000 : 150000;
+  // Mostly in this program's code between clock reads: a tick that lands in
+  // the vDSO's clock_gettime is refused (PC not on the allow-list).
   for (const std::uint64_t until = lin::now_ns() + ns; lin::now_ns() < until;) {
+    for (volatile unsigned i = 0; i < 2000; i = i + 1) {
+    }
   }
 }
 
@@ -189,7 +205,7 @@ void queue_iter(worker_ctx& w, std::uint64_t seq) {
   std::uint64_t t = lin::now_ns();
   g_queue.enq(v);
   w.rec->add(t, kQueue, lin::op::enq, v, 0);
-  if (w.rng() % 4 == 0) hold(w.rng);
+  hold(w.rng);  // the value is "in hand": others fill or drain the queue meanwhile
   t = lin::now_ns();
   const std::int64_t got = g_queue.deq();
   w.rec->add(t, kQueue, lin::op::deq, 0, got);
@@ -333,7 +349,10 @@ int write_history() {
     std::printf("FAIL: cannot write %s: %s\n", path.c_str(), std::strerror(errno));
     return 1;
   }
-  std::printf("lin: %ld ops written to %s\n", n, path.c_str());
+  std::printf("lin: %ld ops written to %s; %llu preemptions; queue found full %llu, empty %llu times\n", n,
+              path.c_str(), static_cast<unsigned long long>(g_preemptions),
+              static_cast<unsigned long long>(g_queue.full_waits),
+              static_cast<unsigned long long>(g_queue.empty_waits));
   return 0;
 }
 
@@ -375,6 +394,8 @@ int main(int argc, char** argv) {
     }
   }
   progress(ids);
+  fiber_stats_t st;
+  if (fiber_get_stats(&st) == 0) g_preemptions = st.preemptions;
   fiber_shutdown();
   return write_history();
 }
