@@ -10,8 +10,13 @@
 //          (20-200 us) take a permit that is posted back after a random hold;
 //          now and then a post followed by a wait.
 //   queue  a bounded FIFO (capacity kQueueCap) built from one fiber mutex and
-//          two fiber condvars: each worker enqueues a value unique to the run
-//          and then dequeues one (so every blocked op is eventually served).
+//          two fiber condvars, holding kQueuePrefill values (enqueued and
+//          recorded by main) before the workers start: even workers enqueue a
+//          value unique to the run and then dequeue one, odd workers dequeue
+//          first.  The queue holds prefill + (enqueue-first workers between
+//          their two ops) - (dequeue-first workers between theirs) values, so
+//          with 0 < prefill < capacity it can be found full and found empty but
+//          never leaves every worker blocked.
 // Workers run in rounds of --round iterations separated by a fiber barrier per
 // object; the rounds are paced so that the run lasts about --seconds.  Between
 // rounds no op of that object is pending, so the checker finds a quiescent cut
@@ -48,6 +53,7 @@ namespace {
 
 constexpr unsigned kSemInit = 2;   // permits of the semaphore
 constexpr unsigned kQueueCap = 4;  // bounded queue capacity (a larger one widens the search)
+constexpr unsigned kQueuePrefill = 2;  // values in the queue before the workers start
 enum obj_id : std::uint8_t { kMutex, kSem, kQueue, kObjects };
 const char* const kObjNames[kObjects] = {"mutex", "sem", "queue"};
 
@@ -74,16 +80,20 @@ struct bounded_queue {
   unsigned deqs = 0;                  // guarded by mu: counts dequeues for the planted bug
   std::uint64_t full_waits = 0, empty_waits = 0;  // guarded by mu: ops that found it full/empty
 
-  void enq(std::int64_t v) {
+  // slow: yield once inside the critical section, as a slower queue would be
+  // descheduled there; the other ops then wait for mu, so op intervals overlap.
+  void enq(std::int64_t v, bool slow) {
     fiber_mutex_lock(&mu);
+    if (slow) fiber_yield();
     full_waits += size == kQueueCap;
     while (size == kQueueCap) fiber_cond_wait(&not_full, &mu);
     ring[(head + size++) % kQueueCap] = v;
     fiber_cond_signal(&not_empty);
     fiber_mutex_unlock(&mu);
   }
-  std::int64_t deq() {
+  std::int64_t deq(bool slow) {
     fiber_mutex_lock(&mu);
+    if (slow) fiber_yield();
     empty_waits += size == 0;
     while (size == 0) fiber_cond_wait(&not_empty, &mu);
     std::int64_t v = ring[head];
@@ -200,15 +210,28 @@ void sem_iter(worker_ctx& w) {
   sem_post_recorded(w);
 }
 
+std::int64_t queue_value(unsigned index, std::uint64_t seq) {
+  return static_cast<std::int64_t>((static_cast<std::uint64_t>(index) + 1) << 32 | seq);  // unique
+}
+void enq_recorded(lin::recorder& rec, std::int64_t v, bool slow) {
+  const std::uint64_t t = lin::now_ns();
+  g_queue.enq(v, slow);
+  rec.add(t, kQueue, lin::op::enq, v, 0);
+}
+void deq_recorded(lin::recorder& rec, bool slow) {
+  const std::uint64_t t = lin::now_ns();
+  const std::int64_t got = g_queue.deq(slow);
+  rec.add(t, kQueue, lin::op::deq, 0, got);
+}
+
 void queue_iter(worker_ctx& w, std::uint64_t seq) {
-  const auto v = static_cast<std::int64_t>((static_cast<std::uint64_t>(w.index) + 1) << 32 | seq);
-  std::uint64_t t = lin::now_ns();
-  g_queue.enq(v);
-  w.rec->add(t, kQueue, lin::op::enq, v, 0);
-  hold(w.rng);  // the value is "in hand": others fill or drain the queue meanwhile
-  t = lin::now_ns();
-  const std::int64_t got = g_queue.deq();
-  w.rec->add(t, kQueue, lin::op::deq, 0, got);
+  const bool deq_first = w.index % 2 == 1;
+  const unsigned slow = static_cast<unsigned>(w.rng() % 8);  // bit 0: first op, bit 1: second
+  if (deq_first) deq_recorded(*w.rec, slow & 1);
+  else enq_recorded(*w.rec, queue_value(w.index, seq), slow & 1);
+  hold(w.rng);  // a value "in hand" (or a slot): the others fill or drain the queue meanwhile
+  if (deq_first) enq_recorded(*w.rec, queue_value(w.index, seq), slow & 2);
+  else deq_recorded(*w.rec, slow & 2);
 }
 
 // --- workers ------------------------------------------------------------------------
@@ -356,6 +379,28 @@ int write_history() {
   return 0;
 }
 
+// One context and one recorder per worker; then main's prefill of the queue,
+// recorded as the ops of one more worker.
+void make_workers(std::vector<worker_ctx>& ctx) {
+  ctx.reserve(kObjects * g_opt.workers);
+  for (int o = 0; o < kObjects; ++o) {
+    if (!g_opt.objects[o]) continue;
+    fiber_barrier_init(&g_objs[o].rounds, nullptr, g_opt.workers);
+    for (unsigned i = 0; i < g_opt.workers; ++i) {
+      const auto index = static_cast<unsigned>(ctx.size());
+      auto* rec = new lin::recorder(index, 2 * std::size_t{g_opt.iters} + 2);
+      g_objs[o].recs.push_back(rec);
+      const std::uint64_t seed = lin::now_ns() ^ (0x9e3779b97f4a7c15ull * (index + 1));
+      ctx.push_back(worker_ctx{static_cast<obj_id>(o), index, rec, std::mt19937_64(seed)});
+    }
+  }
+  if (!g_opt.objects[kQueue]) return;
+  const auto index = static_cast<unsigned>(ctx.size());
+  auto* rec = new lin::recorder(index, kQueuePrefill);
+  g_objs[kQueue].recs.push_back(rec);
+  for (unsigned i = 0; i < kQueuePrefill; ++i) enq_recorded(*rec, queue_value(index, i), false);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -373,19 +418,9 @@ int main(int argc, char** argv) {
     std::printf("FAIL: fiber_init\n");
     return 1;
   }
+  g_t0 = lin::now_ns();  // before the prefill: every recorded time is after it
   std::vector<worker_ctx> ctx;
-  ctx.reserve(kObjects * g_opt.workers);
-  for (int o = 0; o < kObjects; ++o) {
-    if (!g_opt.objects[o]) continue;
-    fiber_barrier_init(&g_objs[o].rounds, nullptr, g_opt.workers);
-    for (unsigned i = 0; i < g_opt.workers; ++i) {
-      const auto index = static_cast<unsigned>(ctx.size());
-      auto* rec = new lin::recorder(index, 2 * std::size_t{g_opt.iters} + 2);
-      g_objs[o].recs.push_back(rec);
-      ctx.push_back(worker_ctx{static_cast<obj_id>(o), index, rec, std::mt19937_64(lin::now_ns() ^ (0x9e3779b97f4a7c15ull * (index + 1)))});
-    }
-  }
-  g_t0 = lin::now_ns();
+  make_workers(ctx);
   std::vector<fiber_t> ids(ctx.size());
   for (std::size_t i = 0; i < ctx.size(); ++i) {
     if (fiber_create(&ids[i], nullptr, worker_main, &ctx[i]) != 0) {
