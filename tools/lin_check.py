@@ -61,6 +61,15 @@ ESTR = {0: "0", errno.EBUSY: "EBUSY", errno.EPERM: "EPERM", errno.EDEADLK: "EDEA
         errno.EAGAIN: "EAGAIN", errno.ETIMEDOUT: "ETIMEDOUT"}
 
 
+def value(v):
+    """A queue value as stress_lin.cpp makes them: (worker + 1) << 32 | seq -> "worker:seq"."""
+    return "%d:%d" % ((v >> 32) - 1, v & 0xFFFFFFFF) if v >= 1 << 32 else str(v)
+
+
+def fmt_state(st):
+    return "[%s]" % ", ".join(value(v) for v in st) if isinstance(st, tuple) else repr(st)
+
+
 class Op:
     __slots__ = ("w", "op", "arg", "ret", "inv", "res", "prev", "line")
 
@@ -70,8 +79,8 @@ class Op:
         self.line = line
 
     def __str__(self):
-        ret = self.ret if self.op == "deq" else ESTR.get(self.ret, self.ret)
-        arg = "(%s)" % self.arg if self.op == "enq" or self.arg else ""
+        ret = value(self.ret) if self.op == "deq" else ESTR.get(self.ret, self.ret)
+        arg = "(%s)" % value(self.arg) if self.op == "enq" or self.arg else ""
         return "w%-3d %s%s -> %s  [%d, %d]" % (self.w, self.op, arg, ret, self.inv, self.res)
 
 
@@ -207,17 +216,22 @@ def search(win, spec, starts, budget):
 def witness(name, wi, win, spec, starts, deepest, out):
     depth, mask, st = deepest
     print("witness: object %s, window %d: %d ops from t=%d to t=%d, start state(s) %s"
-          % (name, wi, len(win), win[0].inv, max(o.res for o in win), sorted(starts, key=repr)[:4]), file=out)
+          % (name, wi, len(win), win[0].inv, max(o.res for o in win),
+             " or ".join(fmt_state(x) for x in sorted(starts, key=repr)[:4])), file=out)
     pending = [o for i, o in enumerate(win) if not (mask >> i) & 1]
     minres = min(o.res for o in pending)
     cands = [o for o in pending if o.inv <= minres]
-    print("  longest linearizable prefix: %d of %d ops, ending in state %r; then no candidate is legal:"
-          % (depth, len(win), st), file=out)
+    print("  longest linearizable prefix: %d of %d ops, ending in state %s; then no candidate is legal:"
+          % (depth, len(win), fmt_state(st)), file=out)
     for o in cands:
         print("    illegal next: %s" % o, file=out)
-    lo, hi = min(o.inv for o in cands), max(o.res for o in cands)
-    shown = [o for o in win if o.res >= lo and o.inv <= hi]
-    print("  ops overlapping those candidates (%d):" % len(shown), file=out)
+    # The stuck point: every candidate was invoked before the first pending op
+    # returned (at minres), and nothing else may come first.  Shown: the ops
+    # alive in that interval, linearized or not.
+    lo = min(o.inv for o in cands)
+    shown = [o for o in win if o.inv <= minres and o.res >= lo]
+    print("  ops alive between t=%d (first candidate invoked) and t=%d (first pending op returned):"
+          % (lo, minres), file=out)
     for o in shown[:40]:
         print("    %s%s" % (o, "" if o in pending else "   (linearized)"), file=out)
     if len(shown) > 40:
