@@ -152,16 +152,9 @@ void hold(std::mt19937_64& rng) {
 
 // --- one iteration per object ----------------------------------------------------------
 void mutex_iter(worker_ctx& w) {
+  const lin::op kind = w.rng() % 5 < 3 ? lin::op::lock : lin::op::trylock;
   std::uint64_t t = lin::now_ns();
-  int rc;
-  lin::op kind;
-  if (w.rng() % 5 < 3) {
-    kind = lin::op::lock;
-    rc = fiber_mutex_lock(&g_mutex);
-  } else {
-    kind = lin::op::trylock;
-    rc = fiber_mutex_trylock(&g_mutex);
-  }
+  int rc = kind == lin::op::lock ? fiber_mutex_lock(&g_mutex) : fiber_mutex_trylock(&g_mutex);
   w.rec->add(t, kMutex, kind, 0, rc);
   if (rc != 0) return;
   hold(w.rng);
