@@ -313,6 +313,8 @@ struct knobs_t {
   std::atomic<bool> no_futex_interpose{false};  // interpose_futex.cpp: syscall() passes every futex call through
   std::atomic<bool> mutex_no_spin{false};  // mutexes park at once (native_seam.cpp spin_useful)
   std::atomic<bool> no_offload{false};  // offload.cpp: calls with no readiness path run on the KLT
+  // sync.cpp: planted defects for the linearizability checker (stress/stress_lin.cpp)
+  std::atomic<bool> lin_trylock_lies{false}, lin_sem_post_twice{false};
 };
 extern knobs_t knobs;
 

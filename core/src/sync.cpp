@@ -14,6 +14,7 @@
 // Errors follow pthreads: NULL objects, non-NULL attributes and
 // timespecs with tv_nsec outside [0, 1e9) give EINVAL, never a crash.
 // Timespecs are absolute CLOCK_MONOTONIC times.
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -28,6 +29,7 @@
 #include "fiber/detail/seam.hpp"
 #include "fiber/detail/semaphore.hpp"
 #include "fiber/fiber.h"
+#include "runtime.hpp"  // knobs (testing.h FIBER_KNOB_LIN_*)
 
 namespace {
 
@@ -72,6 +74,21 @@ int to_deadline(const struct timespec* ts, std::uint64_t* out) noexcept {
   return 0;
 }
 
+// Planted defects for the linearizability checker (testing.h FIBER_KNOB_LIN_*,
+// stress/stress_lin.cpp, tools/lin_check.py).  Out of line and behind one
+// relaxed load of the knob, so the API's paths cost nothing measurable when off.
+// relaxed (both counters): they only pick which call misbehaves; no ordering.
+[[gnu::noinline]] int trylock_planted(mutex_t* m) noexcept {
+  static std::atomic<std::uint32_t> busy{0};
+  const int rc = m->try_lock();
+  if (rc == EBUSY && busy.fetch_add(1, std::memory_order_relaxed) % 16 == 15) return 0;  // a lie
+  return rc;
+}
+[[gnu::noinline]] int post_planted(sem_t* s) noexcept {
+  static std::atomic<std::uint32_t> posts{0};
+  return s->post(posts.fetch_add(1, std::memory_order_relaxed) % 64 == 63 ? 2 : 1);
+}
+
 }  // namespace
 
 extern "C" {
@@ -84,7 +101,13 @@ int fiber_mutex_init(fiber_mutex_t* m, const void* attr) {
   return 0;
 }
 int fiber_mutex_lock(fiber_mutex_t* m) { return m == nullptr ? EINVAL : impl(m)->lock(); }
-int fiber_mutex_trylock(fiber_mutex_t* m) { return m == nullptr ? EINVAL : impl(m)->try_lock(); }
+int fiber_mutex_trylock(fiber_mutex_t* m) {
+  if (m == nullptr) return EINVAL;
+  using fiber::detail::knobs;
+  if (__builtin_expect(knobs.lin_trylock_lies.load(std::memory_order_relaxed), 0))  // relaxed: test knob
+    return trylock_planted(impl(m));
+  return impl(m)->try_lock();
+}
 int fiber_mutex_unlock(fiber_mutex_t* m) { return m == nullptr ? EINVAL : impl(m)->unlock(); }
 int fiber_mutex_destroy(fiber_mutex_t* m) {
   if (m == nullptr) return EINVAL;
@@ -135,7 +158,13 @@ int fiber_sem_timedwait(fiber_sem_t* s, const struct timespec* abstime) {
   if (const int rc = to_deadline(abstime, &deadline); rc != 0) return rc;
   return impl(s)->wait(deadline);
 }
-int fiber_sem_post(fiber_sem_t* s) { return s == nullptr ? EINVAL : impl(s)->post(1); }
+int fiber_sem_post(fiber_sem_t* s) {
+  if (s == nullptr) return EINVAL;
+  using fiber::detail::knobs;
+  if (__builtin_expect(knobs.lin_sem_post_twice.load(std::memory_order_relaxed), 0))  // relaxed: test knob
+    return post_planted(impl(s));
+  return impl(s)->post(1);
+}
 int fiber_sem_getvalue(fiber_sem_t* s, int* value) {
   if (s == nullptr || value == nullptr) return EINVAL;
   *value = static_cast<int>(impl(s)->value());

@@ -40,8 +40,13 @@ enum fiber_test_knob {
   FIBER_KNOB_TRACE_LOSE_WAKE = 17, /* the wake of a fiber in a timed park is lost; its timeout wakes it */
   FIBER_KNOB_TRACE_NO_COMMIT = 18, /* a park is never committed: the fiber is requeued at once (spins) */
   FIBER_KNOB_MUTEX_NO_SPIN = 19, /* fiber mutexes never spin before parking (Seam::spin_useful) */
-  FIBER_KNOB_NO_OFFLOAD = 20 /* calls with no readiness path (fsync, uncached file reads, getaddrinfo,
+  FIBER_KNOB_NO_OFFLOAD = 20, /* calls with no readiness path (fsync, uncached file reads, getaddrinfo,
                                 fiber_offload) run on the calling KLT instead of the pool */
+  /* Planted sync defects for the linearizability checker (stress/stress_lin.cpp,
+     tools/lin_check.py); hooks in core/src/sync.cpp: */
+  FIBER_KNOB_LIN_TRYLOCK_LIES = 21, /* fiber_mutex_trylock on a busy mutex reports success (0)
+                                       without taking it, one busy trylock in 16 */
+  FIBER_KNOB_LIN_SEM_POST_TWICE = 22 /* fiber_sem_post adds two permits, one post in 64 */
 };
 void fiber_test_set_knob(int knob, int on);
 
