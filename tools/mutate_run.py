@@ -71,10 +71,16 @@ def sync_tree(dst):
         shutil.copymode(src, out)
 
 
-def restore(meta, src_dir):
+def restore(meta, src_dir, orig):
     for rel, _ in meta["files"]:
-        with open(os.path.join(ROOT, rel)) as f:
-            mutate.write_if_changed(os.path.join(src_dir, rel), f.read())
+        mutate.write_if_changed(os.path.join(src_dir, rel), orig[rel])
+
+
+def apply_copy(meta, src_dir, orig):
+    """Mutates src_dir's copy from the texts read when the campaign started, so
+    edits to the working tree meanwhile never reach a half-synced copy."""
+    for rel, _ in meta["files"]:
+        mutate.write_if_changed(os.path.join(src_dir, rel), mutate.mutate_text(meta, rel, orig[rel]))
 
 
 def sh(cmd, log, timeout=None, cwd=None):
@@ -209,8 +215,11 @@ def cmd_run(argv):
     src = os.path.join(w, "src")
     say("mutate: %d mutants x %s; work %s; results %s" % (len(ms), ",".join(fams), w, a.results))
     sync_tree(src)
+    orig = {}
     for m in ms:
-        restore(m, src)
+        for rel, _ in m["files"]:
+            with open(os.path.join(src, rel)) as f:
+                orig[rel] = f.read()
     native = [f for f in fams if f != "model"]
     if native:
         configure(os.path.join(w, "build-native"), src, False)
@@ -248,7 +257,7 @@ def cmd_run(argv):
         killed = applied = False
         for f in order:
             if not applied and not (f == "model" and model_first):
-                mutate.apply_tree(m, ROOT, src)
+                apply_copy(m, src, orig)
                 applied = True
             i += 1
             if (m["id"], f) in done or (killed and a.stop_after_kill):
@@ -261,7 +270,7 @@ def cmd_run(argv):
                 out.write(json.dumps(rec) + "\n")
             say("[%d/%d %4.0f min] %-40s %-6s %-12s %s (%.0f s)" % (
                 i, total, (time.time() - t_all) / 60, m["id"], f, verdict, test, secs))
-        restore(m, src)
+        restore(m, src, orig)
     return 0
 
 
