@@ -39,6 +39,10 @@
 //                        iterations so far, the rate and an ETA (progress_sink)
 //   --expect-iters N     the ETA's total for a tree search (an earlier run's
 //                        count); without it, Knuth's estimate
+//   --min-bound          after a failing full or bounded search, re-run the
+//                        case at context bounds 0, 1, ... and report the least
+//                        that fails ("MINIMAL BOUND" line) with its replay: a
+//                        failure found deep shrinks to its fewest preemptions
 //   --help               the usage (kUsage); options are parsed by getopt_long
 // Output: a human line per variant, and a machine line starting "RESULT\t"
 // (key=value fields) that papers/scripts/models_table.py parses.  On failure:
@@ -189,6 +193,7 @@ struct options {
   std::vector<unsigned> prefix;
   double progress_s = 0;            // --progress: seconds between status lines (0: none)
   double expect_iters = 0;          // --expect-iters: the ETA's total for a tree search
+  bool min_bound = false;           // --min-bound: shrink a failure to its least context bound
 };
 
 // "full", "bound3", "random+spurious"...: the inverse of search_label().
@@ -225,6 +230,8 @@ inline constexpr const char* kUsage =
     "                        with iterations, rate and an ETA (Knuth estimate)\n"
     "      --expect-iters N  the ETA's total: a tree search's size from an earlier\n"
     "                        run (the same code walks the same tree)\n"
+    "      --min-bound       after a failing full/bounded search, find the least\n"
+    "                        context bound that fails (MINIMAL BOUND line)\n"
     "  -h, --help            this text\n";
 
 [[noreturn]] inline void usage_error(const char* argv0, const char* what) {
@@ -247,7 +254,7 @@ inline void parse_prefix(const char* argv0, std::string t, options& o) {
 
 // Options through getopt_long.
 inline options parse(int argc, char** argv) {
-  enum { kLong = 256, kExhaustive, kIters, kExpect, kReplay, kEstimate, kSplitDepth, kPrefix, kSearch, kExpectIters };
+  enum { kLong = 256, kExhaustive, kIters, kExpect, kReplay, kEstimate, kSplitDepth, kPrefix, kSearch, kExpectIters, kMinBound };
   static const ::option kOpts[] = {
       {"list", no_argument, nullptr, 'l'},          {"case", required_argument, nullptr, 'c'},
       {"variant", required_argument, nullptr, 'v'}, {"long", no_argument, nullptr, kLong},
@@ -261,6 +268,7 @@ inline options parse(int argc, char** argv) {
       {"search", required_argument, nullptr, kSearch},
       {"progress", optional_argument, nullptr, 'p'},
       {"expect-iters", required_argument, nullptr, kExpectIters},
+      {"min-bound", no_argument, nullptr, kMinBound},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0}};
   options o;
@@ -283,6 +291,7 @@ inline options parse(int argc, char** argv) {
         if (!o.has_search) usage_error(argv[0], "--search: full, boundK or random[+spurious]");
         break;
       case kExpectIters: o.expect_iters = std::strtod(::optarg, nullptr); break;
+      case kMinBound: o.min_bound = true; break;
       case 'p': o.progress_s = ::optarg ? std::atof(::optarg) : 5.0; break;
       case 'h': std::printf(kUsage, argv[0]); std::exit(0);
       default: std::fprintf(stderr, kUsage, argv[0]); std::exit(2);
@@ -556,6 +565,33 @@ inline bool run_variant(const char* model, const char* argv0, const model_case& 
 }
 
 // Runs the selected cases; returns the process exit status.
+// --min-bound: a failure found by a full search or at context bound K is
+// searched again at bounds 0, 1, ..., K-1 (full: up to kMaxShrinkBound); the
+// least bound that fails is the failure's fewest preemptions, printed with the
+// replay of that search's failing iteration (run_variant prints it).
+inline void shrink_bound(const char* model, const char* argv0, const model_case& c, int k, const variant& v,
+                         options o) {
+  constexpr unsigned kMaxShrinkBound = 8;
+  if (v.cfg.type == rl::sched_random) return;
+  const unsigned top = v.cfg.type == rl::sched_bound ? v.cfg.bound : kMaxShrinkBound;
+  o.has_search = true;
+  o.progress_s = 0;
+  for (unsigned b = 0; b <= top; ++b) {
+    variant w = v;
+    w.cfg = bound(b, v.cfg.spurious);
+    o.search = w.cfg;
+    const bool last = b == top && v.cfg.type == rl::sched_bound;
+    if (last || !run_variant(model, argv0, c, k, w, o)) {
+      std::printf("MINIMAL BOUND\tmodel=%s\tcase=%s\tbound=%u\tfound_by=%s\n", model, c.id.c_str(), b,
+                  search_label(v.cfg).c_str());
+      std::fflush(stdout);
+      return;
+    }
+  }
+  std::printf("MINIMAL BOUND\tmodel=%s\tcase=%s\tbound=none up to %u\tfound_by=%s\n", model, c.id.c_str(), top,
+              search_label(v.cfg).c_str());
+}
+
 inline int run_model(int argc, char** argv, const char* model, const std::vector<model_case>& cases) {
   options o = parse(argc, argv);
   if (o.list) {
@@ -584,6 +620,7 @@ inline int run_model(int argc, char** argv, const char* model, const std::vector
       ++ran;
       if (!run_variant(model, argv[0], c, static_cast<int>(k), v, o)) {
         ++failures;
+        if (o.min_bound) shrink_bound(model, argv[0], c, static_cast<int>(k), v, o);
         if (o.expect_fail) {
           std::printf("MUTANT CAUGHT\t%s\tby=%s/%s\n", FIBER_MUTANT_ID, c.id.c_str(),
                       search_label(v.cfg).c_str());
