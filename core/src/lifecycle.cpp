@@ -432,6 +432,9 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_TRACE_NO_COMMIT: trace_set_knob(knob, v); break;
     case FIBER_KNOB_MUTEX_NO_SPIN: knobs.mutex_no_spin.store(v); break;
     case FIBER_KNOB_NO_OFFLOAD: knobs.no_offload.store(v); break;
+    case FIBER_KNOB_MUTEX_WAKE_TAIL:
+    case FIBER_KNOB_MUTEX_NO_STARVATION:
+    case FIBER_KNOB_MUTEX_DOUBLE_OWNER: trace_lock_set_knob(knob, v); break;
     default: break;
   }
 }

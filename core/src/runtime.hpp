@@ -313,6 +313,8 @@ struct knobs_t {
   std::atomic<bool> no_futex_interpose{false};  // interpose_futex.cpp: syscall() passes every futex call through
   std::atomic<bool> mutex_no_spin{false};  // mutexes park at once (native_seam.cpp spin_useful)
   std::atomic<bool> no_offload{false};  // offload.cpp: calls with no readiness path run on the KLT
+  // Knobs 23-25 (planted mutex defects) are native_seam::mutex_defects, read by
+  // the inline mutex code (seam_native.hpp; set in trace_lock.cpp).
 };
 extern knobs_t knobs;
 

@@ -40,8 +40,13 @@ enum fiber_test_knob {
   FIBER_KNOB_TRACE_LOSE_WAKE = 17, /* the wake of a fiber in a timed park is lost; its timeout wakes it */
   FIBER_KNOB_TRACE_NO_COMMIT = 18, /* a park is never committed: the fiber is requeued at once (spins) */
   FIBER_KNOB_MUTEX_NO_SPIN = 19, /* fiber mutexes never spin before parking (Seam::spin_useful) */
-  FIBER_KNOB_NO_OFFLOAD = 20 /* calls with no readiness path (fsync, uncached file reads, getaddrinfo,
+  FIBER_KNOB_NO_OFFLOAD = 20, /* calls with no readiness path (fsync, uncached file reads, getaddrinfo,
                                 fiber_offload) run on the calling KLT instead of the pool */
+  /* Planted fiber-mutex defects for the trace checker's lock rules (core/include/fiber/detail/mutex.hpp,
+     core/src/trace_lock.cpp); like 17 and 18 they act only while tracing is on: */
+  FIBER_KNOB_MUTEX_WAKE_TAIL = 23,     /* an unlock wakes or grants the queue's tail, not its head (I-M3 a) */
+  FIBER_KNOB_MUTEX_NO_STARVATION = 24, /* the K-th barge never sets kHandoff: waiters starve (I-M3 b) */
+  FIBER_KNOB_MUTEX_DOUBLE_OWNER = 25   /* one contended lock in four enters without the mutex (I-M1) */
 };
 void fiber_test_set_knob(int knob, int on);
 
