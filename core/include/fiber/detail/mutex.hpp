@@ -190,8 +190,9 @@ class basic_mutex {
     if (woken) return (s | kLocked) & ~(kWoken | kHandoff | kBargeMask);
     if ((s & (kQueued | kWoken)) == 0) return s | kLocked;  // no waiter: not counted
     s += kBargeOne;                                          // a barge past waiters (I-M3 b)
-    if ((s >> 4) >= K && !Seam::mutex_defect_on(mutex_defect::no_starvation))
-      s |= kHandoff;  // the K-th: starvation mode
+    if ((s >> 4) >= K) s |= kHandoff;                        // the K-th: starvation mode
+    // Planted defect (test knob 24; tested at the K-th barge only): the switch is never taken.
+    if ((s & kHandoff) != 0 && Seam::mutex_defect_on(mutex_defect::no_starvation)) s &= ~kHandoff;
     return s | kLocked;
   }
   // CAS loop from the observed state s; false once it cannot take.
