@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """tools/trace_check.py - read, export and check native scheduling traces.
 
+usage: trace_check.py {export TRACE OUT.json | schema OUT.json | check TRACE |
+                       run [--expect RULE] -- PROG ARGS... | selftest | --help}
+
 A trace is what the runtime writes with FIBER_TRACE=file (or
 fiber_config_t::trace_path): binary, format in core/src/trace.cpp.
 
@@ -507,7 +510,7 @@ def main(argv):
         print(f"{len(found)} findings")
         return 1 if found else 0
     print(__doc__)
-    return 2
+    return 0 if argv[:1] in (["--help"], ["-h"]) else 2
 
 
 if __name__ == "__main__":

@@ -26,9 +26,12 @@ can be early by one: the acquisition of the party that held the mutex when the
 waiter queued, if that party's record was still on its way.  When the mutex
 reads as free at that number, the first acquisition after it is not counted
 (it may have happened before the waiter queued); the bound is otherwise exact.
-"""
 
+usage: a module of trace_check.py (python3 tools/trace_check.py check TRACE runs
+these rules too); run alone it prints this text.
+"""
 import bisect
+import sys
 
 ACQUIRE, RELEASE, QUEUE, POP, EXT, LOST = range(14, 20)  # trace.hpp's tev numbers
 NAMES = ["lock_acquire", "lock_release", "lock_queue", "lock_pop", "lock_ext", "lock_lost"]
@@ -261,3 +264,8 @@ BAD = {
                   (1, [acq(4, 2), rel(4, 3), acq(3, 4), rel(3, 5), acq(4, 6)] + pop(4, 1, 0xA0) + [rel(4, 7)]),
                   (0, [acq(1, 8, 2), rel(1, 9)])],
 }
+
+
+if __name__ == "__main__":
+    print(__doc__)
+    sys.exit(0 if sys.argv[1:2] in ([], ["--help"], ["-h"]) else 2)

@@ -153,9 +153,10 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--knob") && i + 1 < argc) fiber_test_set_knob(std::atoi(argv[++i]), 1);
     else if (!std::strcmp(argv[i], "--config") && i + 1 < argc) c.trace_path = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--rounds N] [--klts K] [--lock-iters N] [--knob K] [--config PATH]\n",
-                   argv[0]);
-      return std::strcmp(argv[i], "--help") == 0 ? 0 : 2;
+      const bool help = std::strcmp(argv[i], "--help") == 0;
+      std::fprintf(help ? stdout : stderr,
+                   "usage: %s [--rounds N] [--klts K] [--lock-iters N] [--knob K]... [--config PATH]\n", argv[0]);
+      return help ? 0 : 2;
     }
   }
   if (int r = fiber_init(&c)) {

@@ -76,6 +76,13 @@
 //        touches only the popped node and its parker (I-W3).  So a new owner
 //        may unlock, destroy and free the mutex at once.
 //
+// Trace (Seam::trace_lock, seam.hpp): each acquisition (how: barge, woken,
+// granted), release (still the owner), queueing (under lk_, in queue order)
+// and pop (under lk_) is a lock event of the native trace, from which
+// tools/trace_check.py checks I-M1 and I-M3 on native runs; one untaken branch
+// per hook when tracing is off, nothing under Relacy.  Seam::mutex_defect_on
+// plants the checker's controls (test knobs 23-25), on slow paths only.
+//
 // There is no timed lock: waiters leave only by owning the mutex, which I-M2
 // and the count reset use.  Lock order: lk_ is a leaf (queue work and state_
 // updates only; grants happen after it is released).
