@@ -181,17 +181,23 @@ int main(int argc, char** argv) {
   spawn(spinner, nullptr, "spinner");
   spawn(spawner, nullptr, nullptr);
   for (long i = 0; i < kLockers; ++i) spawn(locker, reinterpret_cast<void*>(i), "locker");
-  std::thread os_poster([] {  // wakes from an OS thread
+  std::thread os_poster([] {  // wakes from an OS thread; it also takes the lockers' mutex
     for (long i = 0; i < kItems / 2; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       fiber_sem_post(&g_sem);
+      g_lm.lock();  // lock events from an OS thread (the trace's shared buffer)
+      g_locked.fetch_add(1, std::memory_order_relaxed);
+      try {
+        g_lm.unlock();
+      } catch (const std::system_error&) {  // EPERM: only with knob 25, as in locker()
+      }
     }
   });
   for (fiber_t id : ids) fiber_join(id, nullptr);
   os_poster.join();
   long done = g_done.load();
   int r = fiber_shutdown();
-  if (done != 7 + kLockers || g_taken.load() != kItems || g_locked.load() != kLockers * g_lock_iters || r != 0) {
+  if (done != 7 + kLockers || g_taken.load() != kItems || g_locked.load() != kLockers * g_lock_iters + kItems / 2 || r != 0) {
     std::fprintf(stderr, "trace_run: wrong end state (done %ld, taken %ld, locked %ld, shutdown %d)\n", done,
                  g_taken.load(), g_locked.load(), r);
     return 1;
