@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """tools/trace_check.py - read, export and check native scheduling traces.
 
+usage: trace_check.py {export TRACE OUT.json | schema OUT.json | check TRACE |
+                       run [--expect RULE] -- PROG ARGS... | selftest | --help}
+
 A trace is what the runtime writes with FIBER_TRACE=file (or
 fiber_config_t::trace_path): binary, format in core/src/trace.cpp.
 
@@ -37,6 +40,13 @@ hand-offs are release/acquire pairs), so no clock is trusted for them:
   never-exited      a created fiber that had not exited when the trace ended
   bad-transition    any other step out of order (e.g. a yield of a fiber not running)
   drops             the trace lost records (a full buffer): refused, nothing is sure
+and, from the fiber mutex's lock events (tools/trace_locks.py, ordered by each
+mutex's own owner and queue sequences):
+  mutex-overlap     an acquisition while another party holds the mutex (I-M1)
+  unlock-without-lock  a release by a party that does not hold it
+  grant-order       a waiter acquires before one that queued earlier (I-M3 a)
+  overtaken         a waiter behind p waiters overtaken by more than p + (p+1)*K
+                    acquisitions (I-M3 b; K recorded with each queued waiter)
 """
 import heapq
 import json
@@ -46,9 +56,13 @@ import subprocess
 import sys
 import tempfile
 
+import trace_locks
+
 KINDS = ["?", "create", "run", "yield", "preempt", "park", "park_abort", "wake", "exit", "join",
-         "idle_sleep", "idle_wake", "tick_refused", "name"]
+         "idle_sleep", "idle_wake", "tick_refused", "name"] + trace_locks.NAMES
 K = {n: i for i, n in enumerate(KINDS)}
+assert K["lock_acquire"] == trace_locks.ACQUIRE
+LOCK_FIRST = trace_locks.ACQUIRE  # kinds from here on are lock events (trace_locks.py), not fiber steps
 NO_SEQ = 0xFFFFFFFF
 Q_GLOBAL, Q_NONE = 0xFFFF, 0xFFFE
 SRC_OS, SRC_CALIB = 0xFFFFFFFF, 0xFFFFFFFE
@@ -133,7 +147,7 @@ def check(tr):
     steps = {}
     for src, recs in tr.main.items():
         for r in recs:
-            if r["seq"] != NO_SEQ:
+            if r["seq"] != NO_SEQ and r["kind"] < LOCK_FIRST:
                 steps.setdefault(r["fiber"], []).append((r["seq"], src, r))
     for f, evs in sorted(steps.items()):
         evs.sort(key=lambda e: e[0])
@@ -194,7 +208,7 @@ def check(tr):
             out.append(("lost-wake", f"fiber {f}: woken but never ran again (the wake was lost)"))
         elif state not in ("exited", "joined"):
             out.append(("never-exited", f"fiber {f}: {state} when the trace ended"))
-    return out
+    return out + trace_locks.check(tr.main)
 
 
 # ---- export ---------------------------------------------------------------------------
@@ -229,7 +243,8 @@ def export(tr):
              "args": {"name": "os threads" if s == SRC_OS else f"klt {s}"}})
     # Per fiber, in seq order: where each run follows a wake (flows), steals, migrations.
     flow_of_run, last_q, last_klt = {}, {}, {}
-    steps = sorted((r["fiber"], r["seq"], s, r) for s in tr.main for r in tr.main[s] if r["seq"] != NO_SEQ)
+    steps = sorted((r["fiber"], r["seq"], s, r) for s in tr.main for r in tr.main[s]
+                   if r["seq"] != NO_SEQ and r["kind"] < LOCK_FIRST)
     pending, flows = {}, {}
     for f, _seq, s, r in steps:
         kind = KINDS[r["kind"]]
@@ -249,13 +264,17 @@ def export(tr):
     label = lambda f: f"fiber {f}" + (f" {names[f]}" if f in names else "")
     for s in sources:
         tid = OS_TID if s == SRC_OS else s + 1
-        open_f, t = None, 0
+        open_f, t, prev = None, 0, None
         for mts, r in stream(tr, s):
             t = us(mts)
             kind, f = KINDS[r["kind"]], r["fiber"]
             inst = lambda name, args: add({"ph": "i", "s": "t", "name": name, "ts": t, "tid": tid,
                                            "cat": "sched", "args": args})
-            if kind == "name":
+            if kind == "lock_ext" and prev is not None:  # a queue or pop: its instant, with the companion
+                add({"ph": "i", "s": "t", "name": f"{KINDS[prev['kind']]} {who(prev['fiber'])}", "ts": t,
+                     "tid": tid, "cat": "lock", "args": trace_locks.instant_args(prev, r)})
+            prev = r if kind in ("lock_queue", "lock_pop") else None
+            if kind == "name" or r["kind"] >= LOCK_FIRST:  # held slices: the mutex tracks below
                 continue
             if kind == "run":
                 if open_f is not None:
@@ -287,6 +306,7 @@ def export(tr):
                 add({"ph": "s", "id": flow_ids[id(r)][1], "name": "wake", "cat": "wake", "ts": t, "tid": tid})
         if open_f is not None:
             add({"ph": "E", "name": label(open_f), "ts": t, "tid": tid})
+    trace_locks.export(tr.main, add, us, lambda x: label(x) if not x >> 63 else who(x), OS_TID + 1)
     ev.sort(key=lambda x: (x[0], x[1], x[2]))
     return {"traceEvents": [x[3] for x in ev], "displayTimeUnit": "ns",
             "otherData": {"source": "fiber FIBER_TRACE", "klts": tr.nklts}}
@@ -343,16 +363,16 @@ def schema(doc):
 # ---- hand-made traces -----------------------------------------------------------------
 
 def write_trace(path, chunks, nklts=2, dropped=None):
-    """chunks: [(source, [(kind, fiber, seq, arg, q)])]; timestamps are the order."""
+    """chunks: [(source, [(kind, fiber, seq, arg, q[, aux])])]; timestamps are the order."""
     dropped = dropped or {}
     with open(path, "wb") as w:
         w.write(FILE_HDR.pack(b"FIBTRC01", 1, nklts, 1, REC.size, 1000))
         ts = 1000
         for src, recs in chunks:
             w.write(CHUNK.pack(CHUNK_MAGIC, src, len(recs), 0, dropped.get(src, 0), 0))
-            for kind, fiber, seq, arg, q in recs:
+            for kind, fiber, seq, arg, q, *aux in recs:
                 ts += 10
-                w.write(REC.pack(ts, fiber, arg, seq, K[kind], 0, q))
+                w.write(REC.pack(ts, fiber, arg, seq, K[kind], aux[0] if aux else 0, q))
         w.write(CHUNK.pack(CHUNK_MAGIC, SRC_CALIB, 1, 0, 0, 0))
         w.write(struct.pack("<QQQQ", 0, 0, 1000, 1000))
 
@@ -392,17 +412,22 @@ BAD = {
     "bad-transition": [(OS, [("create", 1, 0, 0, Q_GLOBAL)]),
                        (0, [("yield", 1, 1, 0, 0), ("run", 1, 2, 0, Q_NONE), ("exit", 1, 3, 0, Q_NONE)])],
 }
+LIVES = trace_locks.lives(OS, Q_GLOBAL, Q_NONE)  # fibers 1-4, clean: only lock rules can fire
+GOOD_LOCKS = LIVES + trace_locks.GOOD
+BAD.update({rule: LIVES + chunks for rule, chunks in trace_locks.BAD.items()})
+BAD["drops (lock event lost)"] = LIVES + [(0, [("lock_lost", 1, NO_SEQ, trace_locks.M, Q_NONE)])]
 
 
 def selftest():
     failures = 0
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "t.bin")
-        write_trace(p, GOOD)
-        got = check(parse(p))
-        bad = schema(json.loads(json.dumps(export(parse(p)))))
-        print(f"good trace: {got or 'clean'}; schema: {bad or 'ok'}")
-        failures += bool(got) + bool(bad)
+        for name, good in (("good trace", GOOD), ("good lock trace", GOOD_LOCKS)):
+            write_trace(p, good)
+            got = check(parse(p))
+            bad = schema(json.loads(json.dumps(export(parse(p)))))
+            print(f"{name}: {got or 'clean'}; schema: {bad or 'ok'}")
+            failures += bool(got) + bool(bad)
         write_trace(p, GOOD, dropped={0: 3})
         rules = sorted({r for r, _ in check(parse(p))})
         print(f"drops: {rules}")
@@ -485,7 +510,7 @@ def main(argv):
         print(f"{len(found)} findings")
         return 1 if found else 0
     print(__doc__)
-    return 2
+    return 0 if argv[:1] in (["--help"], ["-h"]) else 2
 
 
 if __name__ == "__main__":

@@ -434,6 +434,9 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_NO_OFFLOAD: knobs.no_offload.store(v); break;
     case FIBER_KNOB_LIN_TRYLOCK_LIES: knobs.lin_trylock_lies.store(v); break;
     case FIBER_KNOB_LIN_SEM_POST_TWICE: knobs.lin_sem_post_twice.store(v); break;
+    case FIBER_KNOB_MUTEX_WAKE_TAIL:
+    case FIBER_KNOB_MUTEX_NO_STARVATION:
+    case FIBER_KNOB_MUTEX_DOUBLE_OWNER: trace_lock_set_knob(knob, v); break;
     default: break;
   }
 }

@@ -315,6 +315,8 @@ struct knobs_t {
   std::atomic<bool> no_offload{false};  // offload.cpp: calls with no readiness path run on the KLT
   // sync.cpp: planted defects for the linearizability checker (stress/stress_lin.cpp)
   std::atomic<bool> lin_trylock_lies{false}, lin_sem_post_twice{false};
+  // Knobs 23-25 (planted mutex defects) are native_seam::mutex_defects, read by
+  // the inline mutex code (seam_native.hpp; set in trace_lock.cpp).
 };
 extern knobs_t knobs;
 

@@ -255,12 +255,14 @@ bool trace_open(runtime& rt) noexcept {
   }
   mono_pair(&g_tsc0, &g_mono0);
   g_trace_on.store(true, std::memory_order_relaxed);  // relaxed: published by g_rt's release store
+  trace_lock_open();
   return true;
 }
 
 void trace_close(runtime& rt) noexcept {
   if (g_fd < 0) return;
   g_trace_on.store(false, std::memory_order_relaxed);  // relaxed: the KLTs were joined
+  trace_lock_close();
   trace_klt* first = rt.klts[0].trace;
   for (unsigned i = 0; i < rt.nklts; ++i) {
     if (rt.klts[i].trace) flush_klt(rt.klts[i].trace);
@@ -368,6 +370,27 @@ void trace_join_slow(fcb* f) noexcept {
 void trace_idle_slow(klt* k, bool sleeping) noexcept {
   if (sleeping) flush_klt(k->trace);  // a long sleep leaves nothing unwritten
   put_klt(k->trace, sleeping ? tev::idle_sleep : tev::idle_wake, 0, kNoSeq, 0, 0, kQNone, true);
+}
+
+void trace_put_lock(tev kind, std::uint64_t who, const void* obj, std::uint32_t seq, unsigned aux, bool ext,
+                    std::uint64_t x0, std::uint64_t x1, bool may_flush) noexcept {
+  const auto m = reinterpret_cast<std::uintptr_t>(obj);
+  klt* k = this_klt();
+  if (k && k->trace) {  // a fiber, preemption disabled: nothing else of this KLT writes between
+    trace_klt* t = k->trace;
+    if (may_flush && t->n >= kCap / 2) flush_klt(t);  // a loop of uncontended locks never switches
+    put_klt(t, kind, who, seq, m, aux, kQNone);
+    if (ext) put_klt(t, tev::lock_ext, x0, kNoSeq, x1, 0, kQNone);
+    return;
+  }
+  lock_guard<spinlock> g(g_os_lock);  // both records under one hold: adjacent
+  if (g_os_n + 2 > kOsCap) {
+    write_chunk(kSrcOs, 0, g_os_dropped, g_os_buf, g_os_n);
+    g_os_n = 0;
+  }
+  std::uint64_t ts = __rdtsc();
+  fill(g_os_buf[g_os_n++], kind, who, seq, m, aux, kQNone, ts);
+  if (ext) fill(g_os_buf[g_os_n++], tev::lock_ext, x0, kNoSeq, x1, 0, kQNone, ts);
 }
 
 void trace_tick_refused(klt* k, fcb* f, trace_refusal why) noexcept {

@@ -32,7 +32,15 @@ namespace fiber::detail {
 // Event kinds (the `kind` byte of a record; tools/trace_check.py mirrors them).
 enum class tev : unsigned char {
   create = 1, run, yield, preempt, park, park_abort, wake, exit, join,
-  idle_sleep, idle_wake, tick_refused, name
+  idle_sleep, idle_wake, tick_refused, name,
+  // Lock events of the fiber mutex (trace_lock.cpp): fiber = the acting party
+  // (Seam::self_id), arg = the mutex, seq = the object's owner sequence
+  // (acquire, release) or queue sequence (queue, pop), aux = lock_by_*,
+  // lock_queued_*, lock_popped_* (seam.hpp).  A queue or pop is followed by
+  // a lock_ext record: fiber = the wait node, arg = (K << 32) | the owner
+  // sequence read under lk_ (queue), 0 (pop).  lock_lost: no slot was left
+  // for the object, its events are missing (the checker refuses the trace).
+  lock_acquire, lock_release, lock_queue, lock_pop, lock_ext, lock_lost
 };
 // tick_refused reasons (aux), in the order the handler tests them (preempt.cpp).
 enum class trace_refusal : unsigned char { count = 1, pc, stack };
@@ -56,6 +64,16 @@ void trace_exit_slow(fcb* f) noexcept;
 void trace_join_slow(fcb* f) noexcept;
 void trace_idle_slow(klt* k, bool sleeping) noexcept;
 void trace_tick_refused(klt* k, fcb* f, trace_refusal why) noexcept;  // the tick handler only
+// A lock event into the caller's buffer (trace_lock.cpp; the caller has
+// preemption disabled): one record, then the lock_ext record {x0, x1} when
+// ext.  may_flush: no runtime lock is held, a half-full buffer may be written.
+void trace_put_lock(tev kind, std::uint64_t who, const void* obj, std::uint32_t seq, unsigned aux, bool ext,
+                    std::uint64_t x0, std::uint64_t x1, bool may_flush) noexcept;
+// trace_lock.cpp: open resets the per-object sequences and turns the mutex's
+// hooks on, close turns them off; the planted mutex defects (knobs 23-25).
+void trace_lock_open() noexcept;
+void trace_lock_close() noexcept;
+void trace_lock_set_knob(int knob, bool on) noexcept;
 // Test knobs (testing.h).  FIBER_KNOB_TRACE_LOSE_WAKE: a wake of a fiber in a
 // timed park is dropped (the fiber parked again; its timeout wakes it).
 // FIBER_KNOB_TRACE_NO_COMMIT: a park is never committed, the fiber is

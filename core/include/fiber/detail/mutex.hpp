@@ -76,6 +76,13 @@
 //        touches only the popped node and its parker (I-W3).  So a new owner
 //        may unlock, destroy and free the mutex at once.
 //
+// Trace (Seam::trace_lock, seam.hpp): each acquisition (how: barge, woken,
+// granted), release (still the owner), queueing (under lk_, in queue order)
+// and pop (under lk_) is a lock event of the native trace, from which
+// tools/trace_check.py checks I-M1 and I-M3 on native runs; one untaken branch
+// per hook when tracing is off, nothing under Relacy.  Seam::mutex_defect_on
+// plants the checker's controls (test knobs 23-25), on slow paths only.
+//
 // There is no timed lock: waiters leave only by owning the mutex, which I-M2
 // and the count reset use.  Lock order: lk_ is a leaf (queue work and state_
 // updates only; grants happen after it is released).
@@ -115,6 +122,7 @@ class basic_mutex {
     // on failure: the slow path re-reads.
     if (state_.compare_exchange_strong(expected, kLocked, mo::acquire, mo::relaxed)) {
       set_owner(Seam::self_id());
+      Seam::trace_lock(this, lock_ev::acquire, lock_by_barge);  // trace: one untaken branch when off
       return 0;
     }
     const std::uint64_t self = Seam::self_id();
@@ -130,12 +138,14 @@ class basic_mutex {
     if (!state_.compare_exchange_strong(s, kLocked, mo::acquire, mo::relaxed) && !try_take(s, false))
       return EBUSY;
     set_owner(Seam::self_id());
+    Seam::trace_lock(this, lock_ev::acquire, lock_by_barge);
     return 0;
   }
 
   // 0, or EPERM when the caller does not own the mutex.
   int unlock() noexcept {
     if (owner_.load(mo::relaxed) != Seam::self_id()) return EPERM;  // relaxed: I-M4
+    Seam::trace_lock(this, lock_ev::release);  // still the owner: ordered by I-M5 like its section
     // relaxed: the release below (CAS, or lk_ + grant) orders this store
     // before the next owner's set_owner(), so it cannot be overwritten out of
     // order (I-M4).
@@ -188,6 +198,8 @@ class basic_mutex {
     if ((s & (kQueued | kWoken)) == 0) return s | kLocked;  // no waiter: not counted
     s += kBargeOne;                                          // a barge past waiters (I-M3 b)
     if ((s >> 4) >= K) s |= kHandoff;                        // the K-th: starvation mode
+    // Planted defect (test knob 24; tested at the K-th barge only): the switch is never taken.
+    if ((s & kHandoff) != 0 && Seam::mutex_defect_on(mutex_defect::no_starvation)) s &= ~kHandoff;
     return s | kLocked;
   }
   // CAS loop from the observed state s; false once it cannot take.
@@ -214,28 +226,36 @@ class basic_mutex {
   }
 
   int lock_slow(std::uint64_t self) noexcept {
+    unsigned how = lock_by_barge;  // for the trace (Seam::trace_lock)
+    if (Seam::mutex_defect_on(mutex_defect::double_owner)) {
+      set_owner(self);  // planted defect (test knob 25): in without the mutex, breaking I-M1
+      Seam::trace_lock(this, lock_ev::acquire, how);
+      return 0;
+    }
     if (!spin(false)) {
       node_t node(&Seam::current_parker());
-      wait_turn(node);
+      how = wait_turn(node);
     }
     set_owner(self);
+    Seam::trace_lock(this, lock_ev::acquire, how);
     return 0;
   }
 
-  // Queue, park, and retry when woken, until we own the mutex.
-  void wait_turn(node_t& node) noexcept {
+  // Queue, park, and retry when woken, until we own the mutex.  Returns how
+  // we became the owner (lock_by_*, seam.hpp).
+  unsigned wait_turn(node_t& node) noexcept {
     bool woken = false;
     for (;;) {
-      if (enqueue_or_acquire(node, woken)) return;
+      if (enqueue_or_acquire(node, woken)) return woken ? lock_by_woken : lock_by_barge;
       const bool granted = node.wait(kNoDeadline);
       FIBER_ASSERT(granted, "mutex: untimed wait returned without a grant");
       (void)granted;
       // The grant's release -> our acquire in wait() orders this read (I-M5).
-      if (node.data.load() == kGrantOwner) return;  // hand-off (I-M1, I-M3)
+      if (node.data.load() == kGrantOwner) return lock_by_granted;  // hand-off (I-M1, I-M3)
       // relaxed: the node is popped and granted; nobody else touches it now.
       node.state_.store(node_t::kWaiting, mo::relaxed);
       woken = true;
-      if (spin(true)) return;
+      if (spin(true)) return lock_by_woken;
     }
   }
 
@@ -263,6 +283,10 @@ class basic_mutex {
       q_.push_front(&node);
     else
       q_.push_back(&node);
+    // Under lk_: the trace numbers queue events in queue order.  s is the state
+    // our CAS replaced: kWoken there (not ours) is a waiter in flight ahead of us.
+    Seam::trace_lock(this, lock_ev::queue,
+                     woken ? lock_queued_head : ((s & kWoken) != 0 ? lock_queued_inflight : 0u), &node, K);
     return false;
   }
 
@@ -289,8 +313,9 @@ class basic_mutex {
       const std::uint32_t s = state_.load(mo::relaxed);
       FIBER_ASSERT((s & kQueued) != 0 && (s & (kWoken | kLocked)) == kLocked,
                    "mutex: wake with no queued waiter or one in flight (I-M2)");
-      next = q_.pop_front();
+      next = Seam::mutex_defect_on(mutex_defect::wake_tail) ? pop_tail() : q_.pop_front();
       std::uint32_t n = 0;
+      Seam::trace_lock(this, lock_ev::pop, (s & kHandoff) != 0 ? lock_popped_granted : lock_popped_woken, next);
       if ((s & kHandoff) != 0) {
         n = s & ~(kHandoff | kBargeMask);  // stays locked: ownership passes to next (I-M1, I-M3)
         next->data.store(kGrantOwner);
@@ -303,6 +328,13 @@ class basic_mutex {
       state_.store(n, mo::release);
     }
     node_t::grant(next);  // after lk_ is released: our last touch of *this was lk_ (I-M6)
+  }
+
+  // Planted defect (test knob 23), under lk_: the tail instead of the head (breaks I-M3 a).
+  node_t* pop_tail() noexcept {
+    node_t* t = q_.back();
+    q_.remove(t);
+    return t;
   }
 
   typename Seam::template atomic<std::uint32_t> state_{kUnlocked};  // I-M1, I-M2

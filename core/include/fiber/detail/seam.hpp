@@ -58,6 +58,19 @@
 //       the spin rounds, and whether spinning on a mutex whose owner is that
 //       party can help (it runs on another KLT).  Relacy: 2, 1, always true.
 //
+//   static void trace_lock(const void* mutex, lock_ev ev, unsigned aux = 0,
+//                          const void* node = nullptr, unsigned barge_limit = 0);
+//                                           // mutex.hpp: a lock event for the native
+//       trace (core/src/trace_lock.cpp): acquired (aux: how), released, queued
+//       (under the mutex's lock; aux: lock_queued_*; the node and K given),
+//       popped (under its lock, by the owner; aux: lock_popped_*).  Natively one
+//       predicted branch on the trace flag, the record out of line; nothing
+//       under Relacy.
+//   static bool mutex_defect_on(mutex_defect d);
+//                                           // mutex.hpp: a planted defect is on
+//       (test knobs 23-25, testing.h; only the trace checker's controls).
+//       Natively a relaxed load, on slow paths only; false under Relacy.
+//
 //   FIBER_ASSERT(cond, msg)                 // internal invariant; on in models
 //                                           // and debug builds, prints and aborts.
 //
@@ -80,6 +93,27 @@ inline constexpr std::uint64_t kNoDeadline = ~std::uint64_t{0};
 // What a parked party waits on (Seam::note_wait; printed by fiber_dump).  The
 // object is the algorithm object (basic_mutex..., a fiber's join_state).
 enum class wait_kind : unsigned char { none, mutex, condvar, semaphore, barrier, join, sleep, shutdown, io, libc_lock };
+
+// Lock events (Seam::trace_lock; mutex.hpp records them, core/src/trace_lock.cpp
+// writes them, tools/trace_check.py checks I-M1 and I-M3 from them).
+enum class lock_ev : unsigned char { acquire = 1, release, queue, pop };
+// aux of an acquire: how the party became the owner (mutex.hpp's "barge").
+inline constexpr unsigned lock_by_barge = 1;    // fast path, try_lock, spin, first try under lk_
+inline constexpr unsigned lock_by_woken = 2;    // the woken waiter (kWoken) took it
+inline constexpr unsigned lock_by_granted = 3;  // starvation mode: the unlock handed it over
+// aux of a queue: bits.
+inline constexpr unsigned lock_queued_head = 1;      // a woken waiter that lost, back at the head
+inline constexpr unsigned lock_queued_inflight = 2;  // kWoken was set: a waiter in flight ahead
+// aux of a pop.
+inline constexpr unsigned lock_popped_woken = 1;    // normal mode: woken to retry
+inline constexpr unsigned lock_popped_granted = 2;  // starvation mode: granted the mutex
+
+// Planted mutex defects (Seam::mutex_defect_on; test knobs 23-25 in testing.h).
+enum class mutex_defect : unsigned char {
+  wake_tail = 1,      // an unlock wakes or grants the queue's tail, not its head (I-M3 a)
+  no_starvation = 2,  // the K-th barge never sets kHandoff (I-M3 b)
+  double_owner = 4,   // some contended lockers enter without the mutex (I-M1)
+};
 
 }  // namespace fiber::detail
 

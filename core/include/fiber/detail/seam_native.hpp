@@ -20,6 +20,8 @@ namespace fiber::detail {
 
 enum class mo : unsigned char;
 enum class wait_kind : unsigned char;
+enum class lock_ev : unsigned char;
+enum class mutex_defect : unsigned char;
 template <class Seam> class basic_parker;
 
 // Empty source location: the Relacy seam fills it, the native one ignores it.
@@ -156,6 +158,31 @@ struct native_seam {
   // on one of them (not ours), or an OS thread.  False on one KLT and for an
   // owner that is parked, queued or preempted.  Racy by nature: a hint.
   static bool spin_useful(std::uint64_t owner) noexcept;
+
+  // --- the trace's lock events and the planted mutex defects (seam.hpp;
+  // core/src/trace_lock.cpp) ------------------------------------------------
+  // Exported (not hidden like the scheduler's flag): the inline mutex paths
+  // of fiber::mutex are compiled into the program.  Set by trace_open before
+  // the KLTs start, cleared by trace_close after they were joined.
+  static std::atomic<bool> lock_trace;
+  static std::atomic<unsigned> mutex_defects;  // mutex_defect bits (test knobs 23-25)
+  static void trace_lock(const void* m, lock_ev ev, unsigned aux = 0, const void* node = nullptr,
+                         unsigned barge_limit = 0) noexcept {
+    // relaxed: written before the KLTs start and published with the runtime
+    // (trace_open), as the scheduler's g_trace_on (core/src/trace.hpp).
+    if (__builtin_expect(lock_trace.load(std::memory_order_relaxed), 0))
+      trace_lock_slow(m, ev, aux, node, barge_limit);
+  }
+  static void trace_lock_slow(const void* m, lock_ev ev, unsigned aux, const void* node,
+                              unsigned barge_limit) noexcept;
+  // The knob test inline; whether this call plants it (only while tracing,
+  // double_owner one contended lock in four) out of line.
+  static bool mutex_defect_on(mutex_defect d) noexcept {
+    // relaxed: a test knob, set before the run it plants the defect in.
+    return __builtin_expect((mutex_defects.load(std::memory_order_relaxed) & static_cast<unsigned>(d)) != 0, 0) &&
+           mutex_defect_fires(d);
+  }
+  static bool mutex_defect_fires(mutex_defect d) noexcept;
 };
 
 }  // namespace fiber::detail

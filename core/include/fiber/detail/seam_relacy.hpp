@@ -308,6 +308,9 @@ struct relacy_seam {
   static constexpr unsigned kMutexBargeLimit = 2;
   static constexpr unsigned kMutexSpinLimit = 1;
   static bool spin_useful(std::uint64_t) { return true; }
+  // The native trace's lock events and planted defects: nothing here.
+  static void trace_lock(const void*, lock_ev, unsigned = 0, const void* = nullptr, unsigned = 0) {}
+  static constexpr bool mutex_defect_on(mutex_defect) { return false; }
 
   // Park platform.  Templates so that basic_parker may still be incomplete here.
   template <class Parker>

@@ -46,7 +46,13 @@ enum fiber_test_knob {
      tools/lin_check.py); hooks in core/src/sync.cpp: */
   FIBER_KNOB_LIN_TRYLOCK_LIES = 21, /* fiber_mutex_trylock on a busy mutex reports success (0)
                                        without taking it, one busy trylock in 16 */
-  FIBER_KNOB_LIN_SEM_POST_TWICE = 22 /* fiber_sem_post adds two permits, one post in 64 */
+  FIBER_KNOB_LIN_SEM_POST_TWICE = 22, /* fiber_sem_post adds two permits, one post in 64 */
+  /* Planted fiber-mutex defects for the trace checker's lock rules (core/include/fiber/detail/mutex.hpp,
+     core/src/trace_lock.cpp); like 17 and 18 they act only while tracing is on: */
+  FIBER_KNOB_MUTEX_WAKE_TAIL = 23,     /* an unlock wakes or grants the queue's tail, not its head (I-M3 a) */
+  FIBER_KNOB_MUTEX_NO_STARVATION = 24, /* the K-th barge never sets kHandoff: waiters starve (I-M3 b) */
+  FIBER_KNOB_MUTEX_DOUBLE_OWNER = 25   /* one contended lock in four enters without the mutex (I-M1);
+                                          one of the two owners' unlocks then fails with EPERM */
 };
 void fiber_test_set_knob(int knob, int on);
 

@@ -65,6 +65,7 @@ class wait_queue {
 
   bool empty() const noexcept { return head_.load() == nullptr; }
   node* front() const noexcept { return head_.load(); }
+  node* back() const noexcept { return tail_.load(); }
 
   void push_back(node* n) noexcept {
     FIBER_ASSERT(!n->queued_.load(), "wait_queue: node queued twice");
