@@ -32,7 +32,7 @@ SELECT = {
     "prop": ["-L", "prop"],
     "stress": ["-L", "stress"],
 }
-FAILED = re.compile(r"^\s*\d+ - (\S+) \(([^)]*)\)")
+FAILED = re.compile(r"^\s*\d+ - (.+) \(([^()]*)\)\s*$", re.M)  # "  12 - name (Failed)"
 
 
 def say(msg):
@@ -131,17 +131,23 @@ def ctest(build, args, log, limit, jobs):
     rc, out, secs = sh(cmd, log, timeout=limit)
     if rc is None:
         return "timeout", "(the family ran past %d s)" % limit, secs
+    verdict, test = verdict_of(rc, out)
+    return verdict, test, secs
+
+
+def verdict_of(rc, out):
+    """(verdict, first failing test) from ctest's exit status and output."""
     if "No tests were found" in out:
-        return "n/a", "", secs
+        return "n/a", ""
     failed = FAILED.findall(out.split("The following tests FAILED:")[-1]) if "FAILED:" in out else []
     if rc == 0 and not failed:
-        return "survived", "", secs
+        return "survived", ""
     strong = [n for n, why in failed if "Timeout" not in why]
     if strong:
-        return "killed", strong[0], secs
+        return "killed", strong[0]
     if failed:
-        return "timeout", failed[0][0], secs
-    return "killed", "(ctest exit %d)" % rc, secs
+        return "timeout", failed[0][0]
+    return "killed", "(ctest exit %d)" % rc
 
 
 def run_family(fam, meta, w, a, limits):
