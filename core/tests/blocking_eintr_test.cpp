@@ -451,6 +451,58 @@ TEST_F(blocking_eintr_test, OneSignalInterruptsEveryParkedFiber) {
   EXPECT_EQ(g_hits.load(), 1);
 }
 
+// Readiness that arrived before the signal wins (io_fiber.cpp wait_intr; I-RD4):
+// a thread whose read had completed when the signal came returns the data.
+// On one cooperative KLT the reader parks, the holder writes, keeps the KLT
+// for 100 ms (the poller grants the reader meanwhile), then signals: the
+// reader wakes granted with the signal pending and must read the byte.  A
+// grant slower than 100 ms would make EINTR legitimate, so up to three tries.
+struct race_state {
+  int fd[2] = {-1, -1};
+  std::atomic<long> rc{-2};
+  std::atomic<int> err{0};
+};
+void* race_reader(void* p) {
+  auto* s = static_cast<race_state*>(p);
+  char b[8];
+  long n = read(s->fd[0], b, sizeof b);
+  s->err.store(errno);
+  s->rc.store(n);
+  return nullptr;
+}
+void* race_holder(void* p) {
+  auto* s = static_cast<race_state*>(p);
+  EXPECT_EQ(write(s->fd[1], "x", 1), 1);
+  spin_for(100 * kMs);  // the KLT stays here: the reader cannot run yet
+  kill(getpid(), SIGUSR1);
+  spin_for(20 * kMs);
+  return nullptr;
+}
+
+TEST_F(blocking_eintr_test, ReadinessBeforeTheSignalWins) {
+  handle_usr1(0);
+  long rc = -2;
+  int err = 0;
+  for (int attempt = 0; attempt < 3 && rc != 1; ++attempt) {
+    race_state s;
+    ASSERT_EQ(pipe(s.fd), 0);
+    start(1, 0);  // one KLT, cooperative: the reader runs first and parks
+    fiber_t r = spawn(race_reader, &s);
+    fiber_t h = spawn(race_holder, &s);
+    ASSERT_NE(r, 0u);
+    ASSERT_NE(h, 0u);
+    join(h);
+    join(r);
+    fiber_shutdown();
+    rc = s.rc.load();
+    err = s.err.load();
+    close(s.fd[0]);
+    close(s.fd[1]);
+  }
+  EXPECT_EQ(rc, 1) << "errno " << strerror(err);
+  EXPECT_GE(g_hits.load(), 1);
+}
+
 // The classic loop of a thread program ends in a fiber.
 struct loop_state {
   int fd[2];
