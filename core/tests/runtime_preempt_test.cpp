@@ -189,6 +189,63 @@ TEST(preempt_section, NoOpsOutsideAFiber) {
   SUCCEED();
 }
 
+// ---- wake-up lateness is one quantum, counted in ticks ------------------------
+// On one KLT a sleeper's deadline passes while a spinner runs alone.  The
+// switch path expires timers before it picks (sched.cpp switch_out), so the
+// first tick after the deadline runs the sleeper; expiring them after the pick
+// would leave the spinner running one more quantum.  Counted in ticks (stats),
+// not in time, so a loaded machine does not blur it: the sleeper reads the
+// tick count when it runs, the spinner when it first sees the deadline passed.
+
+struct late_state {
+  std::atomic<std::uint64_t> deadline{0}, ticks_at_deadline{0}, ticks_at_wake{0};
+  std::atomic<bool> woke{false};
+};
+late_state g_late;
+
+void* late_sleeper(void*) {
+  g_late.deadline.store(now_ns() + 25 * kMs);
+  fiber_sleep_ns(25 * kMs);
+  g_late.ticks_at_wake.store(stats().ticks);
+  g_late.woke.store(true);
+  return nullptr;
+}
+
+void* late_spinner(void*) {
+  std::uint64_t limit = now_ns() + 2000 * kMs;
+  bool seen = false;
+  while (!g_late.woke.load(std::memory_order_relaxed) && now_ns() < limit) {  // relaxed: same KLT
+    spin(20000);  // mostly the program's own code: a tick rarely lands in the clock read
+    if (!seen && now_ns() >= g_late.deadline.load(std::memory_order_relaxed)) {
+      g_late.ticks_at_deadline.store(stats().ticks);
+      seen = true;
+    }
+  }
+  return nullptr;
+}
+
+TEST_F(runtime_test, SleeperRunsAtTheFirstTickAfterItsDeadline) {
+  FIBER_SKIP_WITHOUT_PREEMPTION();
+  int late = 0;
+  for (int trial = 0; trial < 5; ++trial) {
+    g_late.woke.store(false);
+    g_late.deadline.store(~std::uint64_t{0});
+    g_late.ticks_at_deadline.store(~std::uint64_t{0});  // not seen: the sleeper ran first
+    start(1, 10000);  // one KLT, 10 ms quantum
+    fiber_t s = spawn(late_sleeper);
+    fiber_t x = spawn(late_spinner);
+    ASSERT_NE(s, 0u);
+    ASSERT_NE(x, 0u);
+    join(s);
+    join(x);
+    fiber_shutdown();
+    ASSERT_TRUE(g_late.woke.load());
+    const std::uint64_t t0 = g_late.ticks_at_deadline.load(), t1 = g_late.ticks_at_wake.load();
+    late += t0 != ~std::uint64_t{0} && t1 > t0 + 1;  // more than the one tick that should run it
+  }
+  EXPECT_LE(late, 1) << late << " of 5 sleepers ran a quantum late";
+}
+
 // ---- idle KLTs sleep in the kernel ---------------------------------------------
 
 void* short_work(void*) {
