@@ -246,6 +246,62 @@ TEST_F(runtime_test, SleeperRunsAtTheFirstTickAfterItsDeadline) {
   EXPECT_LE(late, 1) << late << " of 5 sleepers ran a quantum late";
 }
 
+// Every sleeper due at a switch wakes at that switch (timers.cpp
+// timers_expire, I6), not one per pass: two sleepers with one deadline, a
+// spinner, one KLT.  The first sleeper spins past a quantum; the second, woken
+// with it, is queued ahead of the spinner and runs next, so the spinner makes
+// no progress in between.  Woken one per pass, the second would be queued
+// behind the spinner at the next tick and the spinner would run a quantum.
+struct pair_state {
+  std::atomic<std::uint64_t> progress{0}, at_first{0}, at_second{0};
+  std::atomic<int> woke{0};
+};
+pair_state g_pair;
+
+void* pair_sleeper(void* first) {
+  fiber_sleep_ns(25 * kMs);
+  g_pair.woke.fetch_add(1);
+  if (first != nullptr) {
+    g_pair.at_first.store(g_pair.progress.load());
+    spin_for(30 * kMs);  // past the quantum: a tick switches to whoever is next
+  } else {
+    g_pair.at_second.store(g_pair.progress.load());
+  }
+  return nullptr;
+}
+
+void* pair_spinner(void*) {
+  std::uint64_t limit = now_ns() + 2000 * kMs;
+  while (g_pair.woke.load(std::memory_order_relaxed) < 2 && now_ns() < limit) {  // relaxed: same KLT
+    g_pair.progress.fetch_add(1, std::memory_order_relaxed);  // relaxed: same KLT
+    spin(2000);
+  }
+  return nullptr;
+}
+
+TEST_F(runtime_test, SleepersDueTogetherWakeTogether) {
+  FIBER_SKIP_WITHOUT_PREEMPTION();
+  int split = 0;
+  for (int trial = 0; trial < 5; ++trial) {
+    g_pair.woke.store(0);
+    g_pair.progress.store(0);
+    start(1, 10000);  // one KLT, 10 ms quantum
+    static int first_tag;
+    fiber_t a = spawn(pair_sleeper, &first_tag);
+    fiber_t b = spawn(pair_sleeper, nullptr);
+    fiber_t x = spawn(pair_spinner);
+    ASSERT_NE(a, 0u);
+    ASSERT_NE(b, 0u);
+    ASSERT_NE(x, 0u);
+    join(a);
+    join(b);
+    join(x);
+    fiber_shutdown();
+    split += g_pair.at_second.load() != g_pair.at_first.load();  // the spinner ran in between
+  }
+  EXPECT_LE(split, 1) << split << " of 5: the second sleeper woke a quantum after the first";
+}
+
 // ---- idle KLTs sleep in the kernel ---------------------------------------------
 
 void* short_work(void*) {
