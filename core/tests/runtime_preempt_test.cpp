@@ -302,6 +302,51 @@ TEST_F(runtime_test, SleepersDueTogetherWakeTogether) {
   EXPECT_LE(split, 1) << split << " of 5: the second sleeper woke a quantum after the first";
 }
 
+// An earlier deadline wakes the sleeping KLTs to recompute their timeout
+// (timers.cpp timer_add, I6).  Two cooperative KLTs, runnext: the sleeper
+// makes a spinner (its KLT's runnext slot, which the other KLT may not take:
+// that one sleeps with no deadline), then sleeps 20 ms (first 10 ms, so that
+// the other KLT is asleep, not about to look at the timers); its KLT switches to the
+// spinner for 600 ms.  Only the sleeping KLT, woken by the new deadline, can
+// run the sleeper on time; left asleep, the sleeper waits for the spinner.
+struct notify_state {
+  std::atomic<std::uint64_t> lateness{0};
+  std::atomic<bool> woke{false};
+};
+notify_state g_notify;
+
+void* notify_spinner(void*) {
+  std::uint64_t limit = now_ns() + 600 * kMs;
+  while (!g_notify.woke.load(std::memory_order_relaxed) && now_ns() < limit) spin(2000);  // relaxed: a flag
+  return nullptr;
+}
+
+void* notify_sleeper(void*) {
+  fiber_sleep_ns(10 * kMs);  // both KLTs have looked for work and gone to sleep
+  fiber_t x;
+  if (fiber_create(&x, nullptr, notify_spinner, nullptr) != 0) return nullptr;
+  std::uint64_t due = now_ns() + 20 * kMs;
+  fiber_sleep_ns(20 * kMs);
+  g_notify.lateness.store(now_ns() - due);
+  g_notify.woke.store(true);
+  fiber_join(x, nullptr);
+  return nullptr;
+}
+
+TEST_F(runtime_test, AnEarlierDeadlineWakesASleepingKlt) {
+  int late = 0;
+  for (int trial = 0; trial < 8; ++trial) {  // unmutated: 0 late in 49; left asleep: about half
+    g_notify.woke.store(false);
+    start(2, 0, FIBER_POLICY_RUNNEXT);  // cooperative: the spinner keeps its KLT
+    fiber_t s = spawn(notify_sleeper);
+    ASSERT_NE(s, 0u);
+    join(s);
+    fiber_shutdown();
+    late += g_notify.lateness.load() > 250 * kMs;
+  }
+  EXPECT_LE(late, 1) << late << " of 8 sleepers waited for the spinner";
+}
+
 // ---- idle KLTs sleep in the kernel ---------------------------------------------
 
 void* short_work(void*) {
