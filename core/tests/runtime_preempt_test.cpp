@@ -335,16 +335,24 @@ void* notify_sleeper(void*) {
 
 TEST_F(runtime_test, AnEarlierDeadlineWakesASleepingKlt) {
   int late = 0;
-  for (int trial = 0; trial < 8; ++trial) {  // unmutated: 0 late in 49; left asleep: about half
+  std::uint64_t worst = 0;
+  for (int trial = 0; trial < 12; ++trial) {
     g_notify.woke.store(false);
     start(2, 0, FIBER_POLICY_RUNNEXT);  // cooperative: the spinner keeps its KLT
     fiber_t s = spawn(notify_sleeper);
     ASSERT_NE(s, 0u);
     join(s);
     fiber_shutdown();
-    late += g_notify.lateness.load() > 250 * kMs;
+    // Left asleep, the other KLT runs the sleeper only when the monitor sees
+    // the spinner's KLT stalled (20 ms without a step) or the spinner ends.
+    late += g_notify.lateness.load() > 12 * kMs;
+    worst = std::max<std::uint64_t>(worst, g_notify.lateness.load());
   }
-  EXPECT_LE(late, 1) << late << " of 8 sleepers waited for the spinner";
+  std::printf("sleepers more than 12 ms late: %d of 12, worst %llu us\n", late,
+              static_cast<unsigned long long>(worst / 1000));
+  // Measured on the loaded 2-vCPU VM: unmutated 0-1 of 8 late (worst 16 ms);
+  // with the notify removed (mutant timers_add_no_notify) 4-5 of 8 (580 ms).
+  EXPECT_LE(late, 3) << late << " of 12 sleepers more than 12 ms late (worst " << worst / 1000 << " us)";
 }
 
 // ---- idle KLTs sleep in the kernel ---------------------------------------------
