@@ -28,6 +28,8 @@ the models' build applies), and a shifted line does not matter.
   mutate.py selftest                      hand-made bad patches, each refused with its reason
   mutate.py run [options]                 the kill matrix (see `mutate.py run --help`)
   mutate.py report [--results F] [--out F] the matrix as markdown from the results file
+  mutate.py import-models BUILD           the model cells of the Model: mutants from BUILD's own
+                                          mutant.* ctests (those .ci/run runs)
 
 The families `run` knows, each a set of ctest tests of a build of the mutated tree:
   unit    ctest -L unit minus trace_* and the help/docs checks
@@ -284,11 +286,11 @@ def cmd_list(as_json):
 
 
 def main(argv):
-    if len(argv) > 1 and argv[1] in ("run", "report"):
+    if len(argv) > 1 and argv[1] in ("run", "report", "import-models"):
         import mutate_run  # tools/mutate_run.py: the pipeline, a separate concern
         return mutate_run.main(argv[1], argv[2:])
     ap = argparse.ArgumentParser(prog="mutate.py", description=__doc__.split("\n")[0],
-                                 usage="mutate.py {list,check,selftest,apply,apply-include,run,report} ...",
+                                 usage="mutate.py {list,check,selftest,apply,apply-include,run,report,import-models} ...",
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("list")
@@ -304,6 +306,7 @@ def main(argv):
     p.add_argument("dst")
     sub.add_parser("run", help="the kill matrix (mutate.py run --help)")
     sub.add_parser("report", help="the matrix as markdown (mutate.py report --help)")
+    sub.add_parser("import-models", help="model cells from a build's mutant.* ctests")
     a = ap.parse_args(argv[1:])
     try:
         if a.cmd == "list":

@@ -300,11 +300,15 @@ def cmd_report(argv):
     area = lambda m: "core/src" if any(r.startswith("core/src/") for r, _ in m["files"]) else "headers"
     strong = [i for i in ids if any(cells.get((i, f), {}).get("verdict") == "killed" for f in fams)]
     weak = [i for i in ids if i not in strong and any(cells.get((i, f), {}).get("verdict") == "timeout" for f in fams)]
-    surv = [i for i in ids if i not in strong and i not in weak]
+    # A survivor went through every family; a row with families still to run is incomplete.
+    surv = [i for i in ids if i not in strong and i not in weak and all((i, f) in cells for f in mutate.FAMILIES)]
+    todo = [i for i in ids if i not in strong and i not in weak and i not in surv]
     for where in ("core/src", "headers"):
         sub = [i for i in ids if area(ms[i]) == where]
-        L.append("- %s: %d mutants run, %d killed by a failing test, %d only by a timeout, %d survive" % (
-            where, len(sub), sum(i in strong for i in sub), sum(i in weak for i in sub), sum(i in surv for i in sub)))
+        L.append("- %s: %d of %d mutants run, %d killed by a failing test, %d only by a timeout, %d survive "
+                 "every family, %d not yet through every family" % (
+                     where, len(sub), sum(1 for m in ms.values() if area(m) == where), sum(i in strong for i in sub),
+                     sum(i in weak for i in sub), sum(i in surv for i in sub), sum(i in todo for i in sub)))
     L += ["", "| mutant | file | " + " | ".join(fams) + " | first kill |", "|---|---|" + "---|" * len(fams) + "---|"]
     for i in sorted(ids, key=lambda i: (area(ms[i]), i)):
         row, first = [], ""
@@ -329,5 +333,44 @@ def cmd_report(argv):
     return 0
 
 
+def cmd_import_models(argv):
+    """The model family of the mutants with Model: lines, from a configured and
+    built tree's own mutant.* ctests (what .ci/run runs): one cell per mutant,
+    killed when every one of its expect-fail tests passed."""
+    ap = argparse.ArgumentParser(prog="mutate.py import-models", description=cmd_import_models.__doc__)
+    ap.add_argument("build", help="a build directory with FIBER_BUILD_MODELS=ON, its models built")
+    ap.add_argument("--results", default=os.path.join(ROOT, "papers", "results", "mutants.jsonl"))
+    a = ap.parse_args(argv)
+    out = subprocess.run(["ctest", "--test-dir", a.build, "-R", r"^mutant\.", "-j", "2"], capture_output=True,
+                         text=True).stdout
+    rows = re.findall(r"Test +#\d+: (mutant\.\S+) \.+\s*(\*\*\*)?(Passed|Failed|Timeout|\w+)\s+([\d.]+) sec", out)
+    if not rows:
+        print("FAIL: no mutant.* test ran in %s" % a.build)
+        return 1
+    rev = subprocess.run(["git", "-C", a.build, "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True).stdout.strip() or "?"
+    done = load(a.results)
+    n = 0
+    with open(a.results, "a") as res:
+        for m in mutate.all_mutants():
+            if not m["models"] or (m["id"], "model") in done:
+                continue
+            mine = [(t, v, float(sec)) for t, _, v, sec in rows if t == "mutant." + m["id"] or
+                    t.startswith("mutant.%s." % m["id"])]
+            if not mine:
+                continue
+            ok = all(v == "Passed" for _, v, _ in mine)
+            rec = {"id": m["id"], "family": "model", "verdict": "killed" if ok else "survived",
+                   "test": mine[0][0] if ok else next(t for t, v, _ in mine if v != "Passed"),
+                   "seconds": round(sum(x for _, _, x in mine), 1), "git": rev,
+                   "date": datetime.datetime.utcnow().strftime("%Y-%m-%d")}
+            res.write(json.dumps(rec) + "\n")
+            n += 1
+    print("imported %d model cells from %d mutant tests" % (n, len(rows)))
+    return 0
+
+
 def main(cmd, argv):
+    if cmd == "import-models":
+        return cmd_import_models(argv)
     return cmd_run(argv) if cmd == "run" else cmd_report(argv)
