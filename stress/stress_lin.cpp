@@ -45,6 +45,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <memory>
 #include <vector>
 
 #include "history.hpp"
@@ -113,7 +114,7 @@ struct bounded_queue {
 // --- shared state ------------------------------------------------------------------
 struct object_state {
   fiber_barrier_t rounds;  // the object's workers, between rounds
-  std::vector<lin::recorder*> recs;
+  std::vector<std::unique_ptr<lin::recorder>> recs;  // owned: freed at exit (ASan's leak check)
 };
 fiber_mutex_t g_mutex = FIBER_MUTEX_INITIALIZER;
 fiber_sem_t g_sem;
@@ -317,7 +318,7 @@ void parse(int argc, char** argv) {
 
 std::size_t ops_recorded(int obj) {
   std::size_t n = 0;
-  for (const lin::recorder* r : g_objs[obj].recs) n += r->published();
+  for (const auto& r : g_objs[obj].recs) n += r->published();
   return n;
 }
 
@@ -356,7 +357,8 @@ std::string header() {
 
 int write_history() {
   std::vector<const lin::recorder*> recs;
-  for (const object_state& o : g_objs) recs.insert(recs.end(), o.recs.begin(), o.recs.end());
+  for (const object_state& o : g_objs)
+    for (const auto& r : o.recs) recs.push_back(r.get());
   mkdir(g_opt.out.c_str(), 0777);  // may exist
   const std::string path = g_opt.out + "/lin_history.jsonl";
   const std::vector<const char*> names(kObjNames, kObjNames + kObjects);
@@ -382,7 +384,7 @@ void make_workers(std::vector<worker_ctx>& ctx) {
     for (unsigned i = 0; i < g_opt.workers; ++i) {
       const auto index = static_cast<unsigned>(ctx.size());
       auto* rec = new lin::recorder(index, 2 * std::size_t{g_opt.iters} + 2);
-      g_objs[o].recs.push_back(rec);
+      g_objs[o].recs.emplace_back(rec);
       const std::uint64_t seed = lin::now_ns() ^ (0x9e3779b97f4a7c15ull * (index + 1));
       ctx.push_back(worker_ctx{static_cast<obj_id>(o), index, rec, std::mt19937_64(seed)});
     }
@@ -390,7 +392,7 @@ void make_workers(std::vector<worker_ctx>& ctx) {
   if (!g_opt.objects[kQueue]) return;
   const auto index = static_cast<unsigned>(ctx.size());
   auto* rec = new lin::recorder(index, kQueuePrefill);
-  g_objs[kQueue].recs.push_back(rec);
+  g_objs[kQueue].recs.emplace_back(rec);
   for (unsigned i = 0; i < kQueuePrefill; ++i) enq_recorded(*rec, queue_value(index, i), false);
 }
 
