@@ -1,6 +1,7 @@
 // core/tests/runtime_preempt_test.cpp - timer preemption on one KLT, the
 // cooperative mode, fairness (Jain index), fiber_preempt_disable/enable
 // (I5) and its knob control, and idle KLTs sleeping in the kernel.
+#include <cstring>
 #include <tuple>
 
 #include "test_util.hpp"
@@ -353,6 +354,60 @@ TEST_F(runtime_test, AnEarlierDeadlineWakesASleepingKlt) {
   // Measured on the loaded 2-vCPU VM: unmutated 0-1 of 8 late (worst 16 ms);
   // with the notify removed (mutant timers_add_no_notify) 4-5 of 8 (580 ms).
   EXPECT_LE(late, 3) << late << " of 12 sleepers more than 12 ms late (worst " << worst / 1000 << " us)";
+}
+
+// A tick refused because the fiber was in code off the allow-list (libc) is
+// owed (I-G2): the fiber yields at its next safe point, here the end of a
+// fiber_preempt_disable/enable pair, instead of keeping the KLT until a tick
+// happens to land in its own code.  The fiber spends nearly all its time in
+// libc's memset (called through a pointer, so it is not inlined), so nearly
+// every tick is refused; the spinner still gets the KLT about every other
+// quantum.  Without the debt it would get it only on the rare tick that lands
+// between two memsets.
+struct owed_state {
+  std::atomic<std::uint64_t> spins{0};
+  std::atomic<bool> stop{false};
+  std::atomic<unsigned> handoffs{0};
+};
+owed_state g_owed;
+void* (*volatile g_memset)(void*, int, std::size_t) = std::memset;
+
+void* owed_spinner(void*) {
+  while (!g_owed.stop.load(std::memory_order_relaxed)) g_owed.spins.fetch_add(1, std::memory_order_relaxed);  // relaxed: same KLT
+  return nullptr;
+}
+
+void* owed_libc_loop(void*) {
+  static char buf[256 << 10];
+  std::uint64_t end = now_ns() + 200 * kMs, seen = g_owed.spins.load();
+  while (now_ns() < end) {
+    g_memset(buf, static_cast<int>(seen), sizeof buf);
+    fiber_preempt_disable();
+    fiber_preempt_enable();  // a safe point: an owed tick is taken here
+    std::uint64_t now_spins = g_owed.spins.load(std::memory_order_relaxed);  // relaxed: same KLT
+    if (now_spins != seen) g_owed.handoffs.fetch_add(1);
+    seen = now_spins;
+  }
+  g_owed.stop.store(true);
+  return nullptr;
+}
+
+TEST_F(runtime_test, TicksRefusedInLibcAreOwed) {
+  FIBER_SKIP_WITHOUT_PREEMPTION();
+  g_owed.stop.store(false);
+  g_owed.handoffs.store(0);
+  start(1, 1000);  // one KLT, 1 ms quantum: about 100 hand-offs in 200 ms when owed
+  fiber_t a = spawn(owed_libc_loop);
+  fiber_t b = spawn(owed_spinner);
+  ASSERT_NE(a, 0u);
+  ASSERT_NE(b, 0u);
+  join(a);
+  join(b);
+  const fiber_stats_t st = stats();
+  std::printf("hand-offs %u, ticks refused off the allow-list %llu\n", g_owed.handoffs.load(),
+              static_cast<unsigned long long>(st.deferred_pc));
+  EXPECT_GE(st.deferred_pc, 10u) << "the ticks did not land in libc";
+  EXPECT_GE(g_owed.handoffs.load(), 20u) << "refused ticks were not taken at the next safe point";
 }
 
 // ---- idle KLTs sleep in the kernel ---------------------------------------------
