@@ -31,6 +31,8 @@
 #include <thread>
 #include <vector>
 
+#include "stress_init.hpp"
+
 namespace {
 
 struct options {
@@ -196,15 +198,7 @@ int main(int argc, char** argv) {
   g_made.reset(new tally[np]);
   g_got.reset(new tally[np]);
   g_producers_left.store(np);
-  fiber_config_t cfg;
-  fiber_config_init(&cfg);
-  cfg.klts = g_opt.klts;
-  cfg.timeslice_us = g_opt.timeslice_us;
-  cfg.watchdog_ms = 5000;
-  if (fiber_init(&cfg) != 0) {
-    std::printf("FAIL: fiber_init\n");
-    return 1;
-  }
+  if (!stress::start_runtime(g_opt.klts, g_opt.timeslice_us)) return 1;
   std::vector<fiber_t> ids;
   for (unsigned i = 0; i < g_opt.consumers; ++i) {
     fiber_t f;

@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "history.hpp"
+#include "stress_init.hpp"
 
 namespace {
 
@@ -404,15 +405,7 @@ int main(int argc, char** argv) {
   fiber_sem_init(&g_sem, kSemInit);
   if (g_opt.plant == kMutex) fiber_test_set_knob(FIBER_KNOB_LIN_TRYLOCK_LIES, 1);
   if (g_opt.plant == kSem) fiber_test_set_knob(FIBER_KNOB_LIN_SEM_POST_TWICE, 1);
-  fiber_config_t cfg;
-  fiber_config_init(&cfg);
-  cfg.klts = g_opt.klts;
-  cfg.timeslice_us = g_opt.timeslice_us;
-  cfg.watchdog_ms = 5000;
-  if (fiber_init(&cfg) != 0) {
-    std::printf("FAIL: fiber_init\n");
-    return 1;
-  }
+  if (!stress::start_runtime(g_opt.klts, g_opt.timeslice_us)) return 1;
   g_t0 = lin::now_ns();  // before the prefill: every recorded time is after it
   std::vector<worker_ctx> ctx;
   make_workers(ctx);

@@ -190,6 +190,16 @@ TEST(preempt_section, NoOpsOutsideAFiber) {
   SUCCEED();
 }
 
+// Runs a and b as two fibers of the running runtime and joins both.
+void run_two(void* (*a)(void*), void* (*b)(void*)) {
+  fiber_t x = spawn(a);
+  fiber_t y = spawn(b);
+  ASSERT_NE(x, 0u);
+  ASSERT_NE(y, 0u);
+  join(x);
+  join(y);
+}
+
 // ---- wake-up lateness is one quantum, counted in ticks ------------------------
 // On one KLT a sleeper's deadline passes while a spinner runs alone.  The
 // switch path expires timers before it picks (sched.cpp switch_out), so the
@@ -233,12 +243,7 @@ TEST_F(runtime_test, SleeperRunsAtTheFirstTickAfterItsDeadline) {
     g_late.deadline.store(~std::uint64_t{0});
     g_late.ticks_at_deadline.store(~std::uint64_t{0});  // not seen: the sleeper ran first
     start(1, 10000);  // one KLT, 10 ms quantum
-    fiber_t s = spawn(late_sleeper);
-    fiber_t x = spawn(late_spinner);
-    ASSERT_NE(s, 0u);
-    ASSERT_NE(x, 0u);
-    join(s);
-    join(x);
+    run_two(late_sleeper, late_spinner);
     fiber_shutdown();
     ASSERT_TRUE(g_late.woke.load());
     const std::uint64_t t0 = g_late.ticks_at_deadline.load(), t1 = g_late.ticks_at_wake.load();
@@ -397,12 +402,7 @@ TEST_F(runtime_test, TicksRefusedInLibcAreOwed) {
   g_owed.stop.store(false);
   g_owed.handoffs.store(0);
   start(1, 1000);  // one KLT, 1 ms quantum: about 100 hand-offs in 200 ms when owed
-  fiber_t a = spawn(owed_libc_loop);
-  fiber_t b = spawn(owed_spinner);
-  ASSERT_NE(a, 0u);
-  ASSERT_NE(b, 0u);
-  join(a);
-  join(b);
+  run_two(owed_libc_loop, owed_spinner);
   const fiber_stats_t st = stats();
   std::printf("hand-offs %u, ticks refused off the allow-list %llu\n", g_owed.handoffs.load(),
               static_cast<unsigned long long>(st.deferred_pc));
