@@ -43,6 +43,7 @@ struct sim_trace {
   sim_record cur;         // the case running now
   sim_record last_fail;   // the last case that failed
   bool have_fail = false;
+  bool on = false;        // a control is recording (expect_counterexample); else add() is a test
 
   static sim_trace& get() {
     static sim_trace t;
@@ -54,7 +55,7 @@ struct sim_trace {
     have_fail = true;
   }
   void add(sim_event::kind k, unsigned klt, unsigned fiber = 0, unsigned long long arg = 0) {
-    if (cur.events.size() < 100000) cur.events.push_back({k, klt, fiber, arg});
+    if (on && cur.events.size() < 100000) cur.events.push_back({k, klt, fiber, arg});
   }
 };
 
