@@ -170,11 +170,15 @@ def find(mid):
     return parse(path)
 
 
+def apply_texts(meta, texts, dst_root):
+    """Writes the mutated files of meta into dst_root, from texts (relpath -> original)."""
+    for rel, _ in meta["files"]:
+        write_if_changed(os.path.join(dst_root, rel), mutate_text(meta, rel, texts[rel]))
+
+
 def apply_tree(meta, src_root, dst_root):
     """Writes the mutated files of meta into dst_root, reading originals from src_root."""
-    for rel, _ in meta["files"]:
-        text = open(os.path.join(src_root, rel)).read()
-        write_if_changed(os.path.join(dst_root, rel), mutate_text(meta, rel, text))
+    apply_texts(meta, {rel: open(os.path.join(src_root, rel)).read() for rel, _ in meta["files"]}, dst_root)
 
 
 def cmd_apply_include(patch, src, dst):

@@ -76,13 +76,6 @@ def restore(meta, src_dir, orig):
         mutate.write_if_changed(os.path.join(src_dir, rel), orig[rel])
 
 
-def apply_copy(meta, src_dir, orig):
-    """Mutates src_dir's copy from the texts read when the campaign started, so
-    edits to the working tree meanwhile never reach a half-synced copy."""
-    for rel, _ in meta["files"]:
-        mutate.write_if_changed(os.path.join(src_dir, rel), mutate.mutate_text(meta, rel, orig[rel]))
-
-
 def sh(cmd, log, timeout=None, cwd=None):
     """Runs cmd, appending its output to log; returns (rc, output, seconds); rc None on timeout."""
     t0 = time.time()
@@ -269,7 +262,9 @@ def cmd_run(argv):
         killed = applied = False
         for f in order:
             if not applied and not (f == "model" and model_first):
-                apply_copy(m, src, orig)
+                # From the texts read at the start: edits to the working tree
+                # meanwhile never reach a half-synced copy.
+                mutate.apply_texts(m, orig, src)
                 applied = True
             i += 1
             if (m["id"], f) in done or (killed and a.stop_after_kill):
