@@ -151,6 +151,62 @@ class lifo_tie_heap {
   std::vector<sim_fiber*> v_;
 };
 
+// ---- the KLT loop (fiber/detail/klt_loop.hpp): one decision planted wrong.
+// A subclass hides one static member; the simulator calls the loop through
+// the subclass (sim's Loop parameter), the rest stays the shipped code.
+using fiber::detail::klt_action;
+using fiber::detail::klt_loop;
+
+// PLANTED: the leaving fiber's KLT picks before it expires timers, so a
+// sleeper due during the quantum waits a second one (wake-up lateness, I-T1).
+template <class Env>
+struct timers_after_pick_loop : klt_loop<Env> {
+  using typename klt_loop<Env>::leave_plan;
+  static leave_plan plan_leave(Env& e, unsigned k, klt_action a) {
+    auto* next = e.pick_next(k);
+    e.process_timers(k);
+    return {next, next == nullptr && (a == klt_action::park || a == klt_action::exit)};
+  }
+};
+
+// PLANTED: an idle KLT sleeps without asking for work it may take (I-R6).
+template <class Env>
+struct sleep_ignoring_work_loop : klt_loop<Env> {
+  static bool may_sleep(Env& e, unsigned, std::uint64_t& until) {
+    until = e.next_deadline();
+    return until == fiber::detail::kNoDeadline || until > e.now();
+  }
+};
+
+// PLANTED: a park is never committed; the fiber is requeued as if a wake-up
+// had come first, while it also waits on its object (I-R4: queued twice).
+template <class Env>
+struct park_never_commits_loop : klt_loop<Env> {
+  static void act_on(Env& e, unsigned k, typename Env::fiber_type* f, klt_action a) {
+    if (a == klt_action::park) return klt_loop<Env>::push(e, f, k, fiber::detail::push_kind::yielded);
+    klt_loop<Env>::act_on(e, k, f, a);
+  }
+  static void landed_in_scheduler(Env& e, unsigned k, typename Env::fiber_type* last, klt_action a) {
+    e.process_timers(k);
+    act_on(e, k, last, a);  // this act_on, not the base's
+  }
+};
+
+// PLANTED: an exit is finished without dropping the live count (I7).
+template <class Env>
+struct exit_keeps_live_loop : klt_loop<Env> {
+  static void act_on(Env& e, unsigned k, typename Env::fiber_type* f, klt_action a) {
+    if (a != klt_action::exit) return klt_loop<Env>::act_on(e, k, f, a);
+    e.left(k, f, a);
+    e.exited(k, f);
+    e.join_exit(f);
+  }
+  static void landed_in_scheduler(Env& e, unsigned k, typename Env::fiber_type* last, klt_action a) {
+    e.process_timers(k);
+    act_on(e, k, last, a);  // this act_on, not the base's
+  }
+};
+
 // PLANTED: pop_front takes the newest node (breaks I-Q2).
 struct lifo_queue : run_queue_t {
   sim_fiber* pop_front() noexcept {

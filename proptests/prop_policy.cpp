@@ -1,7 +1,9 @@
 // proptests/prop_policy.cpp - properties of the scheduling policies
-// (core/include/fiber/detail/policy.hpp, invariants I-R1..I-R4) and of timer
-// wake-ups through the whole scheduler (I-T1), each run by the deterministic
-// simulator in sim.hpp over a generated, shrinkable schedule.  Each property
+// (core/include/fiber/detail/policy.hpp, invariants I-R1..I-R6), of the KLT
+// loop that drives them (klt_loop.hpp: I7, wake-up lateness, the idle
+// protocol) and of timer wake-ups through the whole scheduler (I-T1), each
+// run by the deterministic simulator in sim.hpp over a generated, shrinkable
+// schedule.  Each property
 // has a control: a planted bug, defined here, that the same property must
 // catch (the control passes only if RapidCheck finds a counterexample).
 #include <cmath>
@@ -11,6 +13,8 @@
 
 namespace fiber_sim {
 namespace {
+
+using fiber::detail::klt_loop;
 
 // ------------------------------------------------------- properties
 gen_opts one_klt_cpu_only() {
@@ -23,10 +27,10 @@ gen_opts one_klt_cpu_only() {
 }
 
 // I-R4, I-Q1, I-Q4: no fiber lost or duplicated, on any schedule.
-template <class P>
+template <class P, template <class> class L = klt_loop>
 void no_loss() {
   const scenario sc = *gen_scenario(gen_opts{});
-  sim<P> s(sc, kAccounting);
+  sim<P, heap_t, L> s(sc, kAccounting);
   s.run_all();
 }
 
@@ -135,13 +139,14 @@ void stranded_fibers_run_elsewhere(bool strict = true) {
 }
 
 // I-T1 through the scheduler: sleepers wake no earlier than their deadline,
-// all due ones at each clock step, in (deadline, sleep order).
-template <class P, class H>
+// in (deadline, sleep order), and by the end of the quantum in which they
+// fall due (the pick that ends it finds them awake).
+template <class P, class H, template <class> class L = klt_loop>
 void sleepers() {
   gen_opts o;
   o.acts = {act::sleep, act::sleep, act::cpu, act::yield, act::spawn};
   const scenario sc = *gen_scenario(o);
-  sim<P, H> s(sc, kTimers);
+  sim<P, H, L> s(sc, kTimers);
   s.run_all();
 }
 
@@ -149,7 +154,7 @@ void sleepers() {
 // KLT never spins on work it cannot take and never sleeps while work it
 // could take exists (sim.hpp, kIdle).  Two or more KLTs: with one there is
 // nobody to wake.
-template <class P>
+template <class P, template <class> class L = klt_loop>
 void work_conserving() {
   gen_opts o;
   o.min_klts = 2;
@@ -159,7 +164,7 @@ void work_conserving() {
   // two behind the yielder (the silent-yield control took ~2000 cases unweighted).
   o.acts = {act::cpu, act::yield, act::yield, act::yield, act::sleep, act::spawn, act::wait, act::wake};
   const scenario sc = *gen_scenario(o);
-  sim<P> s(sc, kAccounting | kIdle);
+  sim<P, heap_t, L> s(sc, kAccounting | kIdle);
   s.run_all();
 }
 
@@ -297,6 +302,23 @@ TEST(PolicyControl, StrandedCatchesHalfHandoff) {
 }
 TEST(TimersControl, SleepersCatchesEarlyHeap) {
   expect_counterexample("TimersControl/SleepersCatchesEarlyHeap", 3000, [] { sleepers<fifo, early_heap>(); });
+}
+// The KLT loop's own decisions (klt_loop.hpp), each planted wrong once.
+TEST(LoopControl, SleepersCatchesTimersAfterPick) {
+  expect_counterexample("LoopControl/SleepersCatchesTimersAfterPick", 3000,
+                        [] { sleepers<fifo, heap_t, timers_after_pick_loop>(); });
+}
+TEST(LoopControl, WorkConservingCatchesSleepIgnoringWork) {
+  expect_counterexample("LoopControl/WorkConservingCatchesSleepIgnoringWork", 3000,
+                        [] { work_conserving<fifo, sleep_ignoring_work_loop>(); });
+}
+TEST(LoopControl, NoLossCatchesParkNeverCommits) {
+  expect_counterexample("LoopControl/NoLossCatchesParkNeverCommits", 3000,
+                        [] { no_loss<fifo, park_never_commits_loop>(); });
+}
+TEST(LoopControl, NoLossCatchesExitKeepsLive) {
+  expect_counterexample("LoopControl/NoLossCatchesExitKeepsLive", 3000,
+                        [] { no_loss<fifo, exit_keeps_live_loop>(); });
 }
 TEST(TimersControl, SleepersCatchesLifoTies) {
   expect_counterexample("TimersControl/SleepersCatchesLifoTies", 3000, [] { sleepers<fifo, lifo_tie_heap>(); });

@@ -5,12 +5,13 @@
 // run to a minimal schedule.  A seed cannot be shrunk; a vector of steps can
 // (papers/platform.md, "RapidCheck").
 //
-// What it drives: the real fiber::detail::fifo_policy / runnext_policy and
-// timer_heap from core/include, instantiated with sim_seam below (a
-// sequential seam: atomics are plain values, spin hints and preemption
-// control are no-ops), exactly as a runtime would: on_new / on_yield /
-// on_preempted / on_wake / pick_next, timers pushed with a virtual deadline
-// and popped when the virtual clock passes it.
+// What it drives: the runtime's own KLT loop (fiber/detail/klt_loop.hpp: when
+// timers expire relative to a pick, what happens to the fiber that left,
+// committing a park, finishing an exit, when a KLT may sleep) over the real
+// fiber::detail::fifo_policy / runnext_policy and timer_heap from
+// core/include, instantiated with sim_seam below (a sequential seam: atomics
+// are plain values, spin hints and preemption control are no-ops); the
+// simulator is the loop's environment, as sched.cpp's native_env is.
 //
 // Vocabulary of a run:
 //   script  a fiber's program: cpu k (k run-steps of work), yield, sleep d,
@@ -20,8 +21,10 @@
 //   step    spawn(s@k) a fiber created by code on KLT k (s@ext: by an OS
 //           thread, kNoKlt); run(k) KLT k executes one action of its current
 //           fiber, or looks for work when idle; tick(k) a preemption tick on
-//           KLT k; clock(+d) virtual time advances and expired timers fire
-//           (woken with kNoKlt, like a timer run from an idle KLT).
+//           KLT k; clock(+d) virtual time advances (an idle KLT asleep until
+//           a deadline now passed wakes).  Timers expire where the runtime
+//           expires them: at every scheduling decision of a KLT (the fiber
+//           woken there, as timers_expire does), before its pick.
 //   drain   after the schedule, every KLT runs until all fibers exit; when
 //           nothing is runnable the clock jumps to the next deadline, or an
 //           OS thread wakes the oldest blocked fiber (kNoKlt).
@@ -36,9 +39,11 @@
 //                and after the drain every fiber exited exactly once.
 //   kPinned      I-R3: a preempted fiber next runs on the KLT it was
 //                preempted on, and while queued it sits in that KLT's queue.
-//   kTimers      I-T1: a sleeper wakes no earlier than its deadline, all
-//                expired sleepers wake at each clock step, and wake order is
-//                (deadline, sleep order).
+//   kTimers      I-T1: a sleeper wakes no earlier than its deadline, wake
+//                order is (deadline, sleep order), and wake-up lateness is at
+//                most one quantum: when a KLT's fiber leaves (tick, yield,
+//                park, exit), every sleeper due by now is awake before the
+//                KLT picks what runs next.
 //   (I-R5, with kAccounting: stall_and_evacuate / expect_run_elsewhere, the
 //    monitor's hand-off of a stalled KLT's fibers; see prop_policy.cpp.)
 //   kFairness    I-R1 (one KLT): a fiber that becomes runnable while R other
@@ -55,15 +60,19 @@
 //                queue whose KLT sleeps too or that holds more than the one
 //                fiber its awake KLT runs next), computed from the queues'
 //                contents, not from the policy's hints.
-//   Order: a KLT picks its next fiber before it requeues the one switching
-//   out (yield, tick), as sched.cpp's switch_out does; with nothing else
-//   runnable that fiber continues without a pick.
+//   kAccounting also checks the live count (I7): created fibers not yet exited.
+//   Order (klt_loop.hpp, the shipped decisions): a leaving fiber's KLT
+//   expires timers, then picks, then requeues the leaver (yield, tick); with
+//   nothing else runnable the leaver continues.  A park or exit with nothing
+//   to run lands in the scheduler context, which looks for work in the same
+//   step (pick, else sleep or look again).
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
@@ -96,6 +105,7 @@ inline void note_assert(const char* cond, const char* msg, const char* file, int
 #define FIBER_ASSERT(cond, msg) \
   ((cond) ? (void)0 : ::fiber_sim::note_assert(#cond, (msg), __FILE__, __LINE__))
 
+#include "fiber/detail/klt_loop.hpp"
 #include "fiber/detail/policy.hpp"
 #include "fiber/detail/timer_heap.hpp"
 #include "sim_trace.hpp"
@@ -236,6 +246,7 @@ struct sim_fiber {
   unsigned new_klt = kNoKlt;    // on_new's klt if that was the last enqueue
   std::uint64_t sleep_order = 0;
   std::uint64_t wake_at = 0;    // deadline of the current sleep
+  fstate parking_as = fstate::blocked;  // the state its park commits to (sleeping, blocked)
   unsigned exits = 0;
   unsigned waited = 0;  // quanta given to others since it became runnable
   unsigned bound = 0;   // runnable others when it became runnable

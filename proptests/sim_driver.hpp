@@ -1,8 +1,16 @@
 // proptests/sim_driver.hpp - the simulator proper (included by sim.hpp; see
-// its header for the vocabulary and the checks).
+// its header for the vocabulary and the checks).  The scheduling decisions
+// are the runtime's own: sim is the environment of klt_loop.hpp, as
+// core/src/sched.cpp's native_env is, and calls the loop where sched.cpp does
+// (switch_out: plan_leave, act_on; the scheduler context: sched_pick,
+// may_sleep, after_idle, landed_in_scheduler).
 #pragma once
 
 namespace fiber_sim {
+
+using fiber::detail::klt_action;
+using fiber::detail::kNoDeadline;
+using fiber::detail::push_kind;
 
 using fifo = fiber::detail::fifo_policy<sim_seam, sim_fiber>;
 using runnext = fiber::detail::runnext_policy<sim_seam, sim_fiber>;
@@ -37,8 +45,9 @@ inline const char* name(fstate s) {
 }
 
 // Policy: fifo, runnext or a test's subclass of fifo.  Heap: timer_heap or a
-// test's stand-in with the same members.
-template <class Policy, class Heap = heap_t>
+// test's stand-in with the same members.  Loop: klt_loop, or a control's
+// subclass of it with one decision planted wrong (planted.hpp).
+template <class Policy, class Heap = heap_t, template <class> class Loop = fiber::detail::klt_loop>
 class sim {
   static_assert(std::is_base_of<fifo, Policy>::value, "policies are inspected as fifo_policy");
 
@@ -48,7 +57,8 @@ class sim {
 
   sim(const scenario& sc, unsigned checks)
       : sc_(sc), checks_(checks), nklts_(sc.nklts), policy_(sc.nklts), cur_(sc.nklts, nullptr),
-        asleep_(sc.nklts, 0), idled_(sc.nklts, 0) {
+        asleep_(sc.nklts, 0), woke_(sc.nklts, 0), to_idle_(sc.nklts, 0), sleep_until_(sc.nklts, kNoDeadline),
+        idled_(new bool[sc.nklts]()) {
     pending_assert().clear();
     sim_record& r = sim_trace::get().cur;  // sim_trace.hpp: this run's events
     if (r.nklts < nklts_) r.nklts = nklts_;
@@ -91,7 +101,9 @@ class sim {
   std::size_t fibers() const { return fibers_.size(); }
 
  private:
-  enum class how { created, yielded, preempted, woken };
+  using loop = Loop<sim>;
+  friend fiber::detail::klt_loop<sim>;
+  friend loop;
 
   [[noreturn]] void fail(const std::string& what) const {
     std::ostringstream os;
@@ -108,6 +120,7 @@ class sim {
     if (!pending_assert().empty()) fail(pending_assert());
   }
   static std::string fib(const sim_fiber& f) { return "f" + std::to_string(f.id); }
+  static std::string kl(unsigned k) { return "k" + std::to_string(k); }
 
   void do_step(const step& s) {
     switch (s.o) {
@@ -131,7 +144,8 @@ class sim {
     sim_fiber& f = fibers_.back();
     f.id = static_cast<unsigned>(fibers_.size() - 1);
     f.script = static_cast<unsigned>(scr % sc_.scripts.size());
-    enqueue(f, k, how::created);
+    ++live_;
+    loop::push(*this, &f, k, push_kind::created);
   }
 
   unsigned others_runnable(const sim_fiber& f) const {
@@ -141,69 +155,212 @@ class sim {
     return n;
   }
 
-  void enqueue(sim_fiber& f, unsigned k, how h) {
-    f.state = fstate::runnable;
-    f.klt = kNoKlt;
-    f.waited = 0;
-    f.bound = others_runnable(f);
-    f.new_klt = h == how::created ? k : kNoKlt;
-    f.pinned_to = h == how::preempted && !policy_.opts().migrate_preempted ? k : kNoKlt;
+  // ---- the environment of klt_loop.hpp (sched.cpp's native_env) ----------
+ public:
+  using fiber_type = sim_fiber;
+  static constexpr bool nothrow = false;  // a violation throws out of the loop
+
+ private:
+  // Expires every timer due by now on KLT k's behalf, woken there (as
+  // timers_expire's make_runnable is).  I-T1: nothing early, and in
+  // (deadline, sleep order).
+  void process_timers(unsigned k) {
+    while (sim_fiber* f = heap_.pop_expired(now_)) {
+      const std::uint64_t due = f->wake_at;
+      require(due <= now_, kTimers,
+              "I-T1: " + fib(*f) + " due at t=" + std::to_string(due) + " woke at t=" + std::to_string(now_));
+      if (f->state == fstate::running && f == parking_) {
+        // Expired before its park committed (only early, so only under a
+        // planted heap): the parker's token, as in the runtime (I-P1).
+        token_ = true;
+        continue;
+      }
+      if (f->state != fstate::sleeping)
+        fail("I-T2: the timer heap returned " + fib(*f) + ", which is " + name(f->state));
+      const std::pair<std::uint64_t, std::uint64_t> key{due, f->sleep_order};
+      require(key >= last_fired_, kTimers,
+              "I-T1: " + fib(*f) + " (due " + std::to_string(due) + ", slept #" +
+                  std::to_string(f->sleep_order) + ") woke after a later sleeper (due " +
+                  std::to_string(last_fired_.first) + ", slept #" + std::to_string(last_fired_.second) + ")");
+      last_fired_ = key;
+      loop::push(*this, f, k, push_kind::woken);
+    }
+  }
+  // The policy's pick, and what the simulator checks of it: the fiber is
+  // runnable (I-R4), a pinned one stays on its KLT (I-R3), the others waiting
+  // count a quantum (I-R1), and at the pick that ends a quantum every sleeper
+  // due by now is awake (wake-up lateness: one quantum).
+  sim_fiber* pick_next(unsigned k) {
+    if (leaving_)
+      for (const sim_fiber& g : fibers_)
+        require(g.state != fstate::sleeping || g.wake_at > now_, kTimers,
+                "I-T1: " + fib(g) + " due at t=" + std::to_string(g.wake_at) + " is still asleep when " +
+                    kl(k) + " ends a quantum at t=" + std::to_string(now_));
+    sim_fiber* f = policy_.pick_next(k);
+    raise_asserts();
+    if (!f) return nullptr;
+    // Always on: the simulation cannot go on with a fiber in two places.
+    if (f->state != fstate::runnable)
+      fail("I-R4: pick_next(" + kl(k) + ") returned " + fib(*f) + ", which is " + name(f->state));
+    require(f->pinned_to == kNoKlt || f->pinned_to == k, kPinned,
+            "I-R3: " + fib(*f) + " preempted on " + kl(f->pinned_to) + " migrated to " + kl(k));
+    count_waits(*f);
+    return f;
+  }
+  bool push(sim_fiber* f, unsigned k, push_kind why) {
+    f->state = fstate::runnable;
+    f->klt = kNoKlt;
+    f->waited = 0;
+    f->bound = others_runnable(*f);
+    f->new_klt = why == push_kind::created ? k : kNoKlt;
+    f->pinned_to = why == push_kind::preempted && !policy_.opts().migrate_preempted ? k : kNoKlt;
     static constexpr sim_event::kind kEvent[] = {sim_event::create, sim_event::yield, sim_event::preempt,
                                                  sim_event::wake};
-    sim_trace::get().add(kEvent[static_cast<int>(h)], k, f.id);
+    sim_trace::get().add(kEvent[static_cast<int>(why)], k, f->id);
     bool notify = false;
-    switch (h) {
-      case how::created: notify = policy_.on_new(&f, k); break;
-      case how::yielded: notify = policy_.on_yield(&f, k); break;
-      case how::preempted: notify = policy_.on_preempted(&f, k); break;
-      case how::woken: notify = policy_.on_wake(&f, k); break;
+    switch (why) {
+      case push_kind::created: notify = policy_.on_new(f, k); break;
+      case push_kind::yielded: notify = policy_.on_yield(f, k); break;
+      case push_kind::preempted: notify = policy_.on_preempted(f, k); break;
+      case push_kind::woken: notify = policy_.on_wake(f, k); break;
     }
     raise_asserts();
-    if (notify) wake_one();
+    return notify;
   }
-  // I-R6: idle_set::notify_one (kIdle only: otherwise no KLT sleeps).
-  void wake_one() {
+  // I-R6: idle_set::notify_one, the lowest-numbered sleeper (kIdle only:
+  // otherwise no KLT sleeps).
+  void notify_one() {
     for (unsigned j = 0; j < nklts_; ++j)
-      if (asleep_[j]) {
-        asleep_[j] = 0;
-        sim_trace::get().add(sim_event::idle_wake, j);
-        return;
-      }
+      if (asleep_[j]) return wake_klt(j);
+  }
+  bool wake_another() const { return policy_.wake_another(); }
+  bool has_work(unsigned k) const { return policy_.has_work(k); }
+  bool has_any_work() const { return policy_.has_work_hint(); }
+  bool stopping() const { return false; }  // the simulated runtime never shuts down
+  std::uint64_t next_deadline() const { return heap_.empty() ? kNoDeadline : heap_.next_deadline(); }
+  std::uint64_t now() const { return now_; }
+  void left(unsigned, sim_fiber*, klt_action) {}
+  // Sequential: only the leaving KLT's own timer expiry (process_timers in
+  // plan_leave) comes between the decision to park and the commit; a
+  // committed fiber takes the state its action chose (sleeping or blocked).
+  bool commit_park(unsigned, sim_fiber* f) {
+    parking_ = nullptr;
+    if (std::exchange(token_, false)) return false;  // a wake-up came first (I-P1)
+    f->state = f->parking_as;
+    return true;
+  }
+  void exited(unsigned, sim_fiber* f) {
+    f->state = fstate::done;
+    ++f->exits;
+  }
+  bool drop_live() {
+    if (live_ == 0) fail("I7: the live count dropped below zero");
+    return --live_ == 0;
+  }
+  void wake_shutdown() {}
+  void join_exit(sim_fiber*) {}
+
+  // ---- the KLTs (sched.cpp's switch_out, run_fibers, klt_main) -----------
+
+  void wake_klt(unsigned j) {
+    asleep_[j] = 0;
+    woke_[j] = 1;  // its next step continues after the sleep (after_idle)
+    sim_trace::get().add(sim_event::idle_wake, j);
   }
   void check_sleepers();
 
-  // KLT k picks its next fiber.  `leaving`, if any, is k's running fiber
-  // switching out (how: yielded or preempted): as in the runtime
-  // (sched.cpp, switch_out) the pick comes first and the fiber is requeued
-  // after it; when nothing else is runnable it simply continues.
-  sim_fiber* pick(unsigned k, sim_fiber* leaving = nullptr, how h = how::yielded);
+  // Makes f the running fiber of KLT k (sched.cpp: install).
+  void install(unsigned k, sim_fiber* f) {
+    f->state = fstate::running;
+    f->klt = k;
+    f->pinned_to = kNoKlt;
+    f->new_klt = kNoKlt;
+    cur_[k] = f;
+    sim_trace::get().add(sim_event::run, k, f->id);
+    picks_.emplace_back(k, f->id);
+  }
+  // k's running fiber leaves asking for `a` (sched.cpp: switch_out).  With a
+  // next fiber the switch is direct and the next one acts on the leaver;
+  // with none a yield or preemption continues, a park or exit lands in the
+  // scheduler context, which acts on it and then looks for work at once.
+  void switch_out(unsigned k, klt_action a) {
+    sim_fiber* f = cur_[k];
+    leaving_ = true;
+    const typename loop::leave_plan to = loop::plan_leave(*this, k, a);
+    leaving_ = false;
+    if (to.stays()) return;
+    cur_[k] = nullptr;
+    f->klt = kNoKlt;
+    if (to.next) {
+      install(k, to.next);
+      loop::act_on(*this, k, f, a);  // finish_prev: once f is off its stack
+      return;
+    }
+    loop::landed_in_scheduler(*this, k, f, a);
+    sched_step(k);
+  }
+  // One iteration of k's scheduler loop (klt_main): pick, or idle.
+  void sched_step(unsigned k) {
+    if (woke_[k]) {
+      woke_[k] = 0;
+      loop::after_idle(*this, k, idled_[k]);
+    }
+    if (std::exchange(to_idle_[k], 0)) return idle_wait(k);
+    const typename loop::sched_choice c = loop::sched_pick(*this, k, idled_[k]);
+    if (c.run) return install(k, c.run);
+    check_idle(k);
+    if (c.stop) fail("the simulated runtime stopped");
+    // kIdle: the sleep is the KLT's next step, so pushes by other KLTs and
+    // OS threads can land between its empty pick and its idle_wait (the
+    // window the has_work check in may_sleep closes).
+    if (checks_ & kIdle) to_idle_[k] = 1;
+    else idle_wait(k);
+  }
+  // sched.cpp: idle_wait.  Without kIdle a KLT never sleeps: it looks again
+  // at its next step.
+  void idle_wait(unsigned k) {
+    std::uint64_t until = kNoDeadline;
+    if (!loop::may_sleep(*this, k, until)) {
+      // has_work must agree with the queues: true only if there is work k
+      // may take (it may have come since k's empty pick).
+      std::string where;
+      if ((checks_ & kIdle) && policy_.has_work(k) && takeable(k, &where) == nullptr)
+        fail("I-R6: " + kl(k) + " found no work it may take, but has_work(" + kl(k) +
+             ") keeps it awake (it would spin)");
+      return loop::after_idle(*this, k, idled_[k]);
+    }
+    if (!(checks_ & kIdle)) return loop::after_idle(*this, k, idled_[k]);
+    asleep_[k] = 1;
+    sleep_until_[k] = until;
+    sim_trace::get().add(sim_event::idle_sleep, k);
+  }
+
   void count_waits(const sim_fiber& picked);
   void tick(unsigned k) {
     if (asleep_[k]) return;  // a sleeping KLT takes no steps (kIdle)
     sim_fiber* f = cur_[k];
-    if (f) {
-      if (service_.size() <= f->id) service_.resize(f->id + 1, 0);
-      ++service_[f->id];
-    }
-    pick(k, f, how::preempted);
+    if (!f) return sched_step(k);
+    if (service_.size() <= f->id) service_.resize(f->id + 1, 0);
+    ++service_[f->id];
+    switch_out(k, klt_action::preempted);
   }
   void run_klt(unsigned k) {
     if (asleep_[k]) return;  // kIdle
-    if (sim_fiber* f = cur_[k]) exec(*f, k); else pick(k);
+    if (sim_fiber* f = cur_[k]) exec(*f, k); else sched_step(k);
   }
   void leave(sim_fiber& f, unsigned k, fstate s, unsigned long long obj = 0) {
     sim_trace::get().add(s == fstate::blocked ? sim_event::park
                          : s == fstate::sleeping ? sim_event::sleep : sim_event::exit, k, f.id, obj);
-    f.state = s;
-    f.klt = kNoKlt;
-    cur_[k] = nullptr;
-    pick(k);
+    f.parking_as = s;
+    if (s != fstate::done) parking_ = &f;
+    switch_out(k, s == fstate::done ? klt_action::exit : klt_action::park);
   }
   void exec(sim_fiber& f, unsigned k);
   void advance(std::uint64_t t);
   std::vector<int> locate();
   void audit();
   void check_idle(unsigned k);
+  const sim_fiber* takeable(unsigned k, std::string* where);
   bool wake_one_blocked();
 
   const scenario& sc_;
@@ -214,7 +371,14 @@ class sim {
   std::deque<sim_fiber> fibers_;  // stable addresses
   std::vector<sim_fiber*> cur_;   // running fiber per KLT
   std::vector<char> asleep_;      // kIdle: sleeping in idle_wait
-  std::vector<char> idled_;       // kIdle: found no work since it last ran a fiber
+  std::vector<char> woke_;        // woken from idle_wait, not yet stepped since
+  std::vector<char> to_idle_;     // found nothing to run; idle_wait is its next step
+  std::vector<std::uint64_t> sleep_until_;  // the deadline an asleep KLT wakes at by itself
+  std::unique_ptr<bool[]> idled_;  // klt_main's idled: found no work since it last ran a fiber
+  bool leaving_ = false;           // inside switch_out's plan_leave (pick_next's lateness check)
+  sim_fiber* parking_ = nullptr;   // decided to park, not yet committed
+  bool token_ = false;             // its wake-up came first (the parker's token, I-P1)
+  unsigned live_ = 0;              // the runtime's live count (I7): created, not yet exited
   std::vector<unsigned> service_;  // per fiber id: quanta ended by ticks
   std::deque<sim_fiber*> waiters_[kNoObj];
   unsigned permits_[kNoObj] = {};
@@ -226,53 +390,9 @@ class sim {
   std::vector<std::pair<unsigned, unsigned>> picks_;
 };
 
-template <class P, class H>
-sim_fiber* sim<P, H>::pick(unsigned k, sim_fiber* leaving, how h) {
-  sim_fiber* f = policy_.pick_next(k);
-  raise_asserts();
-  if (!f && leaving) return leaving;  // nothing else runnable: it continues
-  if (!f) {
-    check_idle(k);
-    if (checks_ & kIdle) {
-      idled_[k] = 1;
-      // pick_next found nothing it may take (check_idle), so has_work must agree.
-      if (policy_.has_work(k))
-        fail("I-R6: k" + std::to_string(k) + " found no work it may take, but has_work(k" +
-             std::to_string(k) + ") keeps it awake (it would spin)");
-      asleep_[k] = 1;
-      sim_trace::get().add(sim_event::idle_sleep, k);
-    }
-    return nullptr;
-  }
-  if (checks_ & kIdle) {
-    if (idled_[k] && policy_.wake_another()) wake_one();
-    idled_[k] = 0;
-  }
-  // Always on: the simulation cannot go on with a fiber in two places.
-  if (f->state != fstate::runnable)
-    fail("I-R4: pick_next(k" + std::to_string(k) + ") returned " + fib(*f) + ", which is " +
-         name(f->state));
-  require(f->pinned_to == kNoKlt || f->pinned_to == k, kPinned,
-          "I-R3: " + fib(*f) + " preempted on k" + std::to_string(f->pinned_to) +
-              " migrated to k" + std::to_string(k));
-  count_waits(*f);
-  if (leaving) {
-    cur_[k] = nullptr;
-    enqueue(*leaving, k, h);  // finish_prev: requeued once off its stack
-  }
-  f->state = fstate::running;
-  f->klt = k;
-  f->pinned_to = kNoKlt;
-  f->new_klt = kNoKlt;
-  cur_[k] = f;
-  sim_trace::get().add(sim_event::run, k, f->id);
-  picks_.emplace_back(k, f->id);
-  return f;
-}
-
 // I-R1 (one KLT): each pick is a quantum for every fiber still waiting.
-template <class P, class H>
-void sim<P, H>::count_waits(const sim_fiber& picked) {
+template <class P, class H, template <class> class L>
+void sim<P, H, L>::count_waits(const sim_fiber& picked) {
   if (!(checks_ & kFairness)) return;
   for (sim_fiber& g : fibers_) {
     if (&g == &picked || g.state != fstate::runnable) continue;
@@ -283,13 +403,10 @@ void sim<P, H>::count_waits(const sim_fiber& picked) {
   }
 }
 
-template <class P, class H>
-void sim<P, H>::exec(sim_fiber& f, unsigned k) {
+template <class P, class H, template <class> class L>
+void sim<P, H, L>::exec(sim_fiber& f, unsigned k) {
   const script& s = sc_.scripts[f.script];
-  if (f.pc >= s.size()) {
-    ++f.exits;
-    return leave(f, k, fstate::done);
-  }
+  if (f.pc >= s.size()) return leave(f, k, fstate::done);
   const action a = s[f.pc];
   const unsigned o = a.arg % kNoObj;
   if (a.a == act::cpu) {
@@ -299,7 +416,7 @@ void sim<P, H>::exec(sim_fiber& f, unsigned k) {
   ++f.pc;
   switch (a.a) {
     case act::cpu: break;
-    case act::yield: pick(k, &f, how::yielded); break;
+    case act::yield: switch_out(k, klt_action::yield); break;
     case act::sleep:
       f.sleep_order = sleep_seq_++;
       f.wake_at = now_ + a.arg + 1;  // the sim's own copy: the heap's fields are under test
@@ -316,40 +433,26 @@ void sim<P, H>::exec(sim_fiber& f, unsigned k) {
       if (waiters_[o].empty()) { ++permits_[o]; break; }
       sim_fiber* w = waiters_[o].front();
       waiters_[o].pop_front();
-      enqueue(*w, k, how::woken);
+      loop::push(*this, w, k, push_kind::woken);
       break;
   }
 }
 
-// I-T1: everything due fires, nothing early, in (deadline, sleep order).
-template <class P, class H>
-void sim<P, H>::advance(std::uint64_t t) {
+// The clock moves: an idle KLT whose sleep reaches its deadline wakes (the
+// futex wait times out).  Timers expire at the KLTs' next scheduling
+// decisions (process_timers), not here.
+template <class P, class H, template <class> class L>
+void sim<P, H, L>::advance(std::uint64_t t) {
   now_ = t;
   sim_trace::get().add(sim_event::clock, kNoKlt, 0, t);
-  while (sim_fiber* f = heap_.pop_expired(now_)) {
-    if (f->state != fstate::sleeping)
-      fail("I-T2: the timer heap returned " + fib(*f) + ", which is " + name(f->state));
-    const std::uint64_t due = f->wake_at;
-    require(due <= now_, kTimers,
-            "I-T1: " + fib(*f) + " due at t=" + std::to_string(due) + " woke at t=" + std::to_string(now_));
-    const std::pair<std::uint64_t, std::uint64_t> key{due, f->sleep_order};
-    require(key >= last_fired_, kTimers,
-            "I-T1: " + fib(*f) + " (due " + std::to_string(due) + ", slept #" +
-                std::to_string(f->sleep_order) + ") woke after a later sleeper (due " +
-                std::to_string(last_fired_.first) + ", slept #" + std::to_string(last_fired_.second) + ")");
-    last_fired_ = key;
-    enqueue(*f, kNoKlt, how::woken);
-  }
-  for (const sim_fiber& f : fibers_)
-    require(f.state != fstate::sleeping || f.wake_at > now_, kTimers,
-            "I-T1: " + fib(f) + " due at t=" + std::to_string(f.wake_at) + " still asleep at t=" +
-                std::to_string(now_));
+  for (unsigned k = 0; k < nklts_; ++k)
+    if (asleep_[k] && sleep_until_[k] <= now_) wake_klt(k);
 }
 
 // Where each fiber is queued: kGlobal, a KLT index, or kNowhere.  Checks
 // I-Q4 (exact sizes) and I-R4 (at most one queue, only runnable fibers).
-template <class P, class H>
-std::vector<int> sim<P, H>::locate() {
+template <class P, class H, template <class> class L>
+std::vector<int> sim<P, H, L>::locate() {
   std::vector<int> where(fibers_.size(), kNowhere);
   fifo& base = policy_;
   auto visit = [&](run_queue_t& q, int tag) {
@@ -370,8 +473,8 @@ std::vector<int> sim<P, H>::locate() {
 
 // After every step: each runnable fiber is in exactly one place (I-R4), and
 // a pinned one is in its own KLT's queue (I-R3).
-template <class P, class H>
-void sim<P, H>::audit() {
+template <class P, class H, template <class> class L>
+void sim<P, H, L>::audit() {
   const std::vector<int> where = locate();
   std::vector<unsigned> slot(nklts_, 0);
   for (const sim_fiber& f : fibers_) {
@@ -384,14 +487,19 @@ void sim<P, H>::audit() {
               "I-R3: " + fib(f) + " preempted on k" + std::to_string(f.pinned_to) + " is queued on " +
                   (w == kGlobal ? std::string("global") : "k" + std::to_string(w)));
   }
+  unsigned not_done = 0;
+  for (const sim_fiber& f : fibers_) not_done += f.state != fstate::done;
+  require(live_ == not_done, kAccounting,
+          "I7: the live count is " + std::to_string(live_) + " but " + std::to_string(not_done) +
+              " fibers have not exited");
   if (checks_ & kIdle) check_sleepers();
 }
 
 // I-R6 after every step: no KLT sleeps while work it could take exists,
 // except the one fiber an awake KLT runs next from its own queue, unless an
 // awake KLT is looking for work.
-template <class P, class H>
-void sim<P, H>::check_sleepers() {
+template <class P, class H, template <class> class L>
+void sim<P, H, L>::check_sleepers() {
   const std::vector<int> where = locate();
   std::vector<unsigned> queued(nklts_, 0), unpinned(nklts_, 0);
   unsigned global = 0;
@@ -421,24 +529,33 @@ void sim<P, H>::check_sleepers() {
 }
 
 // pick_next(k) returned nullptr: nothing k may take may exist (work conservation).
-template <class P, class H>
-void sim<P, H>::check_idle(unsigned k) {
+template <class P, class H, template <class> class L>
+void sim<P, H, L>::check_idle(unsigned k) {
   if (!(checks_ & kAccounting)) return;
-  const std::vector<int> where = locate();
+  std::string where;
+  if (const sim_fiber* f = takeable(k, &where))
+    fail("I-R2: k" + std::to_string(k) + " found no work, but " + fib(*f) + " is runnable on " + where);
+}
+
+// A runnable fiber KLT k may take (computed from the queues' contents, not
+// from the policy's hints), and where it is; nullptr if none.
+template <class P, class H, template <class> class L>
+const sim_fiber* sim<P, H, L>::takeable(unsigned k, std::string* where) {
+  const std::vector<int> at = locate();
   const int kk = static_cast<int>(k);
   for (const sim_fiber& f : fibers_) {
     if (f.state != fstate::runnable) continue;
-    const int w = where[f.id];
-    const bool takeable = w == kGlobal || w == kk || (w >= 0 && f.pinned_to == kNoKlt) ||
-                          (w == kNowhere && f.new_klt == k);
-    if (takeable)
-      fail("I-R2: k" + std::to_string(k) + " found no work, but " + fib(f) + " is runnable on " +
-           (w == kGlobal ? std::string("global") : w == kNowhere ? std::string("a runnext slot") : "k" + std::to_string(w)));
+    const int w = at[f.id];
+    if (w == kGlobal || w == kk || (w >= 0 && f.pinned_to == kNoKlt) || (w == kNowhere && f.new_klt == k)) {
+      *where = w == kGlobal ? std::string("global") : w == kNowhere ? std::string("a runnext slot") : kl(w);
+      return &f;
+    }
   }
+  return nullptr;
 }
 
-template <class P, class H>
-std::vector<unsigned> sim<P, H>::stall_and_evacuate(unsigned k, bool strict) {
+template <class P, class H, template <class> class L>
+std::vector<unsigned> sim<P, H, L>::stall_and_evacuate(unsigned k, bool strict) {
   fifo& base = policy_;
   run_queue_t& q = (base.*fifo_access::local())[k];
   std::vector<unsigned> stranded;
@@ -457,8 +574,8 @@ std::vector<unsigned> sim<P, H>::stall_and_evacuate(unsigned k, bool strict) {
   return stranded;
 }
 
-template <class P, class H>
-void sim<P, H>::expect_run_elsewhere(unsigned k, const std::vector<unsigned>& stranded, unsigned rounds) {
+template <class P, class H, template <class> class L>
+void sim<P, H, L>::expect_run_elsewhere(unsigned k, const std::vector<unsigned>& stranded, unsigned rounds) {
   const std::size_t mark = picks_.size();
   for (unsigned r = 0; r < rounds; ++r)
     for (unsigned j = 0; j < nklts_; ++j) {
@@ -474,21 +591,21 @@ void sim<P, H>::expect_run_elsewhere(unsigned k, const std::vector<unsigned>& st
                 ", did not run in " + std::to_string(rounds) + " rounds of the other KLTs");
 }
 
-template <class P, class H>
-bool sim<P, H>::wake_one_blocked() {
+template <class P, class H, template <class> class L>
+bool sim<P, H, L>::wake_one_blocked() {
   for (auto& q : waiters_) {
     if (q.empty()) continue;
     sim_fiber* w = q.front();
     q.pop_front();
-    enqueue(*w, kNoKlt, how::woken);  // an OS thread posts the semaphore
+    loop::push(*this, w, kNoKlt, push_kind::woken);  // an OS thread posts the semaphore
     return true;
   }
   return false;
 }
 
 // Runs every KLT round robin until all fibers exit; then each exited once.
-template <class P, class H>
-void sim<P, H>::drain() {
+template <class P, class H, template <class> class L>
+void sim<P, H, L>::drain() {
   step_ = sc_.steps.size();
   for (unsigned round = 0; round < 100000; ++round) {
     bool busy = false;
@@ -499,6 +616,9 @@ void sim<P, H>::drain() {
       busy |= cur_[k] != nullptr;
       audit();
     }
+    // Work queued (a sleeper expired by the last steps, a woken waiter): the
+    // KLTs go on.
+    for (const sim_fiber& f : fibers_) busy |= f.state == fstate::runnable;
     if (busy) continue;
     if (!heap_.empty()) advance(std::max(now_, heap_.next_deadline()));
     else if (!wake_one_blocked()) break;

@@ -68,6 +68,7 @@
 #include "trace_types.hpp"
 #include "fiber/detail/idle.hpp"
 #include "fiber/detail/join.hpp"
+#include "fiber/detail/klt_loop.hpp"
 #include "fiber/detail/parker.hpp"
 #include "fiber/detail/policy.hpp"
 #include "fiber/detail/preempt_gate.hpp"
@@ -145,8 +146,6 @@ struct fcb {
   static constexpr std::size_t kPage = 4096;  // checked against sysconf at init (lifecycle.cpp)
 };
 
-enum class klt_action : unsigned char { none, yield, preempted, park, exit };
-
 struct stats_counters {
   std::atomic<std::uint64_t> ticks{0}, preemptions{0}, deferred_count{0}, deferred_pc{0},
       deferred_stack{0}, idle_sleeps{0};  // switches: per KLT (klt::switches)
@@ -203,11 +202,7 @@ struct runtime {
   std::atomic<unsigned> internal_threads{0};  // runtime threads that are not KLTs (diag ticker, monitor)
   stats_counters stats;
 
-  void on_new(fcb* f, unsigned k) noexcept;
-  void on_yield(fcb* f, unsigned k) noexcept;
-  void on_preempted(fcb* f, unsigned k) noexcept;
-  void on_wake(fcb* f, unsigned k) noexcept;
-  fcb* pick_next(unsigned k) noexcept { return policy->pick_next(k); }
+  void on_new(fcb* f, unsigned k) noexcept;  // a created fiber (sched.cpp: klt_loop::push)
   bool has_work() const noexcept { return policy->has_work_hint(); }  // anything queued anywhere
 };
 

@@ -1,4 +1,6 @@
-// core/src/sched.cpp - the KLT scheduler loop and context switches.  The
+// core/src/sched.cpp - the KLT scheduler loop and context switches: the
+// native environment of klt_loop.hpp (which holds the scheduling decisions,
+// shared with the simulator in proptests/) and the switching mechanism.  The
 // deadline heap is in timers.cpp, the native seam (futex, the blocking side
 // of the park protocol) in native_seam.cpp.  Vocabulary, fiber states and the
 // invariants I1..I7 are in runtime.hpp.
@@ -23,6 +25,7 @@
 #include <cstdlib>
 
 #include "arch/context.hpp"
+#include "fiber/detail/klt_loop.hpp"
 #include "monitor.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
@@ -52,78 +55,93 @@ fcb* current_fiber() noexcept {
   return k ? k->current : nullptr;
 }
 
-// ---- policy dispatch -------------------------------------------------------
+// ---- the native environment of klt_loop.hpp --------------------------------
 
-// One policy object whose behaviours are flags fixed at init (policy.hpp);
-// each push says whether an idle KLT should be woken (I-R6).
-void runtime::on_new(fcb* f, unsigned k) noexcept {
-  if (policy->on_new(f, k)) idle.notify_one();
-}
-void runtime::on_yield(fcb* f, unsigned k) noexcept {
-  if (policy->on_yield(f, k)) idle.notify_one();
-}
-void runtime::on_preempted(fcb* f, unsigned k) noexcept {
-  if (policy->on_preempted(f, k)) idle.notify_one();
-}
-void runtime::on_wake(fcb* f, unsigned k) noexcept {
-  if (policy->on_wake(f, k)) idle.notify_one();
-}
+namespace {
 
-static void finish_exit(runtime& rt, fcb* f) noexcept {
-  f->diag.move(fstate::running, fstate::exited);  // before join.exit may free it
-  trace_exit(f);  // before the live count and the join hand-off (tools/trace_check.py)
-  // live first, so a joiner woken below never sees the fiber still counted.
-  // A shutdown woken here waits for this KLT to leave its loop before it
-  // frees anything, so finishing the join protocol afterwards is safe.
-  // seq_cst: the "store live" of a store-buffering pair with fiber_shutdown
-  // (store waiter; load live).  One of the two sees the other (I7).
-  if (rt.live.fetch_sub(1, std::memory_order_seq_cst) == 1) {
-    if (parker* p = rt.shutdown_waiter.load(std::memory_order_seq_cst)) p->unpark();
-  }
-  if (f->join.exit(f->retval) == join_state<native_seam>::free_by::caller) slot_free(f);
-}
-
-[[noreturn]] static void report_canary(const fcb* f) noexcept {
+[[noreturn]] void report_canary(const fcb* f) noexcept {
   char msg[128];
   std::snprintf(msg, sizeof msg, "fiber %llu: stack overflow (canary of an unguarded stack overwritten)",
                 static_cast<unsigned long long>(f->id));
   fatal(msg);
 }
 
-// Acts on what fiber f asked for when it left KLT k.  Runs only once f is off
-// its stack (I1): in the scheduler, or in the next fiber right after the switch.
-static void act_on(runtime& rt, klt* k, fcb* f, klt_action a) noexcept {
-  if (!stack_canary_ok(f)) report_canary(f);
-  auto sp = reinterpret_cast<std::uintptr_t>(f->sp);
-  if (sp < f->low_sp) f->low_sp = sp;  // stacks.cpp: trim only stacks seen deep
-  if (f->sp_overflowed(sp))  // stack clash (slots.cpp)
-    report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a switch");
-  trace_leave(k, f, a);  // yield, preempt: before f is queued (trace.hpp)
-  switch (a) {
-    case klt_action::yield:
-      f->diag.move(fstate::running, fstate::runnable);
-      rt.on_yield(f, k->index);
-      break;
-    case klt_action::preempted:
-      f->diag.move(fstate::running, fstate::runnable);
-      rt.on_preempted(f, k->index);
-      break;
-    case klt_action::park:
-      // I-P5/I1: commit only now that f is off its stack.  A token that
-      // arrived meanwhile makes f runnable again at once (I-P1).  The diag
-      // state says parked before the commit, so the waker's "runnable"
-      // (wake) is always the later store.
-      f->diag.move(fstate::running, fstate::parked);
-      if (trace_park(rt, k, f)) break;  // records the park; true only under test knob 18 (trace.cpp)
-      if (!f->park.try_commit()) {
-        f->diag.move(fstate::parked, fstate::runnable);
-        trace_park_abort(k, f);
-        rt.on_yield(f, k->index);
-      }
-      break;
-    case klt_action::exit: finish_exit(rt, f); break;
-    case klt_action::none: FIBER_ASSERT(false, "fiber switched out without an action"); break;
+// The runtime and, on a KLT, that KLT (nullptr: an OS thread waking a fiber).
+struct native_env {
+  using fiber_type = fcb;
+  static constexpr bool nothrow = true;
+  runtime& rt;
+  klt* k;
+
+  void process_timers(unsigned) noexcept { fiber::detail::process_timers(rt); }
+  fcb* pick_next(unsigned ki) noexcept { return rt.policy->pick_next(ki); }
+  // One policy object whose behaviours are flags fixed at init (policy.hpp).
+  bool push(fcb* f, unsigned ki, push_kind why) noexcept {
+    switch (why) {
+      case push_kind::created: return rt.policy->on_new(f, ki);
+      case push_kind::yielded: return rt.policy->on_yield(f, ki);
+      case push_kind::preempted: return rt.policy->on_preempted(f, ki);
+      case push_kind::woken: return rt.policy->on_wake(f, ki);
+    }
+    return false;
   }
+  void notify_one() noexcept { rt.idle.notify_one(); }
+  bool wake_another() noexcept { return rt.policy->wake_another(); }
+  bool has_work(unsigned ki) noexcept { return rt.policy->has_work(ki); }
+  bool has_any_work() noexcept { return rt.has_work(); }
+  // acquire: pairs with shutdown's release (the loop's exit test); in
+  // may_sleep it is read after the idle fence, where relaxed would do.
+  bool stopping() noexcept { return rt.stopping.load(std::memory_order_acquire); }
+  std::uint64_t next_deadline() noexcept {
+    return rt.next_deadline.load(std::memory_order_relaxed);  // relaxed: after the idle fence
+  }
+  std::uint64_t now() noexcept { return native_seam::now_ns(); }
+
+  void left(unsigned, fcb* f, klt_action a) noexcept {
+    if (!stack_canary_ok(f)) report_canary(f);
+    auto sp = reinterpret_cast<std::uintptr_t>(f->sp);
+    if (sp < f->low_sp) f->low_sp = sp;  // stacks.cpp: trim only stacks seen deep
+    if (f->sp_overflowed(sp))  // stack clash (slots.cpp)
+      report_stack_overflow(f, "sp", sp, "a frame skipped the guard; seen at a switch");
+    trace_leave(k, f, a);  // yield, preempt: before f is queued (trace.hpp)
+    if (a == klt_action::yield || a == klt_action::preempted) f->diag.move(fstate::running, fstate::runnable);
+  }
+  bool commit_park(unsigned, fcb* f) noexcept {
+    // The diag state says parked before the commit, so the waker's
+    // "runnable" (wake) is always the later store.
+    f->diag.move(fstate::running, fstate::parked);
+    if (trace_park(k, f)) {  // records the park; true only under test knob 18 (trace.hpp)
+      f->diag.move(fstate::parked, fstate::runnable);
+      return false;
+    }
+    if (f->park.try_commit()) return true;
+    f->diag.move(fstate::parked, fstate::runnable);
+    trace_park_abort(k, f);
+    return false;
+  }
+  void exited(unsigned, fcb* f) noexcept {
+    f->diag.move(fstate::running, fstate::exited);  // before join.exit may free it
+    trace_exit(f);  // before the live count and the join hand-off (tools/trace_check.py)
+  }
+  // seq_cst: the "store live" of a store-buffering pair with fiber_shutdown
+  // (store waiter; load live).  One of the two sees the other (I7).
+  bool drop_live() noexcept { return rt.live.fetch_sub(1, std::memory_order_seq_cst) == 1; }
+  // A shutdown woken here waits for this KLT to leave its loop before it
+  // frees anything, so finishing the join protocol afterwards is safe.
+  void wake_shutdown() noexcept {
+    if (parker* p = rt.shutdown_waiter.load(std::memory_order_seq_cst)) p->unpark();
+  }
+  void join_exit(fcb* f) noexcept {
+    if (f->join.exit(f->retval) == join_state<native_seam>::free_by::caller) slot_free(f);
+  }
+};
+using loop = klt_loop<native_env>;
+
+}  // namespace
+
+void runtime::on_new(fcb* f, unsigned k) noexcept {
+  native_env e{*this, this_klt()};
+  loop::push(e, f, k, push_kind::created);
 }
 
 // After landing on a stack: finish the fiber that switched directly to us.
@@ -132,7 +150,8 @@ static void finish_prev(klt* k) noexcept {
   if (!prev) return;
   k->prev = nullptr;
   int saved = errno;  // I4: the landing fiber's errno is already in place
-  act_on(*g_rt.load(std::memory_order_relaxed), k, prev, k->prev_action);  // relaxed: set while KLTs run
+  native_env e{*g_rt.load(std::memory_order_relaxed), k};  // relaxed: set while KLTs run
+  loop::act_on(e, k->index, prev, k->prev_action);
   errno = saved;
 }
 
@@ -175,12 +194,10 @@ void switch_out(klt_action a) noexcept {
   klt* k = this_klt();
   fcb* f = k->current;
   f->gate.enter_switch();  // I-G1: the handler sees the count before k's fields
-  runtime& rt = *g_rt.load(std::memory_order_relaxed);  // relaxed: set while KLTs run
-  // Timers first, so a sleeper that expired during f's quantum queues ahead
-  // of f (wake-up lateness is one quantum, not two).
-  process_timers(rt);
-  fcb* next = rt.pick_next(k->index);
-  if (next || a == klt_action::park || a == klt_action::exit) {
+  native_env e{*g_rt.load(std::memory_order_relaxed), k};  // relaxed: set while KLTs run
+  const loop::leave_plan to = loop::plan_leave(e, k->index, a);
+  if (!to.stays()) {
+    fcb* next = to.next;
     if (!knobs.no_errno_swap.load(std::memory_order_relaxed)) f->saved_errno = errno;  // I4
     if (!knobs.no_eh_swap.load(std::memory_order_relaxed)) f->saved_eh = *k->eh;      // I4
     void** fake = a == klt_action::exit ? nullptr : &f->asan_fake_stack;
@@ -219,7 +236,7 @@ void fiber_entry(void* arg) {
 
 // Scheduler side: run f on k until a fiber switches back to the scheduler
 // (fibers may have switched among themselves meanwhile), then act on it.
-static void run_fibers(runtime& rt, klt* k, fcb* f) noexcept {
+static void run_fibers(native_env& e, klt* k, fcb* f) noexcept {
   install(k, f);
   san_start_switch(&k->asan_fake_stack, f->stack_lo(), f->stack_hi() - f->stack_lo(), f->tsan_fiber);
   fiber_ctx_switch(&k->sched_sp, f->sp);
@@ -230,21 +247,16 @@ static void run_fibers(runtime& rt, klt* k, fcb* f) noexcept {
   k->running.store(0, std::memory_order_relaxed);  // relaxed: as in install()
   klt_action a = k->action;
   k->action = klt_action::none;
-  process_timers(rt);
-  act_on(rt, k, last, a);
+  loop::landed_in_scheduler(e, k->index, last, a);
 }
 
 // ---- the KLT loop ----------------------------------------------------------
 
-static void idle_wait(runtime& rt, klt* k) noexcept {
+static void idle_wait(native_env& e, klt* k) noexcept {
+  runtime& rt = e.rt;
   std::uint32_t key = rt.idle.prepare_sleep();
-  // I-R6: only work this KLT may take keeps it awake (not fibers pinned elsewhere).
-  if (rt.policy->has_work(k->index) || rt.stopping.load(std::memory_order_relaxed)) {  // relaxed: after the idle fence
-    rt.idle.cancel_sleep();
-    return;
-  }
-  std::uint64_t nd = rt.next_deadline.load(std::memory_order_relaxed);  // relaxed: after the idle fence
-  if (nd != kNoDeadline && nd <= native_seam::now_ns()) {
+  std::uint64_t nd = kNoDeadline;
+  if (!loop::may_sleep(e, k->index, nd)) {
     rt.idle.cancel_sleep();
     return;
   }
@@ -274,22 +286,20 @@ void* klt_main(void* arg) {
   signals_klt_start(*k);  // I8
   k->tsan_fiber = san_current_fiber();
   klt_timer_start(*k, rt.cfg);
+  native_env e{rt, k};
   process_timers(rt);
   bool idled = false;  // this KLT looked for work and found none since it last ran a fiber
   for (;;) {
     count_step(k);
     if (knobs.sched_stall.load(std::memory_order_relaxed)) knob_sched_stall(rt);  // relaxed: a test knob (monitor.cpp)
-    if (fcb* f = rt.pick_next(k->index)) {
-      // I-R6: the end of an idle spell; wake a sleeper for what is left.
-      if (idled && rt.policy->wake_another()) rt.idle.notify_one();
-      idled = false;
-      run_fibers(rt, k, f);
+    const loop::sched_choice c = loop::sched_pick(e, k->index, idled);
+    if (c.run) {
+      run_fibers(e, k, c.run);
       continue;
     }
-    if (rt.stopping.load(std::memory_order_acquire) && !rt.has_work()) break;  // acquire: pairs with shutdown
-    idle_wait(rt, k);
-    idled = true;
-    process_timers(rt);
+    if (c.stop) break;
+    idle_wait(e, k);
+    loop::after_idle(e, k->index, idled);
   }
   klt_timer_stop(*k);
   klt_publish_self(nullptr);
@@ -303,8 +313,8 @@ void make_runnable(fcb* f) noexcept {
   // finish, which must not free the runtime under this notify (L2).  The gate
   // is open here because f is parked, hence live (L4).
   bool gated = !k && os_wake_enter();
-  runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: as above
-  rt.on_wake(f, k ? k->index : kNoKlt);
+  native_env e{*g_rt.load(std::memory_order_acquire), k};  // acquire: as above
+  loop::push(e, f, k ? k->index : kNoKlt, push_kind::woken);
   if (gated) os_wake_leave();
 }
 

@@ -92,8 +92,7 @@ constexpr std::uint32_t kCap = 1u << 15;     // main buffer: 1 MiB per KLT
 constexpr std::uint32_t kTickCap = 256;      // tick ring (a refusal per quantum at most)
 constexpr std::uint32_t kOsCap = 1024;
 std::atomic<bool> g_lose_wake{false}, g_no_commit{false};  // test knobs 17, 18 (testing.h)
-bool lose_wake(fcb* f) noexcept;       // the planted defects (the end of this file)
-void no_commit(runtime& rt, klt* k, fcb* f) noexcept;
+bool lose_wake(fcb* f) noexcept;  // the planted defect of knob 17 (the end of this file)
 
 std::uint16_t qof(unsigned k) noexcept { return k == kNoKlt ? kQGlobal : static_cast<std::uint16_t>(k); }
 
@@ -331,15 +330,13 @@ void trace_leave_slow(klt* k, fcb* f, klt_action a) noexcept {
   put_klt(k->trace, kind, f->id, f->tr.seq++, arg, aux, q, !k->current);  // scheduler: a slice ends
 }
 
-bool trace_park_slow(runtime& rt, klt* k, fcb* f) noexcept {
+bool trace_park_slow(klt* k, fcb* f) noexcept {
   // What the fiber said it waits on (Seam::note_wait), as the diagnostics keep it.
   // relaxed (both): written by this fiber, its owner, before it left its stack.
   auto obj = reinterpret_cast<std::uintptr_t>(f->diag.obj_.load(std::memory_order_relaxed));
   auto kind = static_cast<unsigned>(f->diag.kind_.load(std::memory_order_relaxed));
   put_klt(k->trace, tev::park, f->id, f->tr.seq++, obj, kind, kQNone, !k->current);  // as trace_leave
-  if (!g_no_commit.load(std::memory_order_relaxed)) return false;  // relaxed: a test knob
-  no_commit(rt, k, f);
-  return true;
+  return g_no_commit.load(std::memory_order_relaxed);  // relaxed: a test knob
 }
 
 void trace_park_abort_slow(klt* k, fcb* f) noexcept {
@@ -432,16 +429,5 @@ void trace_set_knob(int knob, bool on) noexcept {
   if (knob == FIBER_KNOB_TRACE_LOSE_WAKE) g_lose_wake.store(on);  // seq_cst: a test's setting
   if (knob == FIBER_KNOB_TRACE_NO_COMMIT) g_no_commit.store(on);  // seq_cst: as above
 }
-
-namespace {
-
-// Planted defect: a park is never committed; the fiber is requeued at once as
-// if a wake had come (parked fibers spin through their waits: every caller
-// loops on its condition, I-P4, so programs still finish, only slower).
-void no_commit(runtime& rt, klt* k, fcb* f) noexcept {
-  f->diag.move(fstate::parked, fstate::runnable);
-  rt.on_yield(f, k->index);
-}
-}  // namespace
 
 }  // namespace fiber::detail

@@ -83,7 +83,7 @@ void trace_lock_set_knob(int knob, bool on) noexcept;
 // controls), so the wake path tests one flag for both (trace_wake below).
 void trace_set_knob(int knob, bool on) noexcept;
 bool trace_wake_slow(fcb* f) noexcept;  // true: knob 17 dropped the wake
-bool trace_park_slow(runtime& rt, klt* k, fcb* f) noexcept;  // true: knob 18 requeued f
+bool trace_park_slow(klt* k, fcb* f) noexcept;  // true: knob 18 (no commit)
 
 inline void trace_create(fcb* f, const char* name, unsigned q) noexcept {
   if (trace_on()) trace_create_slow(f, name, q);
@@ -96,9 +96,11 @@ inline void trace_leave(klt* k, fcb* f, klt_action a) noexcept {  // yield, pree
     trace_leave_slow(k, f, a);
 }
 // A park, before its commit (so a wake is always recorded after it); true when
-// test knob 18 requeued f instead (the caller must not commit).
-inline bool trace_park(runtime& rt, klt* k, fcb* f) noexcept {
-  return __builtin_expect(k->trace != nullptr, 0) && trace_park_slow(rt, k, f);
+// test knob 18 is on: the planted defect, the caller requeues f without a
+// commit and records no abort (parked fibers spin through their waits: every
+// caller loops on its condition, I-P4, so programs still finish, only slower).
+inline bool trace_park(klt* k, fcb* f) noexcept {
+  return __builtin_expect(k->trace != nullptr, 0) && trace_park_slow(k, f);
 }
 inline void trace_park_abort(klt* k, fcb* f) noexcept {
   if (__builtin_expect(k->trace != nullptr, 0)) trace_park_abort_slow(k, f);
