@@ -192,6 +192,23 @@ struct park_never_commits_loop : klt_loop<Env> {
   }
 };
 
+// PLANTED: an exit hands the fiber to its joiners before it is recorded as
+// exited and before the live count drops (join returns before exit).
+template <class Env>
+struct join_before_exit_loop : klt_loop<Env> {
+  static void act_on(Env& e, unsigned k, typename Env::fiber_type* f, klt_action a) {
+    if (a != klt_action::exit) return klt_loop<Env>::act_on(e, k, f, a);
+    e.left(k, f, a);
+    e.join_exit(k, f);
+    e.exited(k, f);
+    if (e.drop_live()) e.wake_shutdown();
+  }
+  static void landed_in_scheduler(Env& e, unsigned k, typename Env::fiber_type* last, klt_action a) {
+    e.process_timers(k);
+    act_on(e, k, last, a);  // this act_on, not the base's
+  }
+};
+
 // PLANTED: an exit is finished without dropping the live count (I7).
 template <class Env>
 struct exit_keeps_live_loop : klt_loop<Env> {
@@ -199,7 +216,7 @@ struct exit_keeps_live_loop : klt_loop<Env> {
     if (a != klt_action::exit) return klt_loop<Env>::act_on(e, k, f, a);
     e.left(k, f, a);
     e.exited(k, f);
-    e.join_exit(f);
+    e.join_exit(k, f);
   }
   static void landed_in_scheduler(Env& e, unsigned k, typename Env::fiber_type* last, klt_action a) {
     e.process_timers(k);

@@ -162,7 +162,7 @@ void work_conserving() {
   o.ops = {op::spawn, op::tick, op::run, op::run, op::clock};
   // Yields weighted up: a yield that should wake a sleeper needs a queue of
   // two behind the yielder (the silent-yield control took ~2000 cases unweighted).
-  o.acts = {act::cpu, act::yield, act::yield, act::yield, act::sleep, act::spawn, act::wait, act::wake};
+  o.acts = {act::cpu, act::yield, act::yield, act::yield, act::sleep, act::spawn, act::wait, act::wake, act::join};
   const scenario sc = *gen_scenario(o);
   sim<P, heap_t, L> s(sc, kAccounting | kIdle);
   s.run_all();
@@ -315,6 +315,10 @@ TEST(LoopControl, WorkConservingCatchesSleepIgnoringWork) {
 TEST(LoopControl, NoLossCatchesParkNeverCommits) {
   expect_counterexample("LoopControl/NoLossCatchesParkNeverCommits", 3000,
                         [] { no_loss<fifo, park_never_commits_loop>(); });
+}
+TEST(LoopControl, NoLossCatchesJoinBeforeExit) {
+  expect_counterexample("LoopControl/NoLossCatchesJoinBeforeExit", 3000,
+                        [] { no_loss<fifo, join_before_exit_loop>(); });
 }
 TEST(LoopControl, NoLossCatchesExitKeepsLive) {
   expect_counterexample("LoopControl/NoLossCatchesExitKeepsLive", 3000,

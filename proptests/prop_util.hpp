@@ -27,7 +27,7 @@ namespace fiber_sim {
 struct gen_opts {
   unsigned min_klts = 1, max_klts = 3;
   std::vector<op> ops{op::spawn, op::tick, op::run, op::clock};
-  std::vector<act> acts{act::cpu, act::yield, act::sleep, act::spawn, act::wait, act::wake};
+  std::vector<act> acts{act::cpu, act::yield, act::sleep, act::spawn, act::wait, act::wake, act::join};
   bool external_spawn = true;  // spawn steps may come from an OS thread (kNoKlt)
   unsigned nscripts = 3;
   int script_len = 5;

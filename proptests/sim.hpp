@@ -17,7 +17,10 @@
 //   script  a fiber's program: cpu k (k run-steps of work), yield, sleep d,
 //           spawn s (child runs script s), wait o / wake o (a counting
 //           semaphore o: wait takes a permit or blocks FIFO, wake hands a
-//           permit to the oldest waiter or banks it), and exit at the end.
+//           permit to the oldest waiter or banks it), join -n (waits for
+//           the fiber created n before it, modulo its own number: only
+//           older fibers, so joins never form a cycle; no-op for f0 and
+//           for a fiber already exited), and exit at the end.
 //   step    spawn(s@k) a fiber created by code on KLT k (s@ext: by an OS
 //           thread, kNoKlt); run(k) KLT k executes one action of its current
 //           fiber, or looks for work when idle; tick(k) a preemption tick on
@@ -164,7 +167,7 @@ struct sim_seam {
 };
 
 // ------------------------------------------------------------- the scripts
-enum class act : std::uint8_t { cpu, yield, sleep, spawn, wait, wake };
+enum class act : std::uint8_t { cpu, yield, sleep, spawn, wait, wake, join };
 struct action {
   act a = act::cpu;
   std::uint8_t arg = 0;
@@ -196,6 +199,7 @@ inline std::ostream& operator<<(std::ostream& os, const action& a) {
     case act::spawn: return os << "spawn(s" << unsigned(a.arg) << ")";
     case act::wait: return os << "wait(o" << unsigned(a.arg) % kNoObj << ")";
     case act::wake: return os << "wake(o" << unsigned(a.arg) % kNoObj << ")";
+    case act::join: return os << "join(-" << unsigned(a.arg) + 1 << ")";
   }
   return os;
 }

@@ -258,7 +258,23 @@ class sim {
     return --live_ == 0;
   }
   void wake_shutdown() {}
-  void join_exit(sim_fiber*) {}
+  // The joiners of f resume (woken on k, as the join protocol's unpark
+  // makes them runnable there).  Join returns only after the exit (the
+  // fiber is done) and after the live count dropped (I7).
+  void join_exit(unsigned k, sim_fiber* f) {
+    std::vector<sim_fiber*> js;
+    js.swap(joiners_[f->id]);
+    for (sim_fiber* j : js) {
+      require(f->state == fstate::done, kAccounting,
+              "join: " + fib(*j) + " resumes from joining " + fib(*f) + ", which is " + name(f->state));
+      unsigned not_done = 0;
+      for (const sim_fiber& g : fibers_) not_done += g.state != fstate::done;
+      require(live_ == not_done, kAccounting,
+              "I7: " + fib(*j) + " resumes from joining " + fib(*f) + " while the live count is " +
+                  std::to_string(live_) + " with " + std::to_string(not_done) + " fibers not exited");
+      loop::push(*this, j, k, push_kind::woken);
+    }
+  }
 
   // ---- the KLTs (sched.cpp's switch_out, run_fibers, klt_main) -----------
 
@@ -381,6 +397,8 @@ class sim {
   unsigned live_ = 0;              // the runtime's live count (I7): created, not yet exited
   std::vector<unsigned> service_;  // per fiber id: quanta ended by ticks
   std::deque<sim_fiber*> waiters_[kNoObj];
+  std::vector<sim_fiber*> joiners_[kMaxFibers];  // per fiber id: who joins it
+  static constexpr unsigned long long kJoinObj = 0x100;  // a join's park object: kJoinObj + target id
   unsigned permits_[kNoObj] = {};
   std::uint64_t now_ = 0;
   std::uint64_t sleep_seq_ = 0;
@@ -429,6 +447,14 @@ void sim<P, H, L>::exec(sim_fiber& f, unsigned k) {
       waiters_[o].push_back(&f);
       leave(f, k, fstate::blocked, o);
       break;
+    case act::join: {
+      if (f.id == 0) break;
+      sim_fiber& t = fibers_[f.id - 1 - a.arg % f.id];
+      if (t.state == fstate::done) break;
+      joiners_[t.id].push_back(&f);
+      leave(f, k, fstate::blocked, kJoinObj + t.id);
+      break;
+    }
     case act::wake:
       if (waiters_[o].empty()) { ++permits_[o]; break; }
       sim_fiber* w = waiters_[o].front();

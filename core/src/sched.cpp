@@ -131,7 +131,7 @@ struct native_env {
   void wake_shutdown() noexcept {
     if (parker* p = rt.shutdown_waiter.load(std::memory_order_seq_cst)) p->unpark();
   }
-  void join_exit(fcb* f) noexcept {
+  void join_exit(unsigned, fcb* f) noexcept {
     if (f->join.exit(f->retval) == join_state<native_seam>::free_by::caller) slot_free(f);
   }
 };

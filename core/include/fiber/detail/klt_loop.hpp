@@ -49,7 +49,7 @@
 //   void exited(unsigned k, fiber_type*);       the exit recorded (before the count)
 //   bool drop_live();                           true: it was the last live fiber
 //   void wake_shutdown();
-//   void join_exit(fiber_type*);                the join hand-off; may free it
+//   void join_exit(unsigned k, fiber_type*);    the join hand-off; may free it
 #pragma once
 
 #include <cstdint>
@@ -107,7 +107,7 @@ struct klt_loop {
     // The live count first, so a joiner woken below never sees the fiber
     // still counted (I7).
     if (e.drop_live()) e.wake_shutdown();
-    e.join_exit(f);
+    e.join_exit(k, f);
   }
 
   // k's scheduler context has landed with `last`, which left asking for `a`.
