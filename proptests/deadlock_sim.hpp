@@ -33,6 +33,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fiber/detail/deadlock_rules.hpp"
@@ -146,6 +147,7 @@ struct klt_s {
 struct thread_s {  // main or ext
   std::size_t pc = 0;
   bool parked = false;
+  bool woken = false;  // unparked, not yet run since: its return from the park counts as progress
   bool done = false;
   std::uint64_t acts = 0;
 };
@@ -314,6 +316,7 @@ class world {
   void wake(int i) {
     if (i == kMain) {
       main_.parked = false;
+      main_.woken = true;
       ++events_;
       return;
     }
@@ -447,6 +450,7 @@ inline void world::main_step() {
   if (main_.done || main_.parked) return;
   ++main_.acts;
   ++events_;
+  if (std::exchange(main_.woken, false)) ++os_blocks_;  // it returns from its park (native_seam.cpp os_block)
   if (main_.pc >= p_->main.size()) {
     main_.done = true;  // main returns: the process exits
     return;

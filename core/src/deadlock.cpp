@@ -19,7 +19,7 @@
 //    deadline (counted against /proc/self/stat's thread count, so a thread
 //    the runtime does not know about - it might post a semaphore - vetoes).
 //    Reported when two consecutive snapshots are quiet and the progress
-//    counters (fiber switches, KLT idle sleeps, OS-thread park attempts, live
+//    counters (fiber switches, KLT idle sleeps, OS-thread park attempts and returns, live
 //    fibers) read before the first equal those read after the second: then
 //    nobody ran, woke, slept or blocked anew during the whole interval, every
 //    party was passive at its read, and only an active party can wake one.

@@ -80,7 +80,7 @@ struct os_parker_node {
 spinlock g_os_parkers_lock;
 os_parker_node* g_os_parkers_free = nullptr;  // guarded by g_os_parkers_lock
 std::atomic<os_parker_node*> g_os_parkers_all{nullptr};  // every node ever made (push-only)
-std::atomic<std::uint64_t> g_os_blocks{0};               // OS park attempts (detector progress)
+std::atomic<std::uint64_t> g_os_blocks{0};               // OS park attempts and returns (detector progress)
 
 void register_node(os_parker_node* n) noexcept {
   os_parker_node* h = g_os_parkers_all.load(std::memory_order_relaxed);  // relaxed: the CAS decides
@@ -189,6 +189,13 @@ static void os_block(parker& p, std::uint64_t deadline) noexcept {
     native_seam::os_wait(p.word(), parker::kParked, deadline);
   }
   p.finish();
+  // The return counts too (release: as above).  A woken OS thread may leave
+  // the runtime and exit without parking again; without this count two
+  // quiet checks whose readings straddled its wake-up (parked when one
+  // reading counted the waiters, gone from the thread count at the next)
+  // would see no progress (deadlock_rules.hpp rule 1; found by
+  // Deadlock.RulesSoundAndCompleteOnSimulatedPrograms).
+  g_os_blocks.fetch_add(1, std::memory_order_release);
 }
 
 void native_seam::block(parker_type& p, std::uint64_t deadline) noexcept {

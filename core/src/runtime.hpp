@@ -234,7 +234,7 @@ struct os_waiter_info {
 // Calls fn for every OS thread that ever blocked in the runtime.  Lock-free,
 // no allocation (async-signal-safe); the entries are racy snapshots.
 void os_waiters_visit(void (*fn)(const os_waiter_info&, void*), void* ctx) noexcept;
-std::uint64_t os_blocks() noexcept;  // OS-thread park commits so far (detector's progress)
+std::uint64_t os_blocks() noexcept;  // OS-thread park attempts and returns so far (detector's progress)
 
 // diag.cpp / dump.cpp / deadlock.cpp
 void diag_start(runtime& rt) noexcept;  // the diagnostics ticker (deadlock.cpp)

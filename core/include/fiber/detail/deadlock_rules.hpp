@@ -30,7 +30,7 @@
 //
 // Src provides (all noexcept, each a reading at the moment of the call):
 //   dl_progress progress();             switches, KLT idle sleeps, OS-thread
-//                                       park attempts, live fibers
+//                                       park attempts and returns, live fibers
 //   unsigned nklts(); bool klt_idle(k); bool has_work(); bool timer_armed();
 //   bool io_waiting();                  a fiber parked on a descriptor
 //   void os_waiters(long* parked_untimed, bool* parked_timed);
