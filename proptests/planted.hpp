@@ -178,24 +178,30 @@ struct sleep_ignoring_work_loop : klt_loop<Env> {
   }
 };
 
+// A planted loop that replaces act_on routes the scheduler context's landing
+// through it too (the base's landed_in_scheduler calls the base's act_on).
+template <class Env, class Self>
+struct planted_act_on : klt_loop<Env> {
+  static void landed_in_scheduler(Env& e, unsigned k, typename Env::fiber_type* last, klt_action a) {
+    e.process_timers(k);
+    Self::act_on(e, k, last, a);
+  }
+};
+
 // PLANTED: a park is never committed; the fiber is requeued as if a wake-up
 // had come first, while it also waits on its object (I-R4: queued twice).
 template <class Env>
-struct park_never_commits_loop : klt_loop<Env> {
+struct park_never_commits_loop : planted_act_on<Env, park_never_commits_loop<Env>> {
   static void act_on(Env& e, unsigned k, typename Env::fiber_type* f, klt_action a) {
     if (a == klt_action::park) return klt_loop<Env>::push(e, f, k, fiber::detail::push_kind::yielded);
     klt_loop<Env>::act_on(e, k, f, a);
-  }
-  static void landed_in_scheduler(Env& e, unsigned k, typename Env::fiber_type* last, klt_action a) {
-    e.process_timers(k);
-    act_on(e, k, last, a);  // this act_on, not the base's
   }
 };
 
 // PLANTED: an exit hands the fiber to its joiners before it is recorded as
 // exited and before the live count drops (join returns before exit).
 template <class Env>
-struct join_before_exit_loop : klt_loop<Env> {
+struct join_before_exit_loop : planted_act_on<Env, join_before_exit_loop<Env>> {
   static void act_on(Env& e, unsigned k, typename Env::fiber_type* f, klt_action a) {
     if (a != klt_action::exit) return klt_loop<Env>::act_on(e, k, f, a);
     e.left(k, f, a);
@@ -203,24 +209,16 @@ struct join_before_exit_loop : klt_loop<Env> {
     e.exited(k, f);
     if (e.drop_live()) e.wake_shutdown();
   }
-  static void landed_in_scheduler(Env& e, unsigned k, typename Env::fiber_type* last, klt_action a) {
-    e.process_timers(k);
-    act_on(e, k, last, a);  // this act_on, not the base's
-  }
 };
 
 // PLANTED: an exit is finished without dropping the live count (I7).
 template <class Env>
-struct exit_keeps_live_loop : klt_loop<Env> {
+struct exit_keeps_live_loop : planted_act_on<Env, exit_keeps_live_loop<Env>> {
   static void act_on(Env& e, unsigned k, typename Env::fiber_type* f, klt_action a) {
     if (a != klt_action::exit) return klt_loop<Env>::act_on(e, k, f, a);
     e.left(k, f, a);
     e.exited(k, f);
     e.join_exit(k, f);
-  }
-  static void landed_in_scheduler(Env& e, unsigned k, typename Env::fiber_type* last, klt_action a) {
-    e.process_timers(k);
-    act_on(e, k, last, a);  // this act_on, not the base's
   }
 };
 

@@ -102,8 +102,6 @@ class sim {
 
  private:
   using loop = Loop<sim>;
-  friend fiber::detail::klt_loop<sim>;
-  friend loop;
 
   [[noreturn]] void fail(const std::string& what) const {
     std::ostringstream os;
@@ -156,11 +154,12 @@ class sim {
   }
 
   // ---- the environment of klt_loop.hpp (sched.cpp's native_env) ----------
+  // Public, as native_env's members are: the loop and the controls'
+  // subclasses of it (planted.hpp) call them.
  public:
   using fiber_type = sim_fiber;
   static constexpr bool nothrow = false;  // a violation throws out of the loop
 
- private:
   // Expires every timer due by now on KLT k's behalf, woken there (as
   // timers_expire's make_runnable is).  I-T1: nothing early, and in
   // (deadline, sleep order).
@@ -275,6 +274,8 @@ class sim {
       loop::push(*this, j, k, push_kind::woken);
     }
   }
+ private:
+
 
   // ---- the KLTs (sched.cpp's switch_out, run_fibers, klt_main) -----------
 
