@@ -152,16 +152,17 @@ class lifo_tie_heap {
 };
 
 // ---- the KLT loop (fiber/detail/klt_loop.hpp): one decision planted wrong.
-// A subclass hides one static member; the simulator calls the loop through
-// the subclass (sim's Loop parameter), the rest stays the shipped code.
+// A subclass hides one member and names itself as klt_loop's Self, so the
+// loop's own calls reach the planted member; the simulator calls the loop
+// through the subclass (sim's Loop parameter).  The rest is the shipped code.
 using fiber::detail::klt_action;
 using fiber::detail::klt_loop;
 
 // PLANTED: the leaving fiber's KLT picks before it expires timers, so a
 // sleeper due during the quantum waits a second one (wake-up lateness, I-T1).
 template <class Env>
-struct timers_after_pick_loop : klt_loop<Env> {
-  using typename klt_loop<Env>::leave_plan;
+struct timers_after_pick_loop : klt_loop<Env, timers_after_pick_loop<Env>> {
+  using typename klt_loop<Env, timers_after_pick_loop<Env>>::leave_plan;
   static leave_plan plan_leave(Env& e, unsigned k, klt_action a) {
     auto* next = e.pick_next(k);
     e.process_timers(k);
@@ -171,40 +172,29 @@ struct timers_after_pick_loop : klt_loop<Env> {
 
 // PLANTED: an idle KLT sleeps without asking for work it may take (I-R6).
 template <class Env>
-struct sleep_ignoring_work_loop : klt_loop<Env> {
+struct sleep_ignoring_work_loop : klt_loop<Env, sleep_ignoring_work_loop<Env>> {
   static bool may_sleep(Env& e, unsigned, std::uint64_t& until) {
     until = e.next_deadline();
     return until == fiber::detail::kNoDeadline || until > e.now();
   }
 };
 
-// A planted loop that replaces act_on routes the scheduler context's landing
-// through it too (the base's landed_in_scheduler calls the base's act_on).
-template <class Env, class Self>
-struct planted_act_on : klt_loop<Env> {
-  static void landed_in_scheduler(Env& e, unsigned k, typename Env::fiber_type* last, klt_action a) {
-    e.process_timers(k);
-    Self::act_on(e, k, last, a);
-  }
-};
-
 // PLANTED: a park is never committed; the fiber is requeued as if a wake-up
 // had come first, while it also waits on its object (I-R4: queued twice).
 template <class Env>
-struct park_never_commits_loop : planted_act_on<Env, park_never_commits_loop<Env>> {
+struct park_never_commits_loop : klt_loop<Env, park_never_commits_loop<Env>> {
+  using base = klt_loop<Env, park_never_commits_loop<Env>>;
   static void act_on(Env& e, unsigned k, typename Env::fiber_type* f, klt_action a) {
-    if (a == klt_action::park) return klt_loop<Env>::push(e, f, k, fiber::detail::push_kind::yielded);
-    klt_loop<Env>::act_on(e, k, f, a);
+    if (a == klt_action::park) return base::push(e, f, k, fiber::detail::push_kind::yielded);
+    base::act_on(e, k, f, a);
   }
 };
 
 // PLANTED: an exit hands the fiber to its joiners before it is recorded as
 // exited and before the live count drops (join returns before exit).
 template <class Env>
-struct join_before_exit_loop : planted_act_on<Env, join_before_exit_loop<Env>> {
-  static void act_on(Env& e, unsigned k, typename Env::fiber_type* f, klt_action a) {
-    if (a != klt_action::exit) return klt_loop<Env>::act_on(e, k, f, a);
-    e.left(k, f, a);
+struct join_before_exit_loop : klt_loop<Env, join_before_exit_loop<Env>> {
+  static void finish_exit(Env& e, unsigned k, typename Env::fiber_type* f) {
     e.join_exit(k, f);
     e.exited(k, f);
     if (e.drop_live()) e.wake_shutdown();
@@ -213,10 +203,8 @@ struct join_before_exit_loop : planted_act_on<Env, join_before_exit_loop<Env>> {
 
 // PLANTED: an exit is finished without dropping the live count (I7).
 template <class Env>
-struct exit_keeps_live_loop : planted_act_on<Env, exit_keeps_live_loop<Env>> {
-  static void act_on(Env& e, unsigned k, typename Env::fiber_type* f, klt_action a) {
-    if (a != klt_action::exit) return klt_loop<Env>::act_on(e, k, f, a);
-    e.left(k, f, a);
+struct exit_keeps_live_loop : klt_loop<Env, exit_keeps_live_loop<Env>> {
+  static void finish_exit(Env& e, unsigned k, typename Env::fiber_type* f) {
     e.exited(k, f);
     e.join_exit(k, f);
   }

@@ -2,8 +2,8 @@
 // its header for the vocabulary and the checks).  The scheduling decisions
 // are the runtime's own: sim is the environment of klt_loop.hpp, as
 // core/src/sched.cpp's native_env is, and calls the loop where sched.cpp does
-// (switch_out: plan_leave, act_on; the scheduler context: sched_pick,
-// may_sleep, after_idle, landed_in_scheduler).
+// (switch_out: plan_leave, act_on; the scheduler context: sched_pick, idle,
+// after_idle, landed_in_scheduler).
 #pragma once
 
 namespace fiber_sim {
@@ -236,6 +236,25 @@ class sim {
   bool has_work(unsigned k) const { return policy_.has_work(k); }
   bool has_any_work() const { return policy_.has_work_hint(); }
   bool stopping() const { return false; }  // the simulated runtime never shuts down
+  // The idle protocol's announcement has no window of its own here: a push
+  // between the check and the sleep cannot happen within one step.
+  std::uint32_t prepare_sleep(unsigned) { return 0; }
+  // k refused to sleep: has_work must agree with the queues, true only if
+  // there is work k may take (it may have come since k's empty pick).
+  void cancel_sleep(unsigned k) {
+    std::string where;
+    if ((checks_ & kIdle) && policy_.has_work(k) && takeable(k, &where) == nullptr)
+      fail("I-R6: " + kl(k) + " found no work it may take, but has_work(" + kl(k) +
+           ") keeps it awake (it would spin)");
+  }
+  // Without kIdle a KLT never sleeps: it looks again at its next step.  A
+  // sleeping KLT takes no steps until notify_one or its deadline wakes it.
+  void sleep(unsigned k, std::uint32_t, std::uint64_t until) {
+    if (!(checks_ & kIdle)) return;
+    asleep_[k] = 1;
+    sleep_until_[k] = until;
+    sim_trace::get().add(sim_event::idle_sleep, k);
+  }
   std::uint64_t next_deadline() const { return heap_.empty() ? kNoDeadline : heap_.next_deadline(); }
   std::uint64_t now() const { return now_; }
   void left(unsigned, sim_fiber*, klt_action) {}
@@ -322,36 +341,17 @@ class sim {
       woke_[k] = 0;
       loop::after_idle(*this, k, idled_[k]);
     }
-    if (std::exchange(to_idle_[k], 0)) return idle_wait(k);
+    if (std::exchange(to_idle_[k], 0)) return loop::idle(*this, k, idled_[k]);
     const typename loop::sched_choice c = loop::sched_pick(*this, k, idled_[k]);
     if (c.run) return install(k, c.run);
     check_idle(k);
     if (c.stop) fail("the simulated runtime stopped");
     // kIdle: the sleep is the KLT's next step, so pushes by other KLTs and
-    // OS threads can land between its empty pick and its idle_wait (the
+    // OS threads can land between its empty pick and its idle protocol (the
     // window the has_work check in may_sleep closes).
     if (checks_ & kIdle) to_idle_[k] = 1;
-    else idle_wait(k);
+    else loop::idle(*this, k, idled_[k]);
   }
-  // sched.cpp: idle_wait.  Without kIdle a KLT never sleeps: it looks again
-  // at its next step.
-  void idle_wait(unsigned k) {
-    std::uint64_t until = kNoDeadline;
-    if (!loop::may_sleep(*this, k, until)) {
-      // has_work must agree with the queues: true only if there is work k
-      // may take (it may have come since k's empty pick).
-      std::string where;
-      if ((checks_ & kIdle) && policy_.has_work(k) && takeable(k, &where) == nullptr)
-        fail("I-R6: " + kl(k) + " found no work it may take, but has_work(" + kl(k) +
-             ") keeps it awake (it would spin)");
-      return loop::after_idle(*this, k, idled_[k]);
-    }
-    if (!(checks_ & kIdle)) return loop::after_idle(*this, k, idled_[k]);
-    asleep_[k] = 1;
-    sleep_until_[k] = until;
-    sim_trace::get().add(sim_event::idle_sleep, k);
-  }
-
   void count_waits(const sim_fiber& picked);
   void tick(unsigned k) {
     if (asleep_[k]) return;  // a sleeping KLT takes no steps (kIdle)
@@ -387,9 +387,9 @@ class sim {
   Heap heap_;
   std::deque<sim_fiber> fibers_;  // stable addresses
   std::vector<sim_fiber*> cur_;   // running fiber per KLT
-  std::vector<char> asleep_;      // kIdle: sleeping in idle_wait
-  std::vector<char> woke_;        // woken from idle_wait, not yet stepped since
-  std::vector<char> to_idle_;     // found nothing to run; idle_wait is its next step
+  std::vector<char> asleep_;      // kIdle: sleeping in its idle sleep (klt_loop::idle)
+  std::vector<char> woke_;        // woken from its idle sleep, not yet stepped since
+  std::vector<char> to_idle_;     // found nothing to run; its idle protocol is its next step
   std::vector<std::uint64_t> sleep_until_;  // the deadline an asleep KLT wakes at by itself
   std::unique_ptr<bool[]> idled_;  // klt_main's idled: found no work since it last ran a fiber
   bool leaving_ = false;           // inside switch_out's plan_leave (pick_next's lateness check)

@@ -97,7 +97,7 @@ struct native_src {
   }
   unsigned nklts() const noexcept { return rt.nklts; }
   bool klt_idle(unsigned k) noexcept {
-    return rt.klts[k].idle.load(std::memory_order_acquire);  // acquire: pairs with idle_wait
+    return rt.klts[k].idle.load(std::memory_order_acquire);  // acquire: pairs with native_env::sleep (sched.cpp)
   }
   bool has_work() noexcept { return rt.has_work(); }
   bool timer_armed() noexcept {

@@ -193,7 +193,7 @@ bool stop_requested() noexcept {
   return g_stop.load(mo::acquire) != 0;  // acquire: pairs with monitor_stop's release
 }
 
-// I-MON3: every KLT was idle.  Sleep until one leaves idle_wait (it clears
+// I-MON3: every KLT was idle.  Sleep until one leaves its idle sleep (it clears
 // klt::idle, then notifies g_deep) or the monitor is stopped.  The SB pair
 // of idle.hpp (I-I1): our "announce; re-check idle flags" against the KLT's
 // "clear idle; check sleepers".
@@ -305,7 +305,7 @@ void monitor_klt_woke() noexcept { g_deep.notify_one(); }
 
 // The KLT takes no step and runs no fiber (klt::running is 0 between picks,
 // klt::idle false): what the watchdog calls "stuck in the runtime's
-// scheduler".  The runtime itself never waits there except in idle_wait
+// scheduler".  The runtime itself never waits there except in its idle sleep
 // (flagged idle); foreign code can: a program's signal handler that blocks
 // when it lands on a KLT between two fibers, or a debugger holding the
 // thread.  Raw nanosleep: libc's is interposed (interpose_sleep.cpp).

@@ -20,7 +20,7 @@
 //                    them (I2), the monitor reads their sum relaxed and
 //                    compares readings a period apart.
 //   stalled          not idle (klt::idle false) and no step since a reading at
-//                    least the bound ago.  An idle KLT (sleeping in idle_wait,
+//                    least the bound ago.  An idle KLT (sleeping in its idle sleep (klt_loop::idle),
 //                    nothing queued anywhere) is never stalled.
 //
 // Invariants:
@@ -36,7 +36,7 @@
 //          KLT and no watchdog it is not started at all (nobody to hand to).
 //   I-MON3 It does not keep an idle program busy: when every KLT is idle it
 //          sleeps without a timeout on an idle_set (idle.hpp, I-I1), and a
-//          KLT leaving idle_wait wakes it (monitor_klt_woke: one fence and one
+//          KLT leaving its idle sleep wakes it (monitor_klt_woke: one fence and one
 //          load when the monitor is not asleep).
 //
 // Lifecycle: monitor_start() from fiber_init once the KLTs run; monitor_stop()
@@ -58,7 +58,7 @@ inline constexpr std::uint64_t kMinPeriodNs = 1'000'000;              // watchdo
 // starts the monitor thread if there is anything to watch.  false: EAGAIN.
 bool monitor_start(runtime& rt) noexcept;
 void monitor_stop() noexcept;
-// A KLT left idle_wait (it cleared klt::idle first): wakes a sleeping monitor.
+// A KLT left its idle sleep (it cleared klt::idle first): wakes a sleeping monitor.
 void monitor_klt_woke() noexcept;
 // Test knob FIBER_KNOB_SCHED_STALL (testing.h): the calling KLT, in its
 // scheduler context between two picks, sleeps while the knob is on (until

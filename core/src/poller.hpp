@@ -18,7 +18,7 @@
 // fiber is gone, the poller no longer hides a real deadlock.  A forked child has no poller (fork keeps one thread):
 // the interposers are off there (interpose_io.cpp).
 //
-// Design note: the first slice.  Weaving epoll into idle_wait (an idle KLT
+// Design note: the first slice.  Weaving epoll into the idle sleep (klt_loop::idle) (an idle KLT
 // sleeps in epoll_wait, an eventfd in the eventcount wakes it) saves the hop
 // through the poller thread; not done yet (papers/design.md, "Blocking
 // system calls").

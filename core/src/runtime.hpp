@@ -174,7 +174,7 @@ struct alignas(64) klt {
   // Read racily by the monitor thread (monitor.hpp) and the diagnostics
   // (dump.cpp, deadlock.cpp); written by this KLT only (I2):
   std::atomic<std::uint64_t> steps{0};  // picks that switched nothing (steps + switches: monitor.hpp)
-  std::atomic<bool> idle{false};        // sleeping in idle_wait (no fiber, empty queues)
+  std::atomic<bool> idle{false};        // sleeping in its idle sleep (klt_loop::idle) (no fiber, empty queues)
   std::atomic<std::uint64_t> running{0};  // id of `current` (0: none), for the monitor
   std::atomic<long> tid{0};               // kernel thread id (dump.cpp: where it is blocked)
   std::atomic<std::uint64_t> ticks{0};        // ticks that landed on a fiber (preempt.cpp)

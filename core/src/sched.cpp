@@ -96,6 +96,21 @@ struct native_env {
     return rt.next_deadline.load(std::memory_order_relaxed);  // relaxed: after the idle fence
   }
   std::uint64_t now() noexcept { return native_seam::now_ns(); }
+  std::uint32_t prepare_sleep(unsigned) noexcept { return rt.idle.prepare_sleep(); }
+  void cancel_sleep(unsigned) noexcept { rt.idle.cancel_sleep(); }
+  void sleep(unsigned, std::uint32_t key, std::uint64_t until) noexcept {
+    rt.stats.idle_sleeps.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+    // release: the detector (deadlock.cpp) that sees idle also sees idle_sleeps;
+    // the monitor's deep sleep (monitor.cpp) is ordered by its own fences.
+    k->idle.store(true, std::memory_order_release);
+    klt_timer_idle(*k, true);
+    trace_idle(k, true);
+    rt.idle.sleep(key, until);
+    trace_idle(k, false);
+    k->idle.store(false, std::memory_order_relaxed);  // relaxed: ordered by the fence in monitor_klt_woke
+    monitor_klt_woke();
+    klt_timer_idle(*k, false);
+  }
 
   void left(unsigned, fcb* f, klt_action a) noexcept {
     if (!stack_canary_ok(f)) report_canary(f);
@@ -252,27 +267,6 @@ static void run_fibers(native_env& e, klt* k, fcb* f) noexcept {
 
 // ---- the KLT loop ----------------------------------------------------------
 
-static void idle_wait(native_env& e, klt* k) noexcept {
-  runtime& rt = e.rt;
-  std::uint32_t key = rt.idle.prepare_sleep();
-  std::uint64_t nd = kNoDeadline;
-  if (!loop::may_sleep(e, k->index, nd)) {
-    rt.idle.cancel_sleep();
-    return;
-  }
-  rt.stats.idle_sleeps.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
-  // release: the detector (deadlock.cpp) that sees idle also sees idle_sleeps;
-  // the monitor's deep sleep (monitor.cpp) is ordered by its own fences.
-  k->idle.store(true, std::memory_order_release);
-  klt_timer_idle(*k, true);
-  trace_idle(k, true);
-  rt.idle.sleep(key, nd);
-  trace_idle(k, false);
-  k->idle.store(false, std::memory_order_relaxed);  // relaxed: ordered by the fence in monitor_klt_woke
-  monitor_klt_woke();
-  klt_timer_idle(*k, false);
-}
-
 void* klt_main(void* arg) {
   klt* k = static_cast<klt*>(arg);
   runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: pairs with fiber_init's release
@@ -298,8 +292,7 @@ void* klt_main(void* arg) {
       continue;
     }
     if (c.stop) break;
-    idle_wait(e, k);
-    loop::after_idle(e, k->index, idled);
+    loop::idle(e, k->index, idled);
   }
   klt_timer_stop(*k);
   klt_publish_self(nullptr);

@@ -4,7 +4,7 @@
 // A timed park puts its fiber in the heap (timer_add) before it leaves its
 // KLT; expiry unparks it.  Nobody runs a timer thread: busy KLTs check the
 // earliest deadline at every scheduling step (process_timers, one relaxed
-// load when nothing is due), idle KLTs sleep until it (idle_wait, sched.cpp).
+// load when nothing is due), idle KLTs sleep until it (klt_loop::idle).
 //
 // Invariant I6 (runtime.hpp): timers expire under rt.timer_lock and unpark
 // under it, so a cancel that returns guarantees no expiry of that timer is

@@ -450,7 +450,9 @@ TEST_F(MonitorWatchdog, SpinOutsideTheAllowListReportedAsDeferredTicks) {
                          err.find("blocked in the kernel") != std::string::npos;
     if (allowed) {
       EXPECT_EQ(err.find("ticks are deferred"), std::string::npos) << "preemptible spin deferred:\n" << err;
-      if (!starved) EXPECT_EQ(count_of(err, kWatchdogTag), 0) << "preemptible spin reported:\n" << err;
+      if (!starved) {
+        EXPECT_EQ(count_of(err, kWatchdogTag), 0) << "preemptible spin reported:\n" << err;
+      }
       continue;
     }
     ASSERT_EQ(count_of(err, kWatchdogTag), 1) << err;
@@ -475,7 +477,7 @@ TEST_F(MonitorWatchdog, SpinOutsideTheAllowListReportedAsDeferredTicks) {
 }
 
 // The reason "it runs no fiber": a KLT stuck in its scheduler context, between
-// two picks.  The runtime never waits there except in idle_wait (flagged idle,
+// two picks.  The runtime never waits there except in its idle sleep (flagged idle,
 // skipped by design); foreign code can (a program's signal handler blocking
 // when it lands there, a debugger), but not reliably on demand
 // (papers/design.md section 12), so the test knob FIBER_KNOB_SCHED_STALL makes
@@ -586,7 +588,7 @@ TEST_F(runtime_test, MonitorOnlyWhenThereIsSomethingToWatch) {
 // An idle program: the monitor sleeps until a KLT wakes (no periodic wake-ups).
 TEST_F(runtime_test, IdleProgramDoesNotWakeTheMonitor) {
   start(2, 4000);
-  sleep_ms(100);  // the KLTs reach idle_wait; the monitor sees it and sleeps
+  sleep_ms(100);  // the KLTs reach their idle sleep; the monitor sees it and sleeps
   long before = monitor_wakeups();
   sleep_ms(500);  // 50 periods
   long after = monitor_wakeups();

@@ -25,7 +25,8 @@
 //   sched_pick k's scheduler context picks; a pick that ends an idle spell
 //              wakes another sleeper if work remains (I-R6); nothing to pick
 //              and the runtime stopping with no work anywhere ends the loop.
-//   may_sleep  an idle KLT sleeps only if no work it may take exists, the
+//   idle       a KLT that found nothing announces itself as a sleeper, then
+//              (may_sleep) sleeps only if no work it may take exists, the
 //              runtime is not stopping and no deadline is due; it sleeps until
 //              the earliest deadline.  After the sleep (or its refusal) timers
 //              are expired.
@@ -44,6 +45,9 @@
 //   bool has_any_work();                        anything queued anywhere
 //   bool stopping();
 //   std::uint64_t next_deadline();  std::uint64_t now();
+//   std::uint32_t prepare_sleep(unsigned k);    idle_set::prepare_sleep: k announced
+//   void cancel_sleep(unsigned k);              k does not sleep after all
+//   void sleep(unsigned k, std::uint32_t key, std::uint64_t until);  until woken or until
 //   void left(unsigned k, fiber_type*, klt_action);  checks and records of the leaver
 //   bool commit_park(unsigned k, fiber_type*);  false: a wake token came first
 //   void exited(unsigned k, fiber_type*);       the exit recorded (before the count)
@@ -53,6 +57,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "fiber/detail/assert.hpp"
 #include "fiber/detail/seam.hpp"
@@ -66,9 +71,13 @@ enum class klt_action : unsigned char { none, yield, preempted, park, exit };
 // on_preempted/on_wake).
 enum class push_kind : unsigned char { created, yielded, preempted, woken };
 
-template <class Env>
+// Self: a subclass that hides some of these members (the property tests'
+// controls plant one decision wrong that way, proptests/planted.hpp); every
+// call between the members goes through it, so the rest stays the shipped code.
+template <class Env, class Self = void>
 struct klt_loop {
   using fiber_type = typename Env::fiber_type;
+  using S = std::conditional_t<std::is_void_v<Self>, klt_loop, Self>;
 
   // Where KLT k goes when its running fiber leaves asking for `a`.
   struct leave_plan {
@@ -90,14 +99,14 @@ struct klt_loop {
   static void act_on(Env& e, unsigned k, fiber_type* f, klt_action a) noexcept(Env::nothrow) {
     e.left(k, f, a);
     switch (a) {
-      case klt_action::yield: push(e, f, k, push_kind::yielded); break;
-      case klt_action::preempted: push(e, f, k, push_kind::preempted); break;
+      case klt_action::yield: S::push(e, f, k, push_kind::yielded); break;
+      case klt_action::preempted: S::push(e, f, k, push_kind::preempted); break;
       case klt_action::park:
         // I-P5/I1: the park is committed only now; a token that came first
         // makes the fiber runnable again at once (I-P1).
-        if (!e.commit_park(k, f)) push(e, f, k, push_kind::yielded);
+        if (!e.commit_park(k, f)) S::push(e, f, k, push_kind::yielded);
         break;
-      case klt_action::exit: finish_exit(e, k, f); break;
+      case klt_action::exit: S::finish_exit(e, k, f); break;
       case klt_action::none: FIBER_ASSERT(false, "fiber switched out without an action"); break;
     }
   }
@@ -113,7 +122,7 @@ struct klt_loop {
   // k's scheduler context has landed with `last`, which left asking for `a`.
   static void landed_in_scheduler(Env& e, unsigned k, fiber_type* last, klt_action a) noexcept(Env::nothrow) {
     e.process_timers(k);
-    act_on(e, k, last, a);
+    S::act_on(e, k, last, a);
   }
 
   // One pick of k's scheduler context.  `idled`: k looked for work and found
@@ -145,6 +154,16 @@ struct klt_loop {
   static void after_idle(Env& e, unsigned k, bool& idled) noexcept(Env::nothrow) {
     idled = true;
     e.process_timers(k);
+  }
+
+  // k's scheduler context found nothing to run and the runtime goes on: the
+  // idle protocol (idle.hpp I-I1: announce, re-check, sleep), then timers.
+  static void idle(Env& e, unsigned k, bool& idled) noexcept(Env::nothrow) {
+    const std::uint32_t key = e.prepare_sleep(k);
+    std::uint64_t until = kNoDeadline;
+    if (S::may_sleep(e, k, until)) e.sleep(k, key, until);
+    else e.cancel_sleep(k);
+    S::after_idle(e, k, idled);
   }
 };
 
