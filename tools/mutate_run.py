@@ -173,12 +173,36 @@ def run_family(fam, meta, w, a, limits):
     return ctest(b, SELECT[fam], log, limits.get(fam), a.jobs)
 
 
+def _diff_part(text):
+    """A patch's diff, without its header (Description, Note, Model lines)."""
+    i = text.find("\ndiff --git")
+    return text[i:] if i >= 0 else text
+
+
+def _patch_changed_since(mid, rev, cache):
+    """True when mutant mid's diff differs from the one committed at rev (a cell
+    recorded then is of another mutant); False when equal or unknowable."""
+    key = (mid, rev)
+    if key not in cache:
+        rel = "tools/mutants/%s.patch" % mid
+        old = subprocess.run(["git", "-C", ROOT, "show", "%s:%s" % (rev, rel)], capture_output=True, text=True)
+        cur = os.path.join(ROOT, rel)
+        cache[key] = (old.returncode == 0 and os.path.exists(cur) and
+                      _diff_part(old.stdout) != _diff_part(open(cur).read()))
+    return cache[key]
+
+
 def load(path):
-    done = {}
+    """The latest cell per (mutant, family), leaving out cells recorded for an
+    earlier version of the mutant's diff (its patch changed since that cell's
+    commit: the source it mutates moved)."""
+    done, cache = {}, {}
     if os.path.exists(path):
         for line in open(path):
             if line.strip():
                 r = json.loads(line)
+                if _patch_changed_since(r["id"], r.get("git", "?"), cache):
+                    continue
                 done[(r["id"], r["family"])] = r
     return done
 

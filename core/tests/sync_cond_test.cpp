@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <cerrno>
 #include <cstdint>
 #include <vector>
@@ -202,6 +204,39 @@ TEST_P(CondTest, TimeoutsHonoured) {
   std::sort(late_ns.begin(), late_ns.end());
   EXPECT_LE(late_ns[kSamples / 2], 2'000'000) << "median lateness above 2 ms";
   EXPECT_LE(late_ns.back(), 20'000'000) << "a time-out more than 20 ms late";
+}
+
+// A negative absolute time (before the clock's epoch) is long past: the
+// timed waits time out at once.  A helper OS thread broadcasts and posts
+// after half a second, so a wait that took it for "no deadline" returns 0
+// there instead of hanging (mutant sync_deadline_past_never).
+TEST_P(CondTest, NegativeTimesAreLongPast) {
+  fiber_cond_t cv = FIBER_COND_INITIALIZER;
+  fiber_mutex_t m = FIBER_MUTEX_INITIALIZER;
+  fiber_sem_t sem;
+  ASSERT_EQ(fiber_sem_init(&sem, 0), 0);
+  std::atomic<bool> done{false};
+  std::thread rescuer([&] {
+    for (int i = 0; i < 100 && !done.load(std::memory_order_acquire); ++i) {  // pairs with the release below
+      if (i >= 50) {
+        fiber_cond_broadcast(&cv);
+        fiber_sem_post(&sem);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  group g(kind());
+  g.spawn([&] {
+    const timespec past{-1, 0};
+    ASSERT_EQ(fiber_mutex_lock(&m), 0);
+    EXPECT_EQ(fiber_cond_timedwait(&cv, &m, &past), ETIMEDOUT);
+    EXPECT_EQ(fiber_mutex_unlock(&m), 0);
+    EXPECT_EQ(fiber_sem_timedwait(&sem, &past), ETIMEDOUT);
+  });
+  g.join();
+  done.store(true, std::memory_order_release);
+  rescuer.join();
+  EXPECT_EQ(fiber_sem_destroy(&sem), 0);
 }
 
 TEST_P(CondTest, ErrorCodes) {
