@@ -146,6 +146,11 @@ class sim {
     loop::push(*this, &f, k, push_kind::created);
   }
 
+  unsigned not_exited() const {  // what the live count must say (I7)
+    unsigned n = 0;
+    for (const sim_fiber& g : fibers_) n += g.state != fstate::done;
+    return n;
+  }
   unsigned others_runnable(const sim_fiber& f) const {
     unsigned n = 0;
     for (const sim_fiber& g : fibers_)
@@ -190,11 +195,11 @@ class sim {
   // count a quantum (I-R1), and at the pick that ends a quantum every sleeper
   // due by now is awake (wake-up lateness: one quantum).
   sim_fiber* pick_next(unsigned k) {
-    if (leaving_)
+    if (leaving_ && (checks_ & kTimers))
       for (const sim_fiber& g : fibers_)
-        require(g.state != fstate::sleeping || g.wake_at > now_, kTimers,
-                "I-T1: " + fib(g) + " due at t=" + std::to_string(g.wake_at) + " is still asleep when " +
-                    kl(k) + " ends a quantum at t=" + std::to_string(now_));
+        if (g.state == fstate::sleeping && g.wake_at <= now_)
+          fail("I-T1: " + fib(g) + " due at t=" + std::to_string(g.wake_at) + " is still asleep when " +
+               kl(k) + " ends a quantum at t=" + std::to_string(now_));
     sim_fiber* f = policy_.pick_next(k);
     raise_asserts();
     if (!f) return nullptr;
@@ -283,13 +288,13 @@ class sim {
     std::vector<sim_fiber*> js;
     js.swap(joiners_[f->id]);
     for (sim_fiber* j : js) {
-      require(f->state == fstate::done, kAccounting,
-              "join: " + fib(*j) + " resumes from joining " + fib(*f) + ", which is " + name(f->state));
-      unsigned not_done = 0;
-      for (const sim_fiber& g : fibers_) not_done += g.state != fstate::done;
-      require(live_ == not_done, kAccounting,
-              "I7: " + fib(*j) + " resumes from joining " + fib(*f) + " while the live count is " +
-                  std::to_string(live_) + " with " + std::to_string(not_done) + " fibers not exited");
+      if (checks_ & kAccounting) {
+        if (f->state != fstate::done)
+          fail("join: " + fib(*j) + " resumes from joining " + fib(*f) + ", which is " + name(f->state));
+        if (live_ != not_exited())
+          fail("I7: " + fib(*j) + " resumes from joining " + fib(*f) + " while the live count is " +
+               std::to_string(live_) + " with " + std::to_string(not_exited()) + " fibers not exited");
+      }
       loop::push(*this, j, k, push_kind::woken);
     }
   }
@@ -514,11 +519,9 @@ void sim<P, H, L>::audit() {
               "I-R3: " + fib(f) + " preempted on k" + std::to_string(f.pinned_to) + " is queued on " +
                   (w == kGlobal ? std::string("global") : "k" + std::to_string(w)));
   }
-  unsigned not_done = 0;
-  for (const sim_fiber& f : fibers_) not_done += f.state != fstate::done;
-  require(live_ == not_done, kAccounting,
-          "I7: the live count is " + std::to_string(live_) + " but " + std::to_string(not_done) +
-              " fibers have not exited");
+  if ((checks_ & kAccounting) && live_ != not_exited())
+    fail("I7: the live count is " + std::to_string(live_) + " but " + std::to_string(not_exited()) +
+         " fibers have not exited");
   if (checks_ & kIdle) check_sleepers();
 }
 
