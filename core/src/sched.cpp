@@ -155,7 +155,7 @@ using loop = klt_loop<native_env>;
 }  // namespace
 
 void runtime::on_new(fcb* f, unsigned k) noexcept {
-  native_env e{*this, this_klt()};
+  native_env e{*this, nullptr};  // a push reads only the runtime: no this_klt() call on the create path
   loop::push(e, f, k, push_kind::created);
 }
 
