@@ -255,7 +255,7 @@ bool monitor_start(runtime& rt) noexcept {
   monitor_state& m = g_state;
   m.rt = &rt;
   m.watchdog_ns = resolve_watchdog_ns(rt.cfg);
-  m.handoff = rt.nklts > 1;
+  m.handoff = rt.nklts > 1 && !knobs.no_monitor_handoff.load(std::memory_order_relaxed);  // relaxed: a test knob
   if (!m.handoff && m.watchdog_ns == 0) return true;  // I-MON2: nothing to watch
   // Hand-off: kMonitorPeriodNs.  Watchdog: a quarter of its bound, so a
   // report comes between 1 and 1.5 bounds after the last step.

@@ -13,6 +13,11 @@ void timer_add(fcb* f, std::uint64_t deadline) noexcept {
   bool earliest;
   {
     lock_guard<spinlock> g(rt.timer_lock);
+    // A node pushed while still queued corrupts the heap silently (its index
+    // is overwritten): a timed park that did not cancel its timer.  Checked
+    // in every build: one compare per timed park.
+    if (f->timer_index != timer_heap<fcb>::kNotQueued)
+      fatal("a fiber's timer was queued twice (a timed park left its timer behind)");
     rt.timers.push(f, deadline);
     earliest = rt.timers.next_deadline() == deadline;
     publish_deadline(rt);

@@ -51,8 +51,10 @@ enum fiber_test_knob {
      core/src/trace_lock.cpp); like 17 and 18 they act only while tracing is on: */
   FIBER_KNOB_MUTEX_WAKE_TAIL = 23,     /* an unlock wakes or grants the queue's tail, not its head (I-M3 a) */
   FIBER_KNOB_MUTEX_NO_STARVATION = 24, /* the K-th barge never sets kHandoff: waiters starve (I-M3 b) */
-  FIBER_KNOB_MUTEX_DOUBLE_OWNER = 25   /* one contended lock in four enters without the mutex (I-M1);
+  FIBER_KNOB_MUTEX_DOUBLE_OWNER = 25,  /* one contended lock in four enters without the mutex (I-M1);
                                           one of the two owners' unlocks then fails with EPERM */
+  FIBER_KNOB_NO_MONITOR_HANDOFF = 26   /* the monitor never hands a stalled KLT's fibers to others (read at
+                                          fiber_init): a test sees what the scheduler alone does */
 };
 void fiber_test_set_knob(int knob, int on);
 
