@@ -309,6 +309,7 @@ struct knobs_t {
   std::atomic<bool> mutex_no_spin{false};  // mutexes park at once (native_seam.cpp spin_useful)
   std::atomic<bool> no_offload{false};  // offload.cpp: calls with no readiness path run on the KLT
   std::atomic<bool> no_monitor_handoff{false};  // monitor.cpp: no hand-off (read at monitor_start)
+  std::atomic<bool> os_wake_linger{false};  // sched.cpp: an OS waker lingers in its gated section
   // sync.cpp: planted defects for the linearizability checker (stress/stress_lin.cpp)
   std::atomic<bool> lin_trylock_lies{false}, lin_sem_post_twice{false};
   // Knobs 23-25 (planted mutex defects) are native_seam::mutex_defects, read by

@@ -18,6 +18,8 @@
 //     instead, and busy KLTs check the heap at every scheduling decision.
 //   * ucontext: a sigprocmask syscall per switch (papers/platform.md).
 #include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cxxabi.h>
 
@@ -67,6 +69,16 @@ namespace {
 }
 
 // The runtime and, on a KLT, that KLT (nullptr: an OS thread waking a fiber).
+// Test knob 27: an OS thread's wake lingers after its push and notify, still
+// inside make_runnable's gated section (L2), so a test sees whether a
+// shutdown that the woken fiber's exit allows waits for the waker to leave.  Raw nanosleep:
+// libc's is interposed (interpose_sleep.cpp).
+void os_wake_linger() noexcept {
+  if (!knobs.os_wake_linger.load(std::memory_order_relaxed)) return;  // relaxed: a test knob
+  struct timespec ts{0, 200 * 1000 * 1000};
+  syscall(SYS_nanosleep, &ts, nullptr);
+}
+
 struct native_env {
   using fiber_type = fcb;
   static constexpr bool nothrow = true;
@@ -308,6 +320,7 @@ void make_runnable(fcb* f) noexcept {
   bool gated = !k && os_wake_enter();
   native_env e{*g_rt.load(std::memory_order_acquire), k};  // acquire: as above
   loop::push(e, f, k ? k->index : kNoKlt, push_kind::woken);
+  if (!k) os_wake_linger();  // test knob 27
   if (gated) os_wake_leave();
 }
 

@@ -167,6 +167,40 @@ TEST_F(lifecycle_race_test, CreateFromOsThreadDuringShutdown) {
   EXPECT_EQ(join(f), reinterpret_cast<void*>(3));
 }
 
+// L2: an OS thread that wakes a fiber holds the runtime's call gate from its
+// queue push to its idle notify, so a shutdown that the woken fiber's exit
+// allows cannot free the runtime under it.  Test knob 27 makes the waker
+// linger 200 ms inside that section (after its push and notify); the fiber
+// runs and exits meanwhile, and the shutdown must not return before the
+// waker's post has (without the gate - mutant sched_os_wake_ungated - it
+// returned at once, while the waker was still inside).
+void* wait_sem(void* a) {
+  fiber_sem_wait(static_cast<fiber_sem_t*>(a));
+  return nullptr;
+}
+
+TEST_F(lifecycle_race_test, ShutdownWaitsForAnOsThreadsWake) {
+  start(1, 0);
+  fiber_sem_t sem;
+  ASSERT_EQ(fiber_sem_init(&sem, 0), 0);
+  fiber_t f = spawn(wait_sem, &sem);
+  ASSERT_NE(f, 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));  // f is parked
+  std::atomic<bool> posted{false};
+  fiber_test_set_knob(FIBER_KNOB_OS_WAKE_LINGER, 1);
+  std::thread waker([&] {
+    EXPECT_EQ(fiber_sem_post(&sem), 0);
+    posted.store(true, std::memory_order_release);  // pairs with the acquire below
+  });
+  EXPECT_EQ(fiber_join(f, nullptr), 0);  // f ran while the waker lingers
+  EXPECT_EQ(fiber_shutdown(), 0);
+  const bool waited = posted.load(std::memory_order_acquire);
+  waker.join();
+  fiber_test_set_knob(FIBER_KNOB_OS_WAKE_LINGER, 0);
+  EXPECT_TRUE(waited) << "fiber_shutdown returned while an OS thread was still inside its wake (L2)";
+  EXPECT_EQ(fiber_sem_destroy(&sem), 0);
+}
+
 }  // namespace
 
 // ---- the quantum's bounds (issue 14 item 2) --------------------------------

@@ -53,8 +53,10 @@ enum fiber_test_knob {
   FIBER_KNOB_MUTEX_NO_STARVATION = 24, /* the K-th barge never sets kHandoff: waiters starve (I-M3 b) */
   FIBER_KNOB_MUTEX_DOUBLE_OWNER = 25,  /* one contended lock in four enters without the mutex (I-M1);
                                           one of the two owners' unlocks then fails with EPERM */
-  FIBER_KNOB_NO_MONITOR_HANDOFF = 26   /* the monitor never hands a stalled KLT's fibers to others (read at
+  FIBER_KNOB_NO_MONITOR_HANDOFF = 26,  /* the monitor never hands a stalled KLT's fibers to others (read at
                                           fiber_init): a test sees what the scheduler alone does */
+  FIBER_KNOB_OS_WAKE_LINGER = 27       /* an OS thread that wakes a fiber lingers 200 ms after its idle notify,
+                                          inside the wake's gated section (L2): shutdown must wait for it */
 };
 void fiber_test_set_knob(int knob, int on);
 
