@@ -155,6 +155,11 @@ void sleepers() {
 // could take exists (sim.hpp, kIdle).  Two or more KLTs: with one there is
 // nobody to wake.
 template <class P, template <class> class L = klt_loop>
+void work_conserving_on(const scenario& sc) {
+  sim<P, heap_t, L> s(sc, kAccounting | kIdle);
+  s.run_all();
+}
+template <class P, template <class> class L = klt_loop>
 void work_conserving() {
   gen_opts o;
   o.min_klts = 2;
@@ -164,8 +169,8 @@ void work_conserving() {
   // two behind the yielder (the silent-yield control took ~2000 cases unweighted).
   o.acts = {act::cpu, act::yield, act::yield, act::yield, act::sleep, act::spawn, act::wait, act::wake, act::join};
   const scenario sc = *gen_scenario(o);
-  sim<P, heap_t, L> s(sc, kAccounting | kIdle);
-  s.run_all();
+  note_scenario(sc);
+  work_conserving_on<P, L>(sc);
 }
 
 // Fair shares across KLTs (I-R2, I-R3): N CPU-bound fibers on K KLTs that
@@ -239,18 +244,18 @@ FIBER_PROP(Policy, FifoFairSharesBalancedStart, 300, ()) { fair_shares<fifo>(fal
 
 TEST(PolicyControl, WorkConservingCatchesSpinOnPinned) {
   expect_counterexample("PolicyControl/WorkConservingCatchesSpinOnPinned", 3000,
-                        [] { work_conserving<spin_on_pinned_policy>(); });
+                        [] { work_conserving<spin_on_pinned_policy>(); }, work_conserving_on<spin_on_pinned_policy>);
 }
 // These two need a particular shape (a queue of two behind a yielder; a
 // burst that one notify does not cover): found within 300-2800 cases in
 // runs here, hence a budget of 20000 so that the control is not flaky.
 TEST(PolicyControl, WorkConservingCatchesSilentYield) {
   expect_counterexample("PolicyControl/WorkConservingCatchesSilentYield", 20000,
-                        [] { work_conserving<silent_yield_policy>(); });
+                        [] { work_conserving<silent_yield_policy>(); }, work_conserving_on<silent_yield_policy>);
 }
 TEST(PolicyControl, WorkConservingCatchesNoChainWake) {
   expect_counterexample("PolicyControl/WorkConservingCatchesNoChainWake", 20000,
-                        [] { work_conserving<no_chain_wake_policy>(); });
+                        [] { work_conserving<no_chain_wake_policy>(); }, work_conserving_on<no_chain_wake_policy>);
 }
 // The planted-unfair controls: pinned preemption (the default) with N not a
 // multiple of K, migration that requeues locally, and the old half intake.
@@ -310,7 +315,8 @@ TEST(LoopControl, SleepersCatchesTimersAfterPick) {
 }
 TEST(LoopControl, WorkConservingCatchesSleepIgnoringWork) {
   expect_counterexample("LoopControl/WorkConservingCatchesSleepIgnoringWork", 3000,
-                        [] { work_conserving<fifo, sleep_ignoring_work_loop>(); });
+                        [] { work_conserving<fifo, sleep_ignoring_work_loop>(); },
+                        work_conserving_on<fifo, sleep_ignoring_work_loop>);
 }
 TEST(LoopControl, NoLossCatchesParkNeverCommits) {
   expect_counterexample("LoopControl/NoLossCatchesParkNeverCommits", 3000,

@@ -7,11 +7,14 @@
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -85,8 +88,9 @@ inline rc::Gen<scenario> gen_scenario(const gen_opts& o) {
 }
 
 // ----------------------------------------------------------- running
-inline rc::detail::TestParams params_for(int max_success) {
+inline rc::detail::TestParams params_for(int max_success, std::uint64_t seed_offset = 0) {
   rc::detail::TestParams p = rc::detail::configuration().testParams;
+  p.seed += seed_offset;  // another search from the same (RC_PARAMS-reproducible) seed
   const char* env = std::getenv("RC_PARAMS");
   if (env == nullptr || std::strstr(env, "max_success") == nullptr) p.maxSuccess = max_success;
   return p;
@@ -94,12 +98,12 @@ inline rc::detail::TestParams params_for(int max_success) {
 
 template <class Testable>
 rc::detail::TestResult run_property(const std::string& id, int max_success, Testable&& t,
-                                    rc::detail::TestListener& listener) {
+                                    rc::detail::TestListener& listener, std::uint64_t seed_offset = 0) {
   rc::detail::TestMetadata md;
   md.id = id;
   md.description = id;
   return rc::detail::checkProperty(rc::detail::toProperty(std::forward<Testable>(t)), md,
-                                   params_for(max_success), listener,
+                                   params_for(max_success, seed_offset), listener,
                                    rc::detail::configuration().reproduce);
 }
 
@@ -138,26 +142,112 @@ inline void write_counterexample_trace(const std::string& id, const std::string&
               << rec.last_fail.drain_steps << " drain steps, " << rec.last_fail.events.size() << " events)\n";
 }
 
+// The scenario of the case running now, for a control that can re-run its
+// property on a given scenario (expect_counterexample's `rerun`): RapidCheck's
+// greedy shrinking can stop in a local minimum where removing any one step
+// loses the failure; the reduction below then removes chunks of the schedule
+// (delta debugging: halves, quarters... single steps, until no removal keeps
+// the failure), so the trace is of a 1-minimal schedule.
+struct scenario_box {
+  scenario cur, fail;
+  bool have = false;
+  static scenario_box& get() {
+    static scenario_box b;
+    return b;
+  }
+};
+inline void note_scenario(const scenario& sc) {
+  if (sim_trace::get().on) scenario_box::get().cur = sc;
+}
+
+// Re-runs the property on smaller schedules while it still fails; the last
+// failure's record (sim_trace) and message are the reduced run's.  Returns the
+// steps removed.
+template <class Rerun>
+std::size_t reduce_schedule(Rerun&& rerun, std::string& why) {
+  sim_trace& rec = sim_trace::get();
+  scenario_box& box = scenario_box::get();
+  if (!box.have) return 0;
+  scenario best = box.fail;
+  const std::size_t before = best.steps.size();
+  auto fails = [&](const scenario& sc) {
+    rec.begin_case();
+    try {
+      rerun(sc);
+    } catch (const std::exception& e) {
+      rec.note_failure();
+      why = e.what();
+      return true;
+    }
+    return false;
+  };
+  // Chunks of v (halves, quarters... single elements) removed from best
+  // while the failure stays (v: best's schedule, or one of its scripts).
+  auto drop_chunks = [&](auto member) {
+    bool any = false;
+    for (std::size_t chunk = std::max<std::size_t>(member(best).size() / 2, 1); chunk >= 1; chunk /= 2) {
+      for (std::size_t i = 0; i + chunk <= member(best).size();) {
+        scenario cand = best;
+        auto& v = member(cand);
+        v.erase(v.begin() + static_cast<std::ptrdiff_t>(i), v.begin() + static_cast<std::ptrdiff_t>(i + chunk));
+        if (fails(cand)) {
+          best = std::move(cand);
+          any = true;
+        } else {
+          i += chunk;
+        }
+      }
+      if (chunk == 1) break;
+    }
+    return any;
+  };
+  rec.on = true;
+  // A shorter script can make more steps removable, and the other way round:
+  // both until neither changes (scripts keep their number: spawns index them).
+  for (bool progress = true; progress;) {
+    progress = drop_chunks([](scenario& sc) -> std::vector<step>& { return sc.steps; });
+    for (std::size_t k = 0; k < best.scripts.size(); ++k)
+      progress = drop_chunks([k](scenario& sc) -> script& { return sc.scripts[k]; }) || progress;
+  }
+  fails(best);  // the record and message are the reduced schedule's run
+  rec.on = false;
+  return before - best.steps.size();
+}
+
 // A planted-bug control passes only if RapidCheck finds a counterexample;
 // it prints the shrunk one so a reader sees the minimal schedule.
 // Also keeps the simulator's record of the last failing case, the shrunk
 // counterexample's run (sim_trace.hpp), and with FIBER_PROP_TRACE_DIR set
 // writes it as a trace: <dir>/<Suite_Name>.json.
-template <class Testable>
-void expect_counterexample(const std::string& id, int max_success, Testable&& t) {
+// With `rerun` (the property on a given scenario; the testable calls
+// note_scenario), the shrunk schedule is reduced further (reduce_schedule).
+constexpr std::uint64_t kExtraSearches = 3;
+struct no_rerun {
+  void operator()(const scenario&) const {}
+};
+template <class Testable, class Rerun = no_rerun>
+void expect_counterexample(const std::string& id, int max_success, Testable&& t, Rerun rerun = {}) {
+  constexpr bool reduce = !std::is_same_v<Rerun, no_rerun>;
   quiet_listener quiet;
   sim_trace& rec = sim_trace::get();
+  scenario_box& box = scenario_box::get();
   rec.have_fail = false;
+  box.have = false;
   rec.on = true;  // only controls record: the properties' own runs pay one test per event
-  auto recorded = [&t, &rec] {
+  auto note = [&rec, &box] {
+    rec.note_failure();
+    box.fail = box.cur;
+    box.have = true;
+  };
+  auto recorded = [&t, &rec, &note] {
     rec.begin_case();
     try {
       t();
     } catch (const rc::detail::CaseResult& c) {
-      if (c.type == rc::detail::CaseResult::Type::Failure) rec.note_failure();
+      if (c.type == rc::detail::CaseResult::Type::Failure) note();
       throw;
     } catch (...) {
-      rec.note_failure();
+      note();
       throw;
     }
   };
@@ -183,6 +273,31 @@ void expect_counterexample(const std::string& id, int max_success, Testable&& t)
   };
   for (const auto& [type, value] : f.counterExample) std::cout << "  " << indent(value) << "\n";
   std::cout << "  -> expected failure: " << indent(why) << "\n";
+  if constexpr (reduce) {
+    const std::size_t removed = reduce_schedule(rerun, why);
+    std::cout << "  reduced further: " << removed << " schedule steps removed, " << box.fail.steps.size() - removed
+              << " left; still fails: " << indent(why) << "\n";
+    // How short a failing schedule can get depends on the shape the search
+    // happened to find first: more searches from other seeds, each shrunk
+    // and reduced, and the shortest run is the one kept.
+    sim_record best = rec.last_fail;
+    for (std::uint64_t extra = 1; extra <= kExtraSearches; ++extra) {
+      box.have = false;
+      rec.on = true;
+      const auto again = run_property(id, max_success, recorded, quiet, extra);
+      rec.on = false;
+      if (!again.template is<rc::detail::FailureResult>()) continue;
+      std::string why2;
+      reduce_schedule(rerun, why2);
+      if (rec.last_fail.schedule_steps < best.schedule_steps) {
+        best = rec.last_fail;
+        why = why2;
+      }
+    }
+    rec.last_fail = best;
+    std::cout << "  shortest of " << kExtraSearches + 1 << " searches: " << best.schedule_steps
+              << " schedule steps; fails: " << indent(why) << "\n";
+  }
   write_counterexample_trace(id, why);
 }
 
