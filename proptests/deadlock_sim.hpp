@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "fiber/detail/deadlock_rules.hpp"
+#include "sim_trace.hpp"
 
 namespace fiber_sim::dl {
 
@@ -70,6 +71,13 @@ struct program {
   script ext;                  // post / cpu (a nap outside the runtime); empty: no ext thread
   std::vector<step> steps;
 };
+
+// The scripts of a program, for the counterexample reduction (prop_util.hpp):
+// each fiber's, main's, ext's.
+inline std::size_t script_count(const program& p) { return p.fibers.size() + 2; }
+inline script& script_at(program& p, std::size_t k) {
+  return k < p.fibers.size() ? p.fibers[k] : k == p.fibers.size() ? p.main : p.ext;
+}
 
 struct violation : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -160,6 +168,18 @@ class world {
     for (std::size_t i = 0; i < f_.size(); ++i) runq_.push_back(static_cast<int>(i));
     ext_.done = p.ext.empty();
   }
+  // The runner's world records its run (sim_trace.hpp; a control's case);
+  // the copies that answer "does anybody run again?" never do.
+  void record() {
+    rec_ = true;
+    sim_trace::get().cur.nklts = nklts();
+    for (std::size_t i = 0; i < f_.size(); ++i) ev(sim_event::create, ~0u, static_cast<int>(i));
+  }
+  world unrecorded_copy() const {
+    world w = *this;
+    w.rec_ = false;
+    return w;
+  }
 
   void step(const step& s) {
     switch (s.o) {
@@ -175,6 +195,7 @@ class world {
   // Every party runs, fairly, until nobody can: the program's future.
   void drain() {
     for (unsigned round = 0; round < 100000; ++round) {
+      if (rec_) ++sim_trace::get().cur.drain_steps;
       const std::uint64_t before = events_;
       for (unsigned k = 0; k < nklts(); ++k) run(k);
       main_step();
@@ -191,7 +212,7 @@ class world {
 
   // Ground truth: nobody (fiber, main, ext) ever acts again.
   bool stuck_forever() const {
-    world w = *this;
+    world w = unrecorded_copy();
     const std::uint64_t before = w.total_acts();
     w.drain();
     return w.total_acts() == before;
@@ -284,15 +305,20 @@ class world {
     return -1;
   }
 
+  void ev(sim_event::kind what, unsigned k, int fiber = 0, unsigned long long arg = 0) const {
+    if (rec_) sim_trace::get().add(what, k, static_cast<unsigned>(fiber), arg);
+  }
   void pick(unsigned k) {
     klt_s& kl = k_[k];
     if (runq_.empty()) {
-      if (!kl.idle) kl.idle = true, ++idle_sleeps_;
+      if (!kl.idle) kl.idle = true, ++idle_sleeps_, ev(sim_event::idle_sleep, k);
       return;
     }
     const int i = runq_.front();
     runq_.pop_front();
     f_[static_cast<std::size_t>(i)].st = fs::running;
+    if (kl.idle) ev(sim_event::idle_wake, k);
+    ev(sim_event::run, k, i);
     kl.cur = i;
     kl.idle = false;
     ++kl.switches;
@@ -303,6 +329,7 @@ class world {
   }
   void tick(unsigned k) {
     if (k_[k].cur >= 0) {
+      ev(sim_event::preempt, k, k_[k].cur);
       make_runnable(k_[k].cur);
       k_[k].cur = -1;
     }
@@ -320,11 +347,13 @@ class world {
       ++events_;
       return;
     }
+    ev(sim_event::wake, ~0u, i);
     ++f_[static_cast<std::size_t>(i)].wakes;
     make_runnable(i);
   }
   void block(int i, unsigned k, fs st, wait_kind kind, int obj) {
     fib& f = f_[static_cast<std::size_t>(i)];
+    ev(st == fs::sleeping ? sim_event::sleep : sim_event::park, k, i, static_cast<unsigned long long>(obj + 1));
     f.st = st;
     f.kind = kind;
     f.obj = obj;
@@ -332,6 +361,7 @@ class world {
     k_[k].cur = -1;
   }
   void advance(std::uint64_t t) {
+    if (t > now_) ev(sim_event::clock, ~0u, 0, t);
     now_ = std::max(now_, t);
     std::vector<std::pair<std::uint64_t, int>> due;  // in deadline order (ties: index order)
     for (std::size_t i = 0; i < f_.size(); ++i)
@@ -357,6 +387,7 @@ class world {
   }
   void exit_fiber(int i, unsigned k) {
     fib& f = f_[static_cast<std::size_t>(i)];
+    ev(sim_event::exit, k, i);
     f.st = fs::exited;
     k_[k].cur = -1;
     if (f.joiner != -1) {
@@ -376,6 +407,7 @@ class world {
   std::deque<int> runq_;
   thread_s main_, ext_;
   std::uint64_t now_ = 0, idle_sleeps_ = 0, os_blocks_ = 0, events_ = 0;
+  bool rec_ = false;  // record(): this world's run is the trace
 };
 
 inline void world::exec(int i, unsigned k) {
@@ -398,6 +430,7 @@ inline void world::exec(int i, unsigned k) {
   switch (a.a) {
     case act::cpu: break;
     case act::yield:
+      ev(sim_event::yield, k, i);
       k_[k].cur = -1;
       make_runnable(i);
       pick(k);

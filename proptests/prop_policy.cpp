@@ -244,18 +244,21 @@ FIBER_PROP(Policy, FifoFairSharesBalancedStart, 300, ()) { fair_shares<fifo>(fal
 
 TEST(PolicyControl, WorkConservingCatchesSpinOnPinned) {
   expect_counterexample("PolicyControl/WorkConservingCatchesSpinOnPinned", 3000,
-                        [] { work_conserving<spin_on_pinned_policy>(); }, work_conserving_on<spin_on_pinned_policy>);
+                        [] { work_conserving<spin_on_pinned_policy>(); },
+                        rerun_as<scenario>(work_conserving_on<spin_on_pinned_policy>));
 }
 // These two need a particular shape (a queue of two behind a yielder; a
 // burst that one notify does not cover): found within 300-2800 cases in
 // runs here, hence a budget of 20000 so that the control is not flaky.
 TEST(PolicyControl, WorkConservingCatchesSilentYield) {
   expect_counterexample("PolicyControl/WorkConservingCatchesSilentYield", 20000,
-                        [] { work_conserving<silent_yield_policy>(); }, work_conserving_on<silent_yield_policy>);
+                        [] { work_conserving<silent_yield_policy>(); },
+                        rerun_as<scenario>(work_conserving_on<silent_yield_policy>));
 }
 TEST(PolicyControl, WorkConservingCatchesNoChainWake) {
   expect_counterexample("PolicyControl/WorkConservingCatchesNoChainWake", 20000,
-                        [] { work_conserving<no_chain_wake_policy>(); }, work_conserving_on<no_chain_wake_policy>);
+                        [] { work_conserving<no_chain_wake_policy>(); },
+                        rerun_as<scenario>(work_conserving_on<no_chain_wake_policy>));
 }
 // The planted-unfair controls: pinned preemption (the default) with N not a
 // multiple of K, migration that requeues locally, and the old half intake.
@@ -316,7 +319,7 @@ TEST(LoopControl, SleepersCatchesTimersAfterPick) {
 TEST(LoopControl, WorkConservingCatchesSleepIgnoringWork) {
   expect_counterexample("LoopControl/WorkConservingCatchesSleepIgnoringWork", 3000,
                         [] { work_conserving<fifo, sleep_ignoring_work_loop>(); },
-                        work_conserving_on<fifo, sleep_ignoring_work_loop>);
+                        rerun_as<scenario>(work_conserving_on<fifo, sleep_ignoring_work_loop>));
 }
 TEST(LoopControl, NoLossCatchesParkNeverCommits) {
   expect_counterexample("LoopControl/NoLossCatchesParkNeverCommits", 3000,

@@ -148,29 +148,36 @@ inline void write_counterexample_trace(const std::string& id, const std::string&
 // loses the failure; the reduction below then removes chunks of the schedule
 // (delta debugging: halves, quarters... single steps, until no removal keeps
 // the failure), so the trace is of a 1-minimal schedule.
+// S: the simulator's scenario type (sim.hpp's scenario, deadlock_sim.hpp's
+// program), with a `steps` vector and scripts reached by script_count /
+// script_at (found by argument-dependent lookup).
+template <class S>
 struct scenario_box {
-  scenario cur, fail;
+  S cur, fail;
   bool have = false;
   static scenario_box& get() {
     static scenario_box b;
     return b;
   }
 };
-inline void note_scenario(const scenario& sc) {
-  if (sim_trace::get().on) scenario_box::get().cur = sc;
+template <class S>
+void note_scenario(const S& sc) {
+  if (sim_trace::get().on) scenario_box<S>::get().cur = sc;
 }
+inline std::size_t script_count(const scenario& sc) { return sc.scripts.size(); }
+inline script& script_at(scenario& sc, std::size_t k) { return sc.scripts[k]; }
 
 // Re-runs the property on smaller schedules while it still fails; the last
 // failure's record (sim_trace) and message are the reduced run's.  Returns the
 // steps removed.
-template <class Rerun>
+template <class S, class Rerun>
 std::size_t reduce_schedule(Rerun&& rerun, std::string& why) {
   sim_trace& rec = sim_trace::get();
-  scenario_box& box = scenario_box::get();
+  scenario_box<S>& box = scenario_box<S>::get();
   if (!box.have) return 0;
-  scenario best = box.fail;
+  S best = box.fail;
   const std::size_t before = best.steps.size();
-  auto fails = [&](const scenario& sc) {
+  auto fails = [&](const S& sc) {
     rec.begin_case();
     try {
       rerun(sc);
@@ -187,7 +194,7 @@ std::size_t reduce_schedule(Rerun&& rerun, std::string& why) {
     bool any = false;
     for (std::size_t chunk = std::max<std::size_t>(member(best).size() / 2, 1); chunk >= 1; chunk /= 2) {
       for (std::size_t i = 0; i + chunk <= member(best).size();) {
-        scenario cand = best;
+        S cand = best;
         auto& v = member(cand);
         v.erase(v.begin() + static_cast<std::ptrdiff_t>(i), v.begin() + static_cast<std::ptrdiff_t>(i + chunk));
         if (fails(cand)) {
@@ -205,9 +212,9 @@ std::size_t reduce_schedule(Rerun&& rerun, std::string& why) {
   // A shorter script can make more steps removable, and the other way round:
   // both until neither changes (scripts keep their number: spawns index them).
   for (bool progress = true; progress;) {
-    progress = drop_chunks([](scenario& sc) -> std::vector<step>& { return sc.steps; });
-    for (std::size_t k = 0; k < best.scripts.size(); ++k)
-      progress = drop_chunks([k](scenario& sc) -> script& { return sc.scripts[k]; }) || progress;
+    progress = drop_chunks([](S& sc) -> auto& { return sc.steps; });
+    for (std::size_t k = 0; k < script_count(best); ++k)
+      progress = drop_chunks([k](S& sc) -> auto& { return script_at(sc, k); }) || progress;
   }
   fails(best);  // the record and message are the reduced schedule's run
   rec.on = false;
@@ -222,15 +229,28 @@ std::size_t reduce_schedule(Rerun&& rerun, std::string& why) {
 // With `rerun` (the property on a given scenario; the testable calls
 // note_scenario), the shrunk schedule is reduced further (reduce_schedule).
 constexpr std::uint64_t kExtraSearches = 3;
+// The property on a given scenario of type S (rerun_as<S>(f)).
+template <class S, class F>
+struct rerun_with {
+  using scenario_type = S;
+  F f;
+  void operator()(const S& sc) const { f(sc); }
+};
+template <class S, class F>
+rerun_with<S, F> rerun_as(F f) {
+  return {f};
+}
 struct no_rerun {
+  using scenario_type = scenario;
   void operator()(const scenario&) const {}
 };
 template <class Testable, class Rerun = no_rerun>
 void expect_counterexample(const std::string& id, int max_success, Testable&& t, Rerun rerun = {}) {
   constexpr bool reduce = !std::is_same_v<Rerun, no_rerun>;
+  using S = typename Rerun::scenario_type;
   quiet_listener quiet;
   sim_trace& rec = sim_trace::get();
-  scenario_box& box = scenario_box::get();
+  scenario_box<S>& box = scenario_box<S>::get();
   rec.have_fail = false;
   box.have = false;
   rec.on = true;  // only controls record: the properties' own runs pay one test per event
@@ -274,7 +294,7 @@ void expect_counterexample(const std::string& id, int max_success, Testable&& t,
   for (const auto& [type, value] : f.counterExample) std::cout << "  " << indent(value) << "\n";
   std::cout << "  -> expected failure: " << indent(why) << "\n";
   if constexpr (reduce) {
-    const std::size_t removed = reduce_schedule(rerun, why);
+    const std::size_t removed = reduce_schedule<S>(rerun, why);
     std::cout << "  reduced further: " << removed << " schedule steps removed, " << box.fail.steps.size() - removed
               << " left; still fails: " << indent(why) << "\n";
     // How short a failing schedule can get depends on the shape the search
@@ -288,7 +308,7 @@ void expect_counterexample(const std::string& id, int max_success, Testable&& t,
       rec.on = false;
       if (!again.template is<rc::detail::FailureResult>()) continue;
       std::string why2;
-      reduce_schedule(rerun, why2);
+      reduce_schedule<S>(rerun, why2);
       if (rec.last_fail.schedule_steps < best.schedule_steps) {
         best = rec.last_fail;
         why = why2;

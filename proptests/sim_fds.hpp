@@ -76,6 +76,7 @@
 #include <vector>
 
 #include "sim.hpp"  // first: sim_seam, and FIBER_ASSERT recorded, not aborted on
+#include "sim_trace.hpp"
 #include "fiber/detail/readiness.hpp"
 #include "../core/src/sanitizer.hpp"  // the runtime's ASan/TSan switch annotations
 
@@ -237,6 +238,9 @@ class io_sim final : io_host {
       f.reads = sc.reads[i];
       f.parker.owner = &f;
     }
+    sim_trace& rec = sim_trace::get();  // the run as a trace (controls only: sim_trace.hpp)
+    rec.cur.nklts = 1;
+    for (const io_fiber& f : fibers_) rec.add(sim_event::create, kNoKlt, f.id);
     main_tsan_ = fiber::detail::san_current_fiber();
   }
   ~io_sim() {
@@ -248,6 +252,7 @@ class io_sim final : io_host {
 
   void run_all() {
     for (step_ = 0; step_ < sc_.steps.size(); ++step_) {
+      ++sim_trace::get().cur.schedule_steps;
       do_step(sc_.steps[step_]);
       check();
     }
@@ -310,11 +315,13 @@ class io_sim final : io_host {
   void data(unsigned j) {
     fd_t& d = fds_[j];
     if (d.closed) return;
+    sim_trace::get().add(sim_event::io_data, kNoKlt, 0, j);
     ++d.count;
     d.pending = true;
     d.arrivals.push_back(t_);
   }
   void poll() {
+    sim_trace::get().add(sim_event::io_poll, kNoKlt);
     std::vector<unsigned> events;
     for (unsigned j = 0; j < kFds; ++j)
       if (fds_[j].pending && !fds_[j].closed) events.push_back(j);
@@ -331,6 +338,7 @@ class io_sim final : io_host {
   void close(unsigned j) {
     fd_t& d = fds_[j];
     if (d.closed) return;
+    sim_trace::get().add(sim_event::io_close, kNoKlt, 0, j);
     d.closed = true;
     d.pending = false;  // epoll forgets a closed descriptor
     if (!(bugs_ & kCloseNoWake)) notify(j);
@@ -338,6 +346,7 @@ class io_sim final : io_host {
   // The deadline of a timed wait passes: the timer unparks the fiber.
   void timer(io_fiber& f) {
     if (!f.timed || f.fired) return;
+    sim_trace::get().add(sim_event::io_timer, kNoKlt, f.id);
     f.fired = true;  // now() reads as past its deadline from here on
     // The timer is armed only inside block() (timer_add before the switch):
     // before that, a passed deadline is seen by block() itself.
@@ -368,7 +377,14 @@ class io_sim final : io_host {
       ++win_.token;
       f.state = fst::runnable;  // resumes at once: block() returns
     }
+    sim_trace& rec = sim_trace::get();
+    rec.add(sim_event::run, 0, f.id);
     resume(f);
+    // How it left: parking (block(), committed at its next run), done, or a
+    // yield point of the waiter loop.
+    const int fd = f.waiting_fd < 0 ? 0 : f.waiting_fd;
+    rec.add(f.state == fst::parking ? sim_event::park : f.state == fst::done ? sim_event::exit : sim_event::yield, 0,
+            f.id, static_cast<unsigned long long>(fd));
   }
   void resume(io_fiber& f) {
     if (!f.started) start(f);
@@ -480,6 +496,7 @@ class io_sim final : io_host {
     else if ((checks_ & kW4) && notifying_ != kTimerFiring && (notifying_ < 0 || notifying_ != f.waiting_fd))
       note("W4: " + fib(f) + " (waiting on " + dn(f.waiting_fd) + ") woken outside a notify of its descriptor" +
            (notifying_ >= 0 ? " (notify of " + dn(notifying_) + ")" : ""));
+    sim_trace::get().add(sim_event::wake, kNoKlt, f.id);
     f.state = fst::runnable;
   }
 
@@ -512,6 +529,7 @@ class io_sim final : io_host {
       for (io_fiber& f : fibers_) {
         if (f.state != fst::runnable && f.state != fst::parking) continue;
         ran = true;
+        ++sim_trace::get().cur.drain_steps;
         ++t_;
         run(f);
         raise();

@@ -6,10 +6,15 @@
 // The simulator (sim_driver.hpp) records each scheduling event of a run:
 // create, run (a KLT installs a fiber), yield, preempt, park (blocked on a
 // semaphore object), sleep, wake, exit, idle sleep / wake of a KLT, and each
-// clock step.  expect_counterexample (prop_util.hpp) starts a fresh record
-// for every case RapidCheck tries and keeps the record of the last case that
-// failed; RapidCheck adopts a failing candidate and shrinks on from it, so
-// that record is the shrunk counterexample's run.  With FIBER_PROP_TRACE_DIR
+// clock step; the I/O simulator (sim_fds.hpp) its fibers' runs, yields (the
+// race windows of the waiter loop), parks on a descriptor, wakes and exits on
+// its one KLT, and the descriptors' data, poll, close and timer steps; the
+// deadlock simulator (deadlock_sim.hpp) its runner's world (never the copies
+// it drains for the ground truth).  expect_counterexample (prop_util.hpp)
+// starts a fresh record for every case RapidCheck tries and keeps the record
+// of the last case that failed; RapidCheck adopts a failing candidate and
+// shrinks on from it, so that record is the shrunk counterexample's run (or,
+// for controls that reduce further, the reduced one's).  With FIBER_PROP_TRACE_DIR
 // set, it is written to <dir>/<Suite_Name>.json: one track per KLT plus one
 // for OS threads and timers, each fiber's runs as slices, the rest as
 // instants; time is the event's index (one event per 10 us of display
@@ -25,11 +30,13 @@
 namespace fiber_sim {
 
 struct sim_event {
-  enum kind { run, create, yield, preempt, park, sleep, wake, exit, idle_sleep, idle_wake, clock };
+  enum kind { run, create, yield, preempt, park, sleep, wake, exit, idle_sleep, idle_wake, clock,
+              // the I/O simulator (sim_fds.hpp): arg is the descriptor (data, close)
+              io_data, io_poll, io_close, io_timer };
   kind what;
   unsigned klt;    // kNoKlt: an OS thread or the timers
   unsigned fiber;  // unused for idle_* and clock
-  unsigned long long arg;  // park: the object; clock: the new time
+  unsigned long long arg;  // park: the object; clock: the new time; io_data, io_close: the descriptor
 };
 
 struct sim_record {
@@ -60,8 +67,9 @@ struct sim_trace {
 };
 
 inline const char* event_name(sim_event::kind k) {
-  static const char* const names[] = {"run", "create", "yield", "preempt", "park", "sleep",
-                                      "wake", "exit", "idle_sleep", "idle_wake", "clock"};
+  static const char* const names[] = {"run",       "create",    "yield", "preempt", "park",
+                                      "sleep",     "wake",      "exit",  "idle_sleep", "idle_wake",
+                                      "clock",     "data",      "poll",  "close",   "timer"};
   return names[k];
 }
 
@@ -117,7 +125,10 @@ inline bool write_sim_trace(const std::string& path, const sim_record& r, const 
     std::string args = "{";
     if (e.what == sim_event::clock) {
       name += " t=" + std::to_string(e.arg);
-    } else if (e.what != sim_event::idle_sleep && e.what != sim_event::idle_wake) {
+    } else if (e.what == sim_event::io_data || e.what == sim_event::io_close) {
+      name += " d" + std::to_string(e.arg);
+      args += "\"fd\":" + std::to_string(e.arg);
+    } else if (e.what != sim_event::idle_sleep && e.what != sim_event::idle_wake && e.what != sim_event::io_poll) {
       name += " " + std::to_string(e.fiber);
       args += "\"fiber\":" + std::to_string(e.fiber);
       if (e.what == sim_event::park) args += ",\"obj\":" + std::to_string(e.arg);
