@@ -68,17 +68,17 @@ namespace {
   fatal(msg);
 }
 
-// The runtime and, on a KLT, that KLT (nullptr: an OS thread waking a fiber).
 // Test knob 27: an OS thread's wake lingers after its push and notify, still
 // inside make_runnable's gated section (L2), so a test sees whether a
-// shutdown that the woken fiber's exit allows waits for the waker to leave.  Raw nanosleep:
-// libc's is interposed (interpose_sleep.cpp).
+// shutdown that the woken fiber's exit allows waits for the waker to leave.
+// Raw nanosleep: libc's is interposed (interpose_sleep.cpp).
 void os_wake_linger() noexcept {
   if (!knobs.os_wake_linger.load(std::memory_order_relaxed)) return;  // relaxed: a test knob
   struct timespec ts{0, 200 * 1000 * 1000};
   syscall(SYS_nanosleep, &ts, nullptr);
 }
 
+// The runtime and, on a KLT, that KLT (nullptr: an OS thread waking a fiber).
 struct native_env {
   using fiber_type = fcb;
   static constexpr bool nothrow = true;
