@@ -221,15 +221,8 @@ std::size_t reduce_schedule(Rerun&& rerun, std::string& why) {
   return before - best.steps.size();
 }
 
-// A planted-bug control passes only if RapidCheck finds a counterexample;
-// it prints the shrunk one so a reader sees the minimal schedule.
-// Also keeps the simulator's record of the last failing case, the shrunk
-// counterexample's run (sim_trace.hpp), and with FIBER_PROP_TRACE_DIR set
-// writes it as a trace: <dir>/<Suite_Name>.json.
-// With `rerun` (the property on a given scenario; the testable calls
-// note_scenario), the shrunk schedule is reduced further (reduce_schedule).
-constexpr std::uint64_t kExtraSearches = 3;
-// The property on a given scenario of type S (rerun_as<S>(f)).
+// The property on a given scenario of type S (rerun_as<S>(f)), for
+// expect_counterexample; no_rerun: the control cannot re-run it.
 template <class S, class F>
 struct rerun_with {
   using scenario_type = S;
@@ -244,6 +237,15 @@ struct no_rerun {
   using scenario_type = scenario;
   void operator()(const scenario&) const {}
 };
+constexpr std::uint64_t kExtraSearches = 3;  // after the first, for controls with a rerun
+
+// A planted-bug control passes only if RapidCheck finds a counterexample;
+// it prints the shrunk one so a reader sees the minimal schedule.
+// Also keeps the simulator's record of the last failing case, the shrunk
+// counterexample's run (sim_trace.hpp), and with FIBER_PROP_TRACE_DIR set
+// writes it as a trace: <dir>/<Suite_Name>.json.
+// With `rerun` (the property on a given scenario; the testable calls
+// note_scenario), the shrunk schedule is reduced further (reduce_schedule).
 template <class Testable, class Rerun = no_rerun>
 void expect_counterexample(const std::string& id, int max_success, Testable&& t, Rerun rerun = {}) {
   constexpr bool reduce = !std::is_same_v<Rerun, no_rerun>;
