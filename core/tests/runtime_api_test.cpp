@@ -5,8 +5,6 @@
 #include <errno.h>
 #include <sys/resource.h>
 
-#include <atomic>
-#include <chrono>
 #include <thread>
 #include <tuple>
 
@@ -181,15 +179,8 @@ TEST_P(api_test, DetachErrorsAndDetachedFibersFinish) {
       // A join that waits (the attribute ignored: mutant
       // life_detached_attr_ignored) is released after 2 s by setting the
       // flag, and then fails here instead of hanging the test.
-      std::atomic<bool> joined{false};
-      std::thread release([&] {
-        for (int t = 0; t < 200 && !joined.load(std::memory_order_acquire); ++t)  // pairs with the store below
-          std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        if (!joined.load(std::memory_order_acquire)) g_flag.store(1, std::memory_order_release);
-      });
+      rescuer r(2000, [] { g_flag.store(1, std::memory_order_release); });
       EXPECT_EQ(fiber_join(d, nullptr), EINVAL);
-      joined.store(true, std::memory_order_release);
-      release.join();
     }
   }
   EXPECT_EQ(stats().live, 51u);

@@ -196,7 +196,6 @@ TEST_F(lifecycle_race_test, ShutdownWaitsForAnOsThreadsWake) {
   EXPECT_EQ(fiber_shutdown(), 0);
   const bool waited = posted.load(std::memory_order_acquire);
   waker.join();
-  fiber_test_set_knob(FIBER_KNOB_OS_WAKE_LINGER, 0);
   EXPECT_TRUE(waited) << "fiber_shutdown returned while an OS thread was still inside its wake (L2)";
   EXPECT_EQ(fiber_sem_destroy(&sem), 0);
 }

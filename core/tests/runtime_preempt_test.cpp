@@ -358,7 +358,6 @@ TEST_F(runtime_test, AnEarlierDeadlineWakesASleepingKlt) {
     late += g_notify.lateness.load() > 200 * kMs;
     worst = std::max<std::uint64_t>(worst, g_notify.lateness.load());
   }
-  fiber_test_set_knob(FIBER_KNOB_NO_MONITOR_HANDOFF, 0);
   std::printf("sleepers more than 200 ms late: %d of 8, worst %llu us\n", late,
               static_cast<unsigned long long>(worst / 1000));
   // Without the notify (mutant timers_add_no_notify) every trial is ~580 ms

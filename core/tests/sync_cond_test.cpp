@@ -17,6 +17,7 @@
 #include "fiber/detail/mutex.hpp"
 #include "fiber/fiber.h"
 #include "sync_harness.hpp"
+#include "test_util.hpp"  // rescuer
 
 namespace {
 
@@ -177,31 +178,6 @@ TEST_P(CondTest, SignalWakesOneBroadcastWakesAll) {
   EXPECT_EQ(timeouts.load(), 0) << "broadcast missed a waiter";
   EXPECT_EQ(fiber_cond_destroy(&cv), 0);
 }
-
-// An OS thread that, if the test has not finished after `after_ms`, calls
-// `free_waiters` every 10 ms for half a second: a timed wait that misses its
-// deadline then returns 0 (woken) and fails its check, instead of hanging.
-class rescuer {
- public:
-  template <class F>
-  rescuer(int after_ms, F free_waiters)
-      : t_([this, after_ms, free_waiters] {
-          for (int i = 0; i < after_ms / 10 + 50 && !done_.load(std::memory_order_acquire); ++i) {  // ~rescuer
-            if (i >= after_ms / 10) free_waiters();
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-          }
-        }) {}
-  ~rescuer() {
-    done_.store(true, std::memory_order_release);
-    t_.join();
-  }
-  rescuer(const rescuer&) = delete;
-  rescuer& operator=(const rescuer&) = delete;
-
- private:
-  std::atomic<bool> done_{false};
-  std::thread t_;
-};
 
 // I-C3: a timed wait never returns before its deadline and not much after it.
 TEST_P(CondTest, TimeoutsHonoured) {

@@ -18,11 +18,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <cstdint>
 #include <functional>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -132,8 +134,8 @@ inline fiber_stats_t stats() {
   return s;
 }
 
-inline void reset_knobs() {
-  for (int k = FIBER_KNOB_NO_PC_CHECK; k <= FIBER_KNOB_MIGRATE_PREEMPTED; ++k)
+inline void reset_knobs() {  // every knob, 1 to the last (testing.h)
+  for (int k = FIBER_KNOB_NO_PC_CHECK; k <= FIBER_KNOB_OS_WAKE_LINGER; ++k)
     fiber_test_set_knob(k, 0);
 }
 
@@ -177,6 +179,34 @@ inline void* join(fiber_t f) {
   EXPECT_EQ(fiber_join(f, &r), 0);
   return r;
 }
+
+// An OS thread that, if the test has not finished after `after_ms`, calls
+// `free_waiters` every 10 ms for half a second: a wait that should have
+// returned by itself (a timed wait past its deadline, a join that should have
+// failed) then returns as woken and fails its check, instead of hanging the
+// test until ctest's timeout (a weak kill in the mutant matrix).
+class rescuer {
+ public:
+  template <class F>
+  rescuer(int after_ms, F free_waiters)
+      : t_([this, after_ms, free_waiters] {
+          // acquire: pairs with ~rescuer's release (the test is over: nothing to free)
+          for (int i = 0; i < after_ms / 10 + 50 && !done_.load(std::memory_order_acquire); ++i) {
+            if (i >= after_ms / 10) free_waiters();
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+        }) {}
+  ~rescuer() {
+    done_.store(true, std::memory_order_release);
+    t_.join();
+  }
+  rescuer(const rescuer&) = delete;
+  rescuer& operator=(const rescuer&) = delete;
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread t_;
+};
 
 // Outcome of a body run in a forked child (negative controls that may crash
 // or hang).  The child's stderr goes to /dev/null unless
