@@ -260,6 +260,9 @@ void slots_reset() noexcept;
 // stacks.cpp: arenas, the guarded budget, canaries, trimming
 bool stack_ensure(fcb* f) noexcept;   // keeps f's stack if its size fits, else gets one; false: ENOMEM
 void stack_release(fcb* f) noexcept;  // f gives up its stack (unmapped, or kept in its arena)
+// The per-KLT stash (I-ST1..3): called on KLT k with preemption off.
+void stack_stash_exited(unsigned k, fcb* f) noexcept;  // f exited: its warm stack to k's stash
+void stack_first_run(unsigned k, fcb* f) noexcept;     // f starts: a warm stack if k has one; the canary
 constexpr std::size_t kTrimBatch = 32;  // stacks one stack_trim call handles at most
 void stack_trim(fcb* const* fs, std::size_t n) noexcept;  // free stacks keep only their top page
 void stack_free_own(fcb* f) noexcept; // shutdown: unmap f's stack unless it is in an arena

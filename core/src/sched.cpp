@@ -146,9 +146,10 @@ struct native_env {
     trace_park_abort(k, f);
     return false;
   }
-  void exited(unsigned, fcb* f) noexcept {
+  void exited(unsigned ki, fcb* f) noexcept {
     f->diag.move(fstate::running, fstate::exited);  // before join.exit may free it
     trace_exit(f);  // before the live count and the join hand-off (tools/trace_check.py)
+    stack_stash_exited(ki, f);  // off its stack now (I1): warm for the next fiber to start here
   }
   // seq_cst: the "store live" of a store-buffering pair with fiber_shutdown
   // (store waiter; load live).  One of the two sees the other (I7).
@@ -196,7 +197,10 @@ static void count_step(klt* k) noexcept {
 
 // Makes `next` the running fiber of k (errno, exception globals, first frame).
 static void install(klt* k, fcb* next) noexcept {
-  if (!next->sp) next->sp = ctx_make(next->stack_hi(), fiber_entry, next);  // first frame (slots.cpp)
+  if (!next->sp) {  // first run: a warm stack, then the first frame (slots.cpp, stacks.cpp)
+    stack_first_run(k->index, next);
+    next->sp = ctx_make(next->stack_hi(), fiber_entry, next);
+  }
   k->current = next;
   k->running.store(next->id, std::memory_order_relaxed);  // relaxed: the id is the whole datum (monitor.cpp)
   trace_run(k, next);  // before last_klt changes: the record keeps the previous KLT

@@ -40,7 +40,9 @@
 // switch instead of at the faulting instruction.
 //
 // A freed fiber keeps its stack for the next fiber (stacks.cpp: arenas,
-// trimming).  Free slots are cached per KLT (I-SC1 below), then in a global
+// trimming), unless its stack went to its KLT's stash when it exited
+// (stacks.cpp, I-ST1..3): a slot without a stack gets one from the stash at
+// create.  Free slots are cached per KLT (I-SC1 below), then in a global
 // pool, both LIFO so the stack is warm:
 //
 //   I-SC1 A KLT's slot cache (g_cache[k]) is touched only by KLT k, with

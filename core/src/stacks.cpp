@@ -37,6 +37,27 @@
 // million fibers leaves at most one page per cached stack, and deep stacks
 // give their memory back.  Arena stacks are never unmapped alone; every
 // arena is unmapped at fiber_shutdown (stacks_reset).
+//
+// The per-KLT stash: creating a fiber reserves a stack (address space, so
+// fiber_create can report EAGAIN), but which stack a fiber runs on is
+// decided when it first runs.  A fiber that exits leaves a stack whose top
+// page is resident and in this core's cache; the next fiber to start on that
+// KLT runs on it, and the stack it was created with, still untouched, goes
+// back for later creates.  Without this a breadth-first spawn of a million
+// fibers (skynet under FIFO) touched a new page for every fiber that started,
+// although at most one leaf ran at a time: 1.2 M page faults and 4.9 GB for
+// skynet 1M on 1 KLT, against 0.22 M and 0.9 GB with it (papers/results/stacks.md).
+//   I-ST1 g_stash[k] is touched only by KLT k with preemption off: exits
+//        (klt_loop's finish_exit), first runs (install) and creates
+//        (fiber_create holds no_preempt).  No lock, as the slot caches (I-SC1).
+//   I-ST2 A stack is in exactly one place: a control block, a stash (warm:
+//        a fiber exited on it; cold: a starting fiber gave it up), the global
+//        spares, or unused in its arena.  Only arena stacks enter a stash, so
+//        stacks_reset's unmapping of the arenas frees every stashed stack.
+//   I-ST3 A stash holds at most kWarm warm and kCold cold stacks; past that a
+//        leaving stack stays on its control block (warm) or half the cold ones
+//        move to the global spares in one critical section, trimmed first if
+//        a fiber ran deep on them (so the spares keep at most a top page).
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -48,6 +69,7 @@
 
 #include "fiber/detail/testing.h"
 #include "runtime.hpp"
+#include "sanitizer.hpp"
 
 namespace fiber::detail {
 
@@ -81,7 +103,7 @@ spare_list g_spare[2];  // [guarded]: arena stacks whose slot took another size
 
 std::atomic<long> g_guarded{0};        // guarded mappings alive (in use or cached)
 std::atomic<long> g_guarded_max{-1};   // budget; -1 until read
-std::atomic<std::uint64_t> g_maps{0}, g_arena_maps{0}, g_carved{0}, g_trims{0};
+std::atomic<std::uint64_t> g_maps{0}, g_arena_maps{0}, g_carved{0}, g_trims{0}, g_warm_starts{0};
 
 long guarded_budget() noexcept {
   long b = g_guarded_max.load(std::memory_order_relaxed);  // relaxed: idempotent computation
@@ -133,18 +155,25 @@ char* arena_take_locked(std::size_t size, bool guarded) noexcept {
   return base;
 }
 
-bool arena_stack(fcb* f, bool guarded) noexcept {
+// A usable stack of `size` from the arenas; its map_base, or nullptr.
+char* arena_carve(std::size_t size, bool guarded) noexcept {
   char* base;
   {
     lock_guard<spinlock> g(g_arena_lock);
-    base = arena_take_locked(f->want_stack, guarded);
+    base = arena_take_locked(size, guarded);
   }
-  if (!base) return false;
-  if (guarded && mprotect(base + fcb::kGuard, f->want_stack, PROT_READ | PROT_WRITE) != 0) {
+  if (!base) return nullptr;
+  if (guarded && mprotect(base + fcb::kGuard, size, PROT_READ | PROT_WRITE) != 0) {
     // Address space only: the stack stays a guard.  Not returned to a list
     // (it could fail again); the arena is unmapped at shutdown.
-    return false;
+    return nullptr;
   }
+  return base;
+}
+
+bool arena_stack(fcb* f, bool guarded) noexcept {
+  char* base = arena_carve(f->want_stack, guarded);
+  if (!base) return false;
   f->map_base = base;
   f->map_size = guarded ? fcb::kGuard + f->want_stack : f->want_stack;
   f->guarded = guarded;
@@ -181,11 +210,10 @@ bool arena_size(std::size_t size) noexcept {
   return rt && size == rt->cfg.stack_size;
 }
 
-// Keeps a spare arena stack for the next slot that wants its size.
-void arena_spare(fcb* f) noexcept {
-  std::size_t size = f->map_size - (f->guarded ? fcb::kGuard : 0);
-  lock_guard<spinlock> g(g_arena_lock);
-  spare_list& s = g_spare[f->guarded];
+// Keeps a spare arena stack (usable size `size`) for the next slot that wants
+// its size; g_arena_lock held.
+void arena_spare_locked(char* base, std::size_t size, bool guarded) noexcept {
+  spare_list& s = g_spare[guarded];
   if (s.size != size) s.n = 0;  // the old size's spares stay in their arenas until shutdown
   s.size = size;
   if (s.n == s.cap) {
@@ -195,7 +223,61 @@ void arena_spare(fcb* f) noexcept {
     s.v = v;
     s.cap = cap;
   }
-  s.v[s.n++] = f->map_base;
+  s.v[s.n++] = base;
+}
+
+void arena_spare(fcb* f) noexcept {
+  lock_guard<spinlock> g(g_arena_lock);
+  arena_spare_locked(f->map_base, f->map_size - (f->guarded ? fcb::kGuard : 0), f->guarded);
+}
+
+// ---- the per-KLT stash (I-ST1..I-ST3, see the header) ------------------------
+
+// A stack apart from any control block (always an arena stack).
+struct stack_desc {
+  char* base = nullptr;
+  std::size_t map_size = 0;
+  std::uintptr_t low_sp = 0;
+  bool guarded = false;
+  std::size_t usable() const noexcept { return map_size - (guarded ? fcb::kGuard : 0); }
+};
+
+constexpr unsigned kWarm = 8;  // bounds warm + cold (I-ST3)
+
+struct alignas(64) stash {
+  stack_desc warm[kWarm];  // stacks fibers exited on, newest last
+  unsigned nwarm = 0;
+  stack_desc cold[kWarm];  // stacks starting fibers gave up, for exiting ones
+  unsigned ncold = 0;
+};
+stash g_stash[FIBER_MAX_KLTS];  // [klt::index]; zero, in .bss: nothing runs at start-up
+
+std::size_t usable_of(const fcb* f) noexcept { return f->map_size - (f->guarded ? fcb::kGuard : 0); }
+
+stack_desc desc_of(const fcb* f) noexcept { return {f->map_base, f->map_size, f->low_sp, f->guarded}; }
+
+void give_stack(fcb* f, const stack_desc& d) noexcept {
+  f->map_base = d.base;
+  f->map_size = d.map_size;
+  f->low_sp = d.low_sp;
+  f->guarded = d.guarded;
+  f->in_arena = true;
+}
+
+// One more cold stack for a stash: a new arena stack of `usable` bytes, as
+// a create would get it (guarded within the budget).  False: none to be had.
+bool cold_new(stash& s, std::size_t usable) noexcept {
+  for (const bool guarded : {true, false}) {
+    if (guarded && (knobs.unguarded_stacks.load(std::memory_order_relaxed) ||  // relaxed: test knob
+                    g_guarded.load(std::memory_order_relaxed) >= guarded_budget()))  // relaxed: a budget
+      continue;
+    char* base = arena_carve(usable, guarded);
+    if (!base) continue;
+    if (guarded) g_guarded.fetch_add(1, std::memory_order_relaxed);  // relaxed: a budget
+    s.cold[s.ncold++] = {base, guarded ? fcb::kGuard + usable : usable, ~std::uintptr_t{0}, guarded};
+    return true;
+  }
+  return false;
 }
 }  // namespace
 
@@ -242,11 +324,8 @@ bool stack_ensure(fcb* f) noexcept {
     ok = (arena && arena_stack(f, true)) || own_stack(f, true);  // own: past kMaxArenas
     if (ok) g_guarded.fetch_add(1, std::memory_order_relaxed);  // relaxed: a budget
   }
-  if (!ok) {
-    ok = (arena && arena_stack(f, false)) || own_stack(f, false);
-    if (ok) std::memcpy(f->map_base, &kCanary, sizeof kCanary);
-  }
-  return ok;
+  if (!ok) ok = (arena && arena_stack(f, false)) || own_stack(f, false);
+  return ok;  // an unguarded stack's canary is written when a fiber first runs on it
 }
 
 // The pages of a free stack below its top page (see the header); false: none.
@@ -282,6 +361,31 @@ void stack_trim(fcb* const* fs, std::size_t n) noexcept {
   for (std::size_t i = 0; i < k; ++i) madvise(iov[i].iov_base, iov[i].iov_len, MADV_DONTNEED);
 }
 
+void stack_stash_exited(unsigned k, fcb* f) noexcept {
+  stash& s = g_stash[k];
+  if (!f->map_base || !f->in_arena || s.nwarm == kWarm) return;  // f keeps its stack
+  // Only stacks no switch saw below their top page: a deep one stays with
+  // its slot, where the pool trims it (I-SC3).
+  const auto top_page = (reinterpret_cast<std::uintptr_t>(f->stack_hi()) - 1) & ~(fcb::page_size() - 1);
+  if (f->low_sp < top_page) return;
+  if (!s.ncold && !cold_new(s, usable_of(f))) return;
+  if (s.cold[s.ncold - 1].usable() != usable_of(f)) return;  // another runtime's size: not here
+  s.warm[s.nwarm++] = desc_of(f);
+  give_stack(f, s.cold[--s.ncold]);
+}
+
+void stack_first_run(unsigned k, fcb* f) noexcept {
+  stash& s = g_stash[k];
+  if (f->in_arena && s.nwarm && s.warm[s.nwarm - 1].usable() == usable_of(f) &&
+      (!s.warm[s.nwarm - 1].guarded || !knobs.unguarded_stacks.load(std::memory_order_relaxed))) {  // relaxed: test knob
+    s.cold[s.ncold++] = desc_of(f);
+    give_stack(f, s.warm[--s.nwarm]);
+    count(g_warm_starts);
+    san_fresh_stack(f->stack_lo(), static_cast<std::size_t>(f->stack_hi() - f->stack_lo()));
+  }
+  if (!f->guarded) std::memcpy(f->map_base, &kCanary, sizeof kCanary);
+}
+
 bool stack_canary_ok_slow(const fcb* f) noexcept {
   std::uint64_t v;
   std::memcpy(&v, f->map_base, sizeof v);
@@ -304,6 +408,7 @@ void stacks_reset() noexcept {
     std::free(s.v);
     s = spare_list{};
   }
+  for (stash& s : g_stash) s.nwarm = s.ncold = 0;
   g_guarded.store(0, std::memory_order_relaxed);  // relaxed: quiescent
 }
 
@@ -317,4 +422,5 @@ extern "C" void fiber_test_get_stack_counters(fiber_test_stack_counters_t* out) 
   out->arena_maps = g_arena_maps.load(std::memory_order_relaxed);
   out->carved = g_carved.load(std::memory_order_relaxed);
   out->trims = g_trims.load(std::memory_order_relaxed);
+  out->warm_starts = g_warm_starts.load(std::memory_order_relaxed);
 }

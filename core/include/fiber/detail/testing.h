@@ -67,6 +67,7 @@ typedef struct fiber_test_stack_counters_s {
   uint64_t arena_maps; /* arenas mapped (one mmap each, for 64 stacks) */
   uint64_t carved;     /* stacks carved from an arena (one mprotect if guarded) */
   uint64_t trims;      /* cached stacks trimmed with madvise (MADV_DONTNEED) */
+  uint64_t warm_starts; /* fibers that started on a stack another fiber exited on (the stash) */
 } fiber_test_stack_counters_t;
 void fiber_test_get_stack_counters(fiber_test_stack_counters_t *out);
 
