@@ -101,21 +101,23 @@ TEST_F(stacks_test, StacksAreReusedFromAnOsThread) {
 // stacks (through the KLT caches and the global pool).  The other KLT's cache
 // may keep up to kCacheMax (64) free slots the creator cannot take (I-C1), so
 // up to that many are new.
-constexpr unsigned kWave = 1000;
+// Creates n fibers, then joins them all (from a fiber: wave<n>).
+template <unsigned n>
 void* wave(void*) {
-  std::vector<fiber_t> ids(kWave);
+  std::vector<fiber_t> ids(n);
   for (auto& id : ids)
     if (!(id = spawn(nop))) return reinterpret_cast<void*>(1);
   for (auto id : ids)
     if (fiber_join(id, nullptr) != 0) return reinterpret_cast<void*>(1);
   return nullptr;
 }
+constexpr unsigned kWave = 1000;
 
 TEST_F(stacks_test, WavesOfFibersReuseTheFirstWavesStacks) {
   start(2, 0);
-  EXPECT_EQ(join(spawn(wave)), nullptr);
+  EXPECT_EQ(join(spawn(wave<kWave>)), nullptr);
   auto before = counters();
-  EXPECT_EQ(join(spawn(wave)), nullptr);
+  EXPECT_EQ(join(spawn(wave<kWave>)), nullptr);
   auto after = counters();
   EXPECT_LE(maps_of(after) - maps_of(before), 1u);
   EXPECT_LE(after.carved - before.carved, 64u + 2u);
@@ -148,14 +150,7 @@ TEST_F(stacks_test, SpareArenaStacksAreReused) {
 // first allocate the control blocks' chunk (4096 slots, touched when made),
 // so that the page faults counted are the stacks'.
 constexpr unsigned kBurst = 3000;
-void* burst(void*) {
-  std::vector<fiber_t> ids(kBurst);
-  for (auto& id : ids)
-    if (!(id = spawn(nop))) return reinterpret_cast<void*>(1);
-  for (auto id : ids)
-    if (fiber_join(id, nullptr) != 0) return reinterpret_cast<void*>(1);
-  return nullptr;
-}
+constexpr auto burst = wave<kBurst>;
 
 long minor_faults() {
   rusage r{};
