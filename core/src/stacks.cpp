@@ -41,23 +41,27 @@
 // The per-KLT stash: creating a fiber reserves a stack (address space, so
 // fiber_create can report EAGAIN), but which stack a fiber runs on is
 // decided when it first runs.  A fiber that exits leaves a stack whose top
-// page is resident and in this core's cache; the next fiber to start on that
-// KLT runs on it, and the stack it was created with, still untouched, goes
-// back for later creates.  Without this a breadth-first spawn of a million
-// fibers (skynet under FIFO) touched a new page for every fiber that started,
+// page is resident and in this core's cache; it goes to its KLT's stash, and
+// the exiting slot takes a cold stack in exchange.  The next fiber to start
+// on that KLT runs on the warm stack and leaves its own, untouched, as the
+// next cold one.  Without this a breadth-first spawn of a million fibers
+// (skynet under FIFO) touched a new page for every fiber that started,
 // although at most one leaf ran at a time: 1.2 M page faults and 4.9 GB for
 // skynet 1M on 1 KLT, against 0.22 M and 0.9 GB with it (papers/results/stacks.md).
-//   I-ST1 g_stash[k] is touched only by KLT k with preemption off: exits
-//        (klt_loop's finish_exit), first runs (install) and creates
-//        (fiber_create holds no_preempt).  No lock, as the slot caches (I-SC1).
+//   I-ST1 g_stash[k] is touched only by KLT k with preemption off, in the
+//        switch path: exits (klt_loop's finish_exit) and first runs
+//        (install).  No lock, as the slot caches (I-SC1).
 //   I-ST2 A stack is in exactly one place: a control block, a stash (warm:
-//        a fiber exited on it; cold: a starting fiber gave it up), the global
-//        spares, or unused in its arena.  Only arena stacks enter a stash, so
-//        stacks_reset's unmapping of the arenas frees every stashed stack.
-//   I-ST3 A stash holds at most kWarm warm and kCold cold stacks; past that a
-//        leaving stack stays on its control block (warm) or half the cold ones
-//        move to the global spares in one critical section, trimmed first if
-//        a fiber ran deep on them (so the spares keep at most a top page).
+//        a fiber exited on it; cold: a starting fiber gave it up), a spare
+//        list, or unused in its arena.  Only arena stacks enter a stash, so
+//        they all have the runtime's stack size, and stacks_reset's unmapping
+//        of the arenas frees every stashed stack.  Control blocks always keep
+//        a stack: the exchanges swap, they never take one away.
+//   I-ST3 warm + cold <= kWarm per stash: a first run moves one stack from
+//        warm to cold, an exit one from cold to warm, and an exit adds a new
+//        arena stack only when cold is empty and warm is not full.  A stack a
+//        switch saw below its top page is never stashed; it stays with its
+//        slot, where the pool trims it (I-SC3).
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -155,6 +159,13 @@ char* arena_take_locked(std::size_t size, bool guarded) noexcept {
   return base;
 }
 
+// Whether a new stack may be guarded: within the budget, and not under the
+// test knob that makes every stack unguarded.
+bool guarded_allowed() noexcept {
+  return !knobs.unguarded_stacks.load(std::memory_order_relaxed) &&  // relaxed: test knob
+         g_guarded.load(std::memory_order_relaxed) < guarded_budget();  // relaxed: a budget
+}
+
 // A usable stack of `size` from the arenas; its map_base, or nullptr.
 char* arena_carve(std::size_t size, bool guarded) noexcept {
   char* base;
@@ -210,10 +221,11 @@ bool arena_size(std::size_t size) noexcept {
   return rt && size == rt->cfg.stack_size;
 }
 
-// Keeps a spare arena stack (usable size `size`) for the next slot that wants
-// its size; g_arena_lock held.
-void arena_spare_locked(char* base, std::size_t size, bool guarded) noexcept {
-  spare_list& s = g_spare[guarded];
+// Keeps a spare arena stack for the next slot that wants its size.
+void arena_spare(fcb* f) noexcept {
+  std::size_t size = f->map_size - (f->guarded ? fcb::kGuard : 0);
+  lock_guard<spinlock> g(g_arena_lock);
+  spare_list& s = g_spare[f->guarded];
   if (s.size != size) s.n = 0;  // the old size's spares stay in their arenas until shutdown
   s.size = size;
   if (s.n == s.cap) {
@@ -223,12 +235,7 @@ void arena_spare_locked(char* base, std::size_t size, bool guarded) noexcept {
     s.v = v;
     s.cap = cap;
   }
-  s.v[s.n++] = base;
-}
-
-void arena_spare(fcb* f) noexcept {
-  lock_guard<spinlock> g(g_arena_lock);
-  arena_spare_locked(f->map_base, f->map_size - (f->guarded ? fcb::kGuard : 0), f->guarded);
+  s.v[s.n++] = f->map_base;
 }
 
 // ---- the per-KLT stash (I-ST1..I-ST3, see the header) ------------------------
@@ -239,7 +246,6 @@ struct stack_desc {
   std::size_t map_size = 0;
   std::uintptr_t low_sp = 0;
   bool guarded = false;
-  std::size_t usable() const noexcept { return map_size - (guarded ? fcb::kGuard : 0); }
 };
 
 constexpr unsigned kWarm = 8;  // bounds warm + cold (I-ST3)
@@ -252,7 +258,6 @@ struct alignas(64) stash {
 };
 stash g_stash[FIBER_MAX_KLTS];  // [klt::index]; zero, in .bss: nothing runs at start-up
 
-std::size_t usable_of(const fcb* f) noexcept { return f->map_size - (f->guarded ? fcb::kGuard : 0); }
 
 stack_desc desc_of(const fcb* f) noexcept { return {f->map_base, f->map_size, f->low_sp, f->guarded}; }
 
@@ -268,9 +273,7 @@ void give_stack(fcb* f, const stack_desc& d) noexcept {
 // a create would get it (guarded within the budget).  False: none to be had.
 bool cold_new(stash& s, std::size_t usable) noexcept {
   for (const bool guarded : {true, false}) {
-    if (guarded && (knobs.unguarded_stacks.load(std::memory_order_relaxed) ||  // relaxed: test knob
-                    g_guarded.load(std::memory_order_relaxed) >= guarded_budget()))  // relaxed: a budget
-      continue;
+    if (guarded && !guarded_allowed()) continue;
     char* base = arena_carve(usable, guarded);
     if (!base) continue;
     if (guarded) g_guarded.fetch_add(1, std::memory_order_relaxed);  // relaxed: a budget
@@ -319,8 +322,7 @@ bool stack_ensure(fcb* f) noexcept {
   const bool arena = arena_size(f->want_stack);
   bool ok = false;
   f->low_sp = ~std::uintptr_t{0};  // a new stack: no depth seen yet
-  if (!knobs.unguarded_stacks.load(std::memory_order_relaxed) &&  // relaxed: test knob
-      g_guarded.load(std::memory_order_relaxed) < guarded_budget()) {  // relaxed: a budget
+  if (guarded_allowed()) {
     ok = (arena && arena_stack(f, true)) || own_stack(f, true);  // own: past kMaxArenas
     if (ok) g_guarded.fetch_add(1, std::memory_order_relaxed);  // relaxed: a budget
   }
@@ -368,15 +370,14 @@ void stack_stash_exited(unsigned k, fcb* f) noexcept {
   // its slot, where the pool trims it (I-SC3).
   const auto top_page = (reinterpret_cast<std::uintptr_t>(f->stack_hi()) - 1) & ~(fcb::page_size() - 1);
   if (f->low_sp < top_page) return;
-  if (!s.ncold && !cold_new(s, usable_of(f))) return;
-  if (s.cold[s.ncold - 1].usable() != usable_of(f)) return;  // another runtime's size: not here
+  if (!s.ncold && !cold_new(s, f->map_size - (f->guarded ? fcb::kGuard : 0))) return;
   s.warm[s.nwarm++] = desc_of(f);
   give_stack(f, s.cold[--s.ncold]);
 }
 
 void stack_first_run(unsigned k, fcb* f) noexcept {
   stash& s = g_stash[k];
-  if (f->in_arena && s.nwarm && s.warm[s.nwarm - 1].usable() == usable_of(f) &&
+  if (f->in_arena && s.nwarm &&  // the same size (I-ST2)
       (!s.warm[s.nwarm - 1].guarded || !knobs.unguarded_stacks.load(std::memory_order_relaxed))) {  // relaxed: test knob
     s.cold[s.ncold++] = desc_of(f);
     give_stack(f, s.warm[--s.nwarm]);
