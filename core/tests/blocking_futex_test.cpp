@@ -430,8 +430,12 @@ void* waits_for_thread(void*) {
 int fiber_waits_os_thread_sets() {
   std::promise<int> p;
   g_from_thread = &p;
+  // Long enough that the waiter is parked before the value is set, even on a
+  // loaded machine (at 20 ms the fiber sometimes reached get() after the set,
+  // returned without parking, and saw no progress: seen under ASan and a
+  // concurrent build).
   std::thread t([&p] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
     p.set_value(7);
   });
   int r = with_ticker(waits_for_thread);
