@@ -142,7 +142,14 @@ void* section_fiber(void*) {
   fiber_preempt_disable();
   fiber_preempt_disable();  // nests
   std::uint64_t before = g_work[0].load(std::memory_order_relaxed);  // relaxed: same KLT
-  spin_for(20 * kMs);
+  // At least 20 ms, and until a tick has come (refused, or with the knob
+  // taken): 40 ms of wall clock is no promise of a tick on a loaded machine.
+  std::uint64_t refused = stats().deferred_count;
+  std::uint64_t end = now_ns() + 20 * kMs, give_up = now_ns() + 5000 * kMs;
+  while (now_ns() < give_up &&
+         (now_ns() < end || (stats().deferred_count == refused &&
+                             g_work[0].load(std::memory_order_relaxed) == before)))
+    spin(2000);
   fiber_preempt_enable();  // still inside the outer section
   spin_for(20 * kMs);
   std::uint64_t inside = g_work[0].load(std::memory_order_relaxed);
