@@ -314,14 +314,22 @@ TEST_F(blocking_io_test, PipeBetweenFibersOnTwoKlts) {
   EXPECT_EQ(join(spawn(pipe_between_fibers)), nullptr);
 }
 
+// Without interposition the reader blocks its KLT in read(), so the writer
+// never runs: the child hangs.  Now and then (about once in 90 runs on a
+// loaded machine) a tick lands in the blocked read() first: the runtime's
+// tick handler has no SA_RESTART, the raw read() returns EINTR, the reader
+// gives up and the transfer comes out short (exit code 22).  Both are the
+// failure the interposers exist to prevent; the twin below is the success.
 TEST(blocking_io_control, PipeWithoutInterpositionHangsOneKlt) {
+  int code = -1;
   child_result r = run_child(
       [] {
         fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, 1);
         return run_in_fiber(1, 1000, pipe_between_fibers);
       },
-      3);
-  EXPECT_EQ(r, child_result::hung) << to_string(r);
+      3, &code);
+  EXPECT_TRUE(r == child_result::hung || (r == child_result::failed && code == 22))
+      << to_string(r) << ", exit code " << code;
 }
 
 TEST(blocking_io_control, PipeWithInterpositionInAForkedChildWorks) {

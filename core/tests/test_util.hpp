@@ -225,7 +225,7 @@ inline const char* to_string(child_result r) {
 
 // body() returns 0 for "behaved", nonzero for "misbehaved".  Call with no
 // runtime running in this process (fork keeps only the calling thread).
-inline child_result run_child(const std::function<int()>& body, unsigned timeout_s) {
+inline child_result run_child(const std::function<int()>& body, unsigned timeout_s, int* exit_code = nullptr) {
   fflush(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
@@ -240,6 +240,7 @@ inline child_result run_child(const std::function<int()>& body, unsigned timeout
   }
   int st = 0;
   if (pid < 0 || waitpid(pid, &st, 0) != pid) return child_result::failed;
+  if (WIFEXITED(st) && exit_code) *exit_code = WEXITSTATUS(st);
   if (WIFEXITED(st)) return WEXITSTATUS(st) == 0 ? child_result::ok : child_result::failed;
   if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) return child_result::hung;
   return child_result::crashed;
