@@ -6,7 +6,9 @@
 //
 //   scaling --workload skynet --klts 4 [--size 1000000]
 //       a 10-ary spawn tree of `size` leaves (fiber_create + fiber_join, the
-//       classic skynet); reports seconds and microseconds per fiber.
+//       classic skynet); reports seconds and microseconds per fiber, and the
+//       page faults taken during the timed tree.  --trees N times N trees
+//       after the untimed warm-up and reports the median (each in "trees").
 //   scaling --workload cpu --klts 4 [--fibers 16] [--work 200000000]
 //       `fibers` CPU-bound fibers sharing `work` iterations of an LCG; reports
 //       seconds (speed-up = seconds at 1 KLT / seconds at N, computed by the table).
@@ -22,8 +24,10 @@
 // a failed API call or a wrong skynet sum; timing never fails a run.
 #include <fiber/fiber.h>
 #include <getopt.h>
+#include <sys/resource.h>
 #include <time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -44,6 +48,7 @@ struct options {
   double seconds = 3.0;
   unsigned migrate = 0;
   std::string policy = "fifo";
+  unsigned trees = 1;  // skynet: timed trees after the warm-up; the median is reported
 };
 
 
@@ -56,6 +61,14 @@ double now_s() {
 [[noreturn]] void die(const char* what, int e) {
   std::fprintf(stderr, "scaling: %s: %s\n", what, std::strerror(e));
   std::exit(1);
+}
+
+// Page faults the process took so far (the timed tree's share: stacks first
+// touched in it).
+long minor_faults() {
+  struct rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
 }
 
 // --- skynet --------------------------------------------------------------------
@@ -98,22 +111,40 @@ void run_skynet(const options& o) {
   // An untimed warm-up tree, as bench_skynet and the Go peer do (stack caches).
   if (int e = fiber_create(&id, nullptr, sk_fiber, &root)) die("fiber_create", e);
   if (int e = fiber_join(id, &r)) die("fiber_join", e);
-  double t0 = now_s();
-  if (int e = fiber_create(&id, nullptr, sk_fiber, &root)) die("fiber_create", e);
-  if (int e = fiber_join(id, &r)) die("fiber_join", e);
-  double t = now_s() - t0;
   const std::uint64_t want = o.size * (o.size - 1) / 2;
-  const auto got = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(r));
-  if (got != want) {
-    std::fprintf(stderr, "scaling: skynet sum %llu, expected %llu\n",
-                 static_cast<unsigned long long>(got), static_cast<unsigned long long>(want));
-    std::exit(1);
+  std::vector<double> times;
+  std::string each;
+  long faults = 0;  // in the median tree
+  std::vector<long> tree_faults;
+  for (unsigned i = 0; i < o.trees; ++i) {
+    const long faults0 = minor_faults();
+    const double t0 = now_s();
+    if (int e = fiber_create(&id, nullptr, sk_fiber, &root)) die("fiber_create", e);
+    if (int e = fiber_join(id, &r)) die("fiber_join", e);
+    times.push_back(now_s() - t0);
+    tree_faults.push_back(minor_faults() - faults0);
+    const auto got = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(r));
+    if (got != want) {
+      std::fprintf(stderr, "scaling: skynet sum %llu, expected %llu\n",
+                   static_cast<unsigned long long>(got), static_cast<unsigned long long>(want));
+      std::exit(1);
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%.6f", i ? "," : "", times.back());
+    each += buf;
   }
+  std::vector<unsigned> order(times.size());
+  for (unsigned i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](unsigned a, unsigned b) { return times[a] < times[b]; });
+  const unsigned mid = order[order.size() / 2];
+  const double t = times[mid];
+  faults = tree_faults[mid];
   const std::uint64_t n = tree_fibers(o.size);
   std::printf("{\"workload\":\"skynet\",\"impl\":\"fiber\",\"klts\":%u,\"size\":%llu,"
-              "\"fibers\":%llu,\"seconds\":%.6f,\"us_per_fiber\":%.4f,\"policy\":\"%s\",\"migrate\":%u}\n",
+              "\"fibers\":%llu,\"seconds\":%.6f,\"us_per_fiber\":%.4f,\"policy\":\"%s\",\"migrate\":%u,"
+              "\"faults\":%ld,\"trees\":[%s]}\n",
               o.klts, static_cast<unsigned long long>(o.size), static_cast<unsigned long long>(n),
-              t, t * 1e6 / static_cast<double>(n), o.policy.c_str(), o.migrate);
+              t, t * 1e6 / static_cast<double>(n), o.policy.c_str(), o.migrate, faults, each.c_str());
 }
 
 // --- CPU-bound and fairness -------------------------------------------------------
@@ -197,7 +228,7 @@ void usage(FILE* out) {
   std::fprintf(out,
                "usage: scaling --workload skynet|cpu|fair [--klts N] [--timeslice US]\n"
                "               [--size LEAVES] [--fibers N] [--work ITERS] [--seconds S]\n"
-               "               [--migrate 0|1] [--policy fifo|runnext]\n"
+               "               [--migrate 0|1] [--policy fifo|runnext] [--trees N]\n"
                "One run of one workload at one KLT count; one JSON object on stdout.\n");
 }
 
@@ -209,8 +240,9 @@ options parse(int argc, char** argv) {
       {"fibers", required_argument, nullptr, 'f'},   {"work", required_argument, nullptr, 'W'},
       {"seconds", required_argument, nullptr, 'S'},  {"help", no_argument, nullptr, 'h'},
       {"migrate", required_argument, nullptr, 'm'},  {"policy", required_argument, nullptr, 'p'},
+      {"trees", required_argument, nullptr, 'T'},
       {nullptr, 0, nullptr, 0}};
-  for (int c; (c = getopt_long(argc, argv, "w:k:t:s:f:W:S:hm:p:", kOpts, nullptr)) != -1;) {
+  for (int c; (c = getopt_long(argc, argv, "w:k:t:s:f:W:S:hm:p:T:", kOpts, nullptr)) != -1;) {
     switch (c) {
       case 'w': o.workload = optarg; break;
       case 'k': o.klts = static_cast<unsigned>(std::strtoul(optarg, nullptr, 10)); break;
@@ -221,12 +253,13 @@ options parse(int argc, char** argv) {
       case 'S': o.seconds = std::strtod(optarg, nullptr); break;
       case 'm': o.migrate = static_cast<unsigned>(std::strtoul(optarg, nullptr, 10)); break;
       case 'p': o.policy = optarg; break;
+      case 'T': o.trees = static_cast<unsigned>(std::strtoul(optarg, nullptr, 10)); break;
       case 'h': usage(stdout); std::exit(0);
       default: usage(stderr); std::exit(2);
     }
   }
   if ((o.workload != "skynet" && o.workload != "cpu" && o.workload != "fair") ||
-      (o.policy != "fifo" && o.policy != "runnext")) {
+      (o.policy != "fifo" && o.policy != "runnext") || o.trees == 0) {
     usage(stderr);
     std::exit(2);
   }

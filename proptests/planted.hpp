@@ -219,12 +219,15 @@ struct lifo_queue : run_queue_t {
     for (std::size_t i = 0; i + 1 < v.size(); ++i) push_locked(v[i]);
     return v.back();
   }
-  std::size_t steal_half_into(lifo_queue& dst) noexcept { return run_queue_t::steal_half_into(dst); }
+  std::size_t steal_half_into(lifo_queue& dst, std::size_t cap = ~std::size_t{0}) noexcept {
+    return run_queue_t::steal_half_into(dst, cap);
+  }
 };
 
-// PLANTED: a steal takes every unpinned node, not half (breaks I-Q3).
+// PLANTED: a steal takes every unpinned node, not half nor at most the cap
+// (breaks I-Q3).
 struct greedy_steal_queue : run_queue_t {
-  std::size_t steal_half_into(greedy_steal_queue& dst) noexcept {
+  std::size_t steal_half_into(greedy_steal_queue& dst, std::size_t = ~std::size_t{0}) noexcept {
     std::vector<sim_fiber*> v = contents(*this);
     while (pop_locked() != nullptr) {}
     std::size_t moved = 0;

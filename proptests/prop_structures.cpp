@@ -109,12 +109,14 @@ void run_queue_stateful() {
 }
 
 // I-Q3 directly, as the header states it (an upper bound, not the exact
-// choice): at most ceil(n/2) moved, none pinned, at least one if any node is
-// unpinned, and the relative order of what moved and what stayed is kept.
+// choice): at most min(ceil(n/2), cap) moved, none pinned, at least one if
+// any node is unpinned, and the relative order of what moved and what stayed
+// is kept.
 template <class Q>
 void steal_bounds() {
   const auto victim = *rc::gen::container<std::vector<bool>>(rc::gen::arbitrary<bool>());
   const std::size_t dst_len = *small(0, 4);
+  const std::size_t cap = *small(1, 40);
   RC_PRE(victim.size() + dst_len <= 64);
   std::vector<sim_fiber> n(victim.size() + dst_len);
   Q v, d;
@@ -123,10 +125,11 @@ void steal_bounds() {
     n[i].pinned.store(i < victim.size() && victim[i]);
     (i < victim.size() ? v : d).push_back(&n[i]);
   }
-  const std::size_t moved = v.steal_half_into(d);
+  const std::size_t moved = v.steal_half_into(d, cap);
   const std::vector<sim_fiber*> left = contents(v), got = contents(d);
   const std::size_t unpinned = static_cast<std::size_t>(std::count(victim.begin(), victim.end(), false));
   RC_ASSERT(moved <= (victim.size() + 1) / 2);
+  RC_ASSERT(moved <= cap);
   RC_ASSERT(unpinned == 0 || moved >= 1);
   RC_ASSERT(left.size() + moved == victim.size() && got.size() == dst_len + moved);
   for (std::size_t i = 0; i < got.size(); ++i) {

@@ -52,16 +52,27 @@
 //        switch path: exits (klt_loop's finish_exit) and first runs
 //        (install).  No lock, as the slot caches (I-SC1).
 //   I-ST2 A stack is in exactly one place: a control block, a stash (warm:
-//        a fiber exited on it; cold: a starting fiber gave it up), a spare
-//        list, or unused in its arena.  Only arena stacks enter a stash, so
+//        a fiber exited on it; cold: a starting fiber gave it up), the
+//        shared pools (I-ST4), a spare list, or unused in its arena.  Only arena stacks enter a stash, so
 //        they all have the runtime's stack size, and stacks_reset's unmapping
 //        of the arenas frees every stashed stack.  Control blocks always keep
 //        a stack: the exchanges swap, they never take one away.
-//   I-ST3 warm + cold <= kWarm per stash: a first run moves one stack from
-//        warm to cold, an exit one from cold to warm, and an exit adds a new
-//        arena stack only when cold is empty and warm is not full.  A stack a
-//        switch saw below its top page is never stashed; it stays with its
-//        slot, where the pool trims it (I-SC3).
+//   I-ST3 warm <= kWarm and cold <= kWarm per stash: a first run moves one
+//        stack from warm to cold, an exit one from cold to warm, and an exit
+//        adds a new arena stack only when its stash and the shared cold pool
+//        have no cold one.  A stack a switch saw below its top page is never
+//        stashed; it stays with its slot, where the pool trims it (I-SC3).
+//   I-ST4 A stash overflows into, and refills from, two pools every KLT
+//        shares (warm, cold), kMove stacks at a time under g_pool_lock: an
+//        exit that finds warm full spills its oldest kMove warm stacks; a
+//        first run that finds warm empty takes the pool's newest kMove; cold
+//        spills and refills the same way.  So a first run gets a warm stack
+//        whenever any KLT's exits left one: on 2 KLTs one KLT's exits and
+//        the other's starts need not balance.  Without the pools a fiber
+//        starting on a KLT whose stash was empty ran on its own, never-
+//        touched stack, and at a page fault each (tens of microseconds on
+//        a VM with two threads in the address space) skynet 1M on 2 KLTs
+//        spent most of its time there (papers/results/stacks.md).
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -248,7 +259,8 @@ struct stack_desc {
   bool guarded = false;
 };
 
-constexpr unsigned kWarm = 8;  // bounds warm + cold (I-ST3)
+constexpr unsigned kWarm = 16;         // bounds warm and cold, each (I-ST3)
+constexpr unsigned kMove = kWarm / 2;  // stacks one spill or refill moves (I-ST4)
 
 struct alignas(64) stash {
   stack_desc warm[kWarm];  // stacks fibers exited on, newest last
@@ -257,6 +269,51 @@ struct alignas(64) stash {
   unsigned ncold = 0;
 };
 stash g_stash[FIBER_MAX_KLTS];  // [klt::index]; zero, in .bss: nothing runs at start-up
+
+// The stashes' overflow, shared by every KLT (I-ST4); guarded by g_pool_lock.
+struct desc_pool {
+  stack_desc* v = nullptr;  // newest last
+  std::size_t cap = 0;
+  std::atomic<std::size_t> n{0};  // written under the lock; read before it as a hint
+};
+spinlock g_pool_lock;
+desc_pool g_pool[2];  // [0]: warm, [1]: cold
+
+// Moves the kMove oldest of `from` (n of them) to the newest end of pool p,
+// so the newest stay with the KLT.  Nothing moves if the pool cannot grow:
+// the caller then keeps what it has (the exit keeps its stack, I-ST3).
+bool spill(stack_desc* from, unsigned& n, desc_pool& p) noexcept {
+  {
+    lock_guard<spinlock> g(g_pool_lock);
+    const std::size_t n0 = p.n.load(std::memory_order_relaxed);  // relaxed: under the lock
+    if (n0 + kMove > p.cap) {
+      std::size_t cap = p.cap ? 2 * p.cap : 1024;
+      auto* v = static_cast<stack_desc*>(std::realloc(p.v, cap * sizeof(stack_desc)));
+      if (!v) return false;
+      p.v = v;
+      p.cap = cap;
+    }
+    std::memcpy(p.v + n0, from, kMove * sizeof(stack_desc));
+    p.n.store(n0 + kMove, std::memory_order_relaxed);  // relaxed: under the lock
+  }
+  std::memmove(from, from + kMove, (n - kMove) * sizeof(stack_desc));
+  n -= kMove;
+  return true;
+}
+
+// Moves up to kMove of pool p's newest to the newest end of `to` (empty);
+// returns how many.  The relaxed peek skips the lock when the pool is empty.
+unsigned refill(stack_desc* to, unsigned& n, desc_pool& p) noexcept {
+  if (p.n.load(std::memory_order_relaxed) == 0) return 0;  // relaxed: a hint, rechecked under the lock
+  lock_guard<spinlock> g(g_pool_lock);
+  const std::size_t have = p.n.load(std::memory_order_relaxed);  // relaxed: under the lock
+  const std::size_t k = have < kMove ? have : kMove;
+  // Oldest of the k first, so the pool's newest ends up newest here.
+  std::memcpy(to + n, p.v + have - k, k * sizeof(stack_desc));
+  p.n.store(have - k, std::memory_order_relaxed);  // relaxed: under the lock
+  n += static_cast<unsigned>(k);
+  return static_cast<unsigned>(k);
+}
 
 
 stack_desc desc_of(const fcb* f) noexcept { return {f->map_base, f->map_size, f->low_sp, f->guarded}; }
@@ -365,20 +422,25 @@ void stack_trim(fcb* const* fs, std::size_t n) noexcept {
 
 void stack_stash_exited(unsigned k, fcb* f) noexcept {
   stash& s = g_stash[k];
-  if (!f->map_base || !f->in_arena || s.nwarm == kWarm) return;  // f keeps its stack
+  if (!f->map_base || !f->in_arena) return;  // f keeps its stack
   // Only stacks no switch saw below their top page: a deep one stays with
   // its slot, where the pool trims it (I-SC3).
   const auto top_page = (reinterpret_cast<std::uintptr_t>(f->stack_hi()) - 1) & ~(fcb::page_size() - 1);
   if (f->low_sp < top_page) return;
-  if (!s.ncold && !cold_new(s, f->map_size - (f->guarded ? fcb::kGuard : 0))) return;
+  if (s.nwarm == kWarm && !spill(s.warm, s.nwarm, g_pool[0])) return;
+  if (!s.ncold && !refill(s.cold, s.ncold, g_pool[1]) &&
+      !cold_new(s, f->map_size - (f->guarded ? fcb::kGuard : 0)))
+    return;
   s.warm[s.nwarm++] = desc_of(f);
   give_stack(f, s.cold[--s.ncold]);
 }
 
 void stack_first_run(unsigned k, fcb* f) noexcept {
   stash& s = g_stash[k];
+  if (f->in_arena && !s.nwarm) refill(s.warm, s.nwarm, g_pool[0]);
   if (f->in_arena && s.nwarm &&  // the same size (I-ST2)
-      (!s.warm[s.nwarm - 1].guarded || !knobs.unguarded_stacks.load(std::memory_order_relaxed))) {  // relaxed: test knob
+      (!s.warm[s.nwarm - 1].guarded || !knobs.unguarded_stacks.load(std::memory_order_relaxed)) &&  // relaxed: test knob
+      (s.ncold < kWarm || spill(s.cold, s.ncold, g_pool[1]))) {
     s.cold[s.ncold++] = desc_of(f);
     give_stack(f, s.warm[--s.nwarm]);
     count(g_warm_starts);
@@ -410,6 +472,15 @@ void stacks_reset() noexcept {
     s = spare_list{};
   }
   for (stash& s : g_stash) s.nwarm = s.ncold = 0;
+  {
+    lock_guard<spinlock> pg(g_pool_lock);
+    for (desc_pool& p : g_pool) {
+      std::free(p.v);
+      p.v = nullptr;
+      p.cap = 0;
+      p.n.store(0, std::memory_order_relaxed);  // relaxed: quiescent
+    }
+  }
   g_guarded.store(0, std::memory_order_relaxed);  // relaxed: quiescent
 }
 

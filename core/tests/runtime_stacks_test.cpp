@@ -12,6 +12,8 @@
 //   - a breadth-first burst runs each fiber on the stack of the one that
 //     exited before it (the per-KLT stash), touching a few pages instead of
 //     one per fiber, and the untouched stacks it gave up serve later creates;
+//     runs of exits and of starts longer than a stash meet in the shared
+//     pool (I-ST4);
 //   - fiber_shutdown unmaps every stack and arena (/proc/self/maps is back to
 //     its size before the runtime ran).
 // How each was seen failing: papers/results/stacks.md, "Tests".
@@ -188,6 +190,54 @@ TEST_F(stacks_test, StacksGivenUpAtFirstRunServeLaterCreates) {
   EXPECT_LE(new_stacks(after) - new_stacks(before), 2u) << "of " << kBurst << " fibers";
 }
 
+void* park_until_released(void* p) {
+  auto* sem = static_cast<fiber_sem_t*>(p);
+  fiber_sem_wait(sem);
+  return nullptr;
+}
+
+// I-ST4: a run of exits longer than a stash spills warm stacks to the shared
+// pool, and a later run of first runs longer than a stash takes them back.
+// kRun fibers start and park, are released and exit one after another; then
+// kRun new fibers start one after another (1 KLT, no ticks, FIFO: a yield
+// lets every queued fiber run before the yielder).  Without the pool only a
+// stash's worth of them (16) would start warm.
+constexpr unsigned kRun = 200;
+std::uint64_t g_run_warm = 0;  // warm starts among the second run's
+
+bool park_run(std::vector<fiber_t>& ids, fiber_sem_t* sem) {
+  for (auto& id : ids)
+    if (!(id = spawn(park_until_released, sem))) return false;
+  fiber_yield();  // each starts and parks
+  return true;
+}
+
+bool release_run(const std::vector<fiber_t>& ids, fiber_sem_t* sem) {
+  for (std::size_t i = 0; i < ids.size(); ++i) fiber_sem_post(sem);
+  for (auto id : ids)
+    if (fiber_join(id, nullptr) != 0) return false;  // they exit one after another
+  return true;
+}
+
+void* exits_then_starts(void*) {
+  fiber_sem_t sem;
+  fiber_sem_init(&sem, 0);
+  std::vector<fiber_t> first(kRun), second(kRun);
+  bool ok = park_run(first, &sem) && release_run(first, &sem);
+  const auto before = counters();
+  ok = ok && park_run(second, &sem);
+  g_run_warm = counters().warm_starts - before.warm_starts;
+  ok = ok && release_run(second, &sem);
+  fiber_sem_destroy(&sem);
+  return ok ? nullptr : reinterpret_cast<void*>(1);
+}
+
+TEST_F(stacks_test, ARunOfStartsLongerThanAStashTakesWarmStacksFromTheSharedPool) {
+  start(1, 0);
+  EXPECT_EQ(join(spawn(exits_then_starts)), nullptr);
+  EXPECT_GE(g_run_warm, kRun - 1) << "of " << kRun << " fibers started in a row";
+}
+
 // ---- guards and canaries on reused stacks -------------------------------------------
 
 int recurse(int n) {
@@ -337,12 +387,6 @@ maps_size read_maps() {
   }
   fclose(fp);
   return m;
-}
-
-void* park_until_released(void* p) {
-  auto* sem = static_cast<fiber_sem_t*>(p);
-  fiber_sem_wait(sem);
-  return nullptr;
 }
 
 void run_wave(unsigned n, bool unguarded) {

@@ -49,7 +49,12 @@
 //        lets locally created fibers cycle unevenly: the fair-share property
 //        found a lag of 5 quanta in 53 rounds).  A KLT whose queue is still
 //        empty steals half of another KLT's unpinned fibers (victims from
-//        klt+1 on).
+//        klt+1 on).  Both moves take at most kBatch (128) fibers: a move
+//        walks the queue under its lock, and a FIFO spawn tree queues a
+//        million fibers, whose half took tens of milliseconds to walk - long
+//        enough for the victim to stall on its own lock and for the monitor
+//        to evacuate it (Go's steal takes half of a 256-slot ring, so at most
+//        128, and its global intake at most 128 too).
 //   I-R3 A preempted fiber is pinned: it resumes on the KLT it was preempted
 //        on (compiled code caches TLS addresses across the preemption, e.g.
 //        errno's via the const __errno_location, and resuming elsewhere
@@ -184,7 +189,7 @@ class sched_policy {
     if (Node* n = local_[klt].pop_front()) return unpin(n);
     for (unsigned i = 1; i < nklts_; ++i) {
       unsigned victim = (klt + i) % nklts_;
-      if (local_[victim].steal_half_into(local_[klt]) != 0) {
+      if (local_[victim].steal_half_into(local_[klt], kBatch) != 0) {
         if (Node* n = local_[klt].pop_front()) return unpin(n);
       }
     }
@@ -212,7 +217,7 @@ class sched_policy {
     // KLT above its share cannot starve global work while others are busy.
     if (++next_[klt].picks % kGlobalEvery == 0 || mine == 1) want = want ? want : 1;
     if (want == 0) return;
-    global_.steal_into(local_[klt], want);
+    global_.steal_into(local_[klt], want < kBatch ? want : kBatch);
   }
   static Node* unpin(Node* n) noexcept {
     n->pinned.store(false);  // owned by the popping KLT now
@@ -220,6 +225,7 @@ class sched_policy {
   }
 
   static constexpr unsigned kGlobalEvery = 61;
+  static constexpr std::size_t kBatch = 128;  // most fibers one steal or intake moves (I-R2)
   struct alignas(64) slot {  // owner KLT only
     Node* n = nullptr;       // runnext
     unsigned picks = 0;      // intakes tried (I-R2's kGlobalEvery)

@@ -13,8 +13,11 @@
 // Invariants (I-Q1..I-Q4, checked by models/run_queue.cpp):
 //   I-Q1 A node pushed is popped or stolen exactly once (no loss, no duplicate).
 //   I-Q2 pop_front returns nodes in push order (FIFO).
-//   I-Q3 steal takes at most ceil(n/2) nodes, never a pinned one, and keeps
-//        the relative order of what it takes and what it leaves.
+//   I-Q3 steal takes at most min(ceil(n/2), cap) nodes, never a pinned one,
+//        at least one if any is unpinned, and keeps the relative order of
+//        what it takes and what it leaves.  The cap bounds the walk: the
+//        policy's (128) keeps a thief from walking half of a million-fiber
+//        queue under its owner's lock.
 //   I-Q4 size_hint() is exact whenever the lock is not held; a queue holding a
 //        node is never reported empty to a pop (no spurious emptiness).
 //   I-Q5 evacuate_into moves every unpinned node queued when it takes the
@@ -55,9 +58,12 @@ class run_queue {
     return pop_locked();
   }
 
-  // Moves up to half (rounded up) of this queue's unpinned nodes, oldest
-  // first, to the tail of dst, and returns how many moved (I-Q3).
-  std::size_t steal_half_into(run_queue& dst) noexcept { return move_unpinned_into(dst, false, ~std::size_t{0}); }
+  // Moves up to half (rounded up) of this queue's unpinned nodes, and at
+  // most cap, oldest first, to the tail of dst, and returns how many moved
+  // (I-Q3).
+  std::size_t steal_half_into(run_queue& dst, std::size_t cap = ~std::size_t{0}) noexcept {
+    return move_unpinned_into(dst, false, cap);
+  }
 
   // Moves up to `cap` unpinned nodes (not limited to half), oldest first, to
   // the tail of dst (I-Q6): the policy's balanced intake from the global
