@@ -50,9 +50,11 @@
 //        finish_exit runs in the switch path): no lock.  OS threads use the
 //        global pool.
 //   I-SC2 A cache holds at most kCacheMax slots; past that kBatch of them move
-//        to the global pool under g_slot_lock in one critical section, and an
-//        empty cache refills up to kBatch from it the same way.  So the lock
-//        is taken at most once per kBatch creates or exits of a KLT.
+//        to the global pool under g_slot_lock in one critical section, as one
+//        chain, and an empty cache takes the pool's newest chain whole (fewer
+//        than 2 * kBatch slots; a chain shorter than kBatch takes the next
+//        put in) without walking it.  So the lock is taken at most once per
+//        kBatch creates or exits of a KLT, and held for a few stores.
 //   I-SC3 The global pool keeps at most kResidentFree stacks untrimmed
 //        (env FIBER_STACK_CACHE_RESIDENT overrides); a
 //        stack that enters it past that is trimmed to its top page
@@ -66,6 +68,7 @@
 #include <cstring>
 #include <new>
 
+#include "mapped_array.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 
@@ -83,9 +86,33 @@ constexpr long kResidentFree = 4096;  // default; FIBER_STACK_CACHE_RESIDENT ove
 
 std::atomic<fcb*> g_chunks[kMaxChunks];  // published with release, never freed until shutdown
 spinlock g_slot_lock;
-fcb* g_free = nullptr;            // guarded by g_slot_lock
+// The global pool: chains of free slots as they came in (a KLT cache's
+// overflow, or one slot from an OS thread, appended to the newest chain while
+// it is short), so that a refill takes a whole chain without walking it
+// (I-SC2): its slots were freed on another KLT, and walking them cost a cache
+// miss each under the lock (a quarter of skynet's time on 2 KLTs).
+struct chain {
+  fcb* first;
+  fcb* last;            // last->free_next == nullptr
+  std::uint32_t n;      // slots
+  std::uint32_t pooled; // of them untrimmed with a stack (I-SC3)
+};
+struct chain_stack {
+  chain first[16];           // the first chains: a put never fails for want of memory
+  mapped_array<chain> more;  // once 16 are not enough, every chain (first[] copied in)
+  std::size_t n = 0;
+  chain* v() noexcept { return more.v ? more.v : first; }
+  std::size_t capacity() const noexcept { return more.v ? more.cap : 16; }
+  bool grow() noexcept {
+    if (more.v) return more.reserve(n + 1, n);
+    if (!more.reserve(n + 1, 0)) return false;
+    std::memcpy(more.v, first, n * sizeof(chain));
+    return true;
+  }
+};
+chain_stack g_chains;  // newest last; guarded by g_slot_lock
 std::uint32_t g_nslots = 0;       // guarded by g_slot_lock
-std::size_t g_pooled = 0;         // untrimmed stacks in g_free; guarded by g_slot_lock
+std::size_t g_pooled = 0;         // untrimmed stacks in the pool; guarded by g_slot_lock
 std::atomic<std::uint64_t> g_seq{1};  // process-wide: ids are never reused
 
 struct alignas(64) slot_cache {
@@ -131,17 +158,38 @@ static fcb* new_slot_locked() noexcept {
   return &chunk[s & (kChunk - 1)];
 }
 
-// Moves up to kBatch slots from the global pool into cache c (I-SC2).
+// Puts chain first..last (n slots, `pooled` of them untrimmed) in the pool;
+// g_slot_lock held.  A short newest chain takes it in at its front (so OS
+// threads' single slots still refill a cache by the batch, and an OS thread
+// takes back the slot it freed last); else it is a new chain, or, if the
+// chain stack cannot grow, the front of the newest one.
+static void chains_push_locked(fcb* first, fcb* last, std::uint32_t n, std::uint32_t pooled) noexcept {
+  g_pooled += pooled;
+  chain_stack& cs = g_chains;
+  // The stack is never full below 16, so a failed growth leaves a newest chain.
+  const bool merge = (cs.n && cs.v()[cs.n - 1].n < kBatch) || (cs.n == cs.capacity() && !cs.grow());
+  if (merge) {
+    chain& top = cs.v()[cs.n - 1];
+    last->free_next = top.first;  // in front: the newest slot is the next one taken (LIFO)
+    top.first = first;
+    top.n += n;
+    top.pooled += pooled;
+    return;
+  }
+  last->free_next = nullptr;
+  cs.v()[cs.n++] = {first, last, n, pooled};
+}
+
+// Moves the newest chain of the global pool into cache c (I-SC2): one
+// critical section of a few stores, whatever the chain's length.
 static void cache_refill(slot_cache* c) noexcept {
   lock_guard<spinlock> g(g_slot_lock);
-  for (unsigned i = 0; i < kBatch && g_free; ++i) {
-    fcb* f = g_free;
-    g_free = f->free_next;
-    if (f->map_base && !f->trimmed) --g_pooled;
-    f->free_next = c->head;
-    c->head = f;
-    ++c->n;
-  }
+  if (!g_chains.n) return;
+  const chain& top = g_chains.v()[--g_chains.n];
+  g_pooled -= top.pooled;
+  top.last->free_next = c->head;
+  c->head = top.first;
+  c->n += top.n;
 }
 
 static fcb* take_slot() noexcept {
@@ -154,10 +202,15 @@ static fcb* take_slot() noexcept {
     }
   }
   lock_guard<spinlock> g(g_slot_lock);
-  fcb* f = g_free;
-  if (!f) return new_slot_locked();
-  g_free = f->free_next;
-  if (f->map_base && !f->trimmed) --g_pooled;
+  if (!g_chains.n) return new_slot_locked();
+  chain& top = g_chains.v()[g_chains.n - 1];
+  fcb* f = top.first;
+  top.first = f->free_next;
+  if (f->map_base && !f->trimmed) {
+    --top.pooled;
+    --g_pooled;
+  }
+  if (--top.n == 0) --g_chains.n;
   return f;
 }
 
@@ -172,13 +225,13 @@ static void pool_put(fcb* first, fcb* last, unsigned n) noexcept {
         knobs.trim_all.load(std::memory_order_relaxed) ? 0 : resident_free();  // relaxed: test knob
     room = g_pooled < keep ? keep - g_pooled : 0;
     if (room >= n) {
+      std::uint32_t pooled = 0;
       for (fcb* f = first;; f = f->free_next) {
         f->trimmed = !f->map_base;  // no stack counts as trimmed
-        g_pooled += f->map_base != nullptr;
+        pooled += f->map_base != nullptr;
         if (f == last) break;
       }
-      last->free_next = g_free;
-      g_free = first;
+      chains_push_locked(first, last, n, pooled);
       return;
     }
     g_pooled += room;  // reserved; what is not used is given back below
@@ -197,9 +250,8 @@ static void pool_put(fcb* first, fcb* last, unsigned n) noexcept {
   }
   stack_trim(trim, ntrim);
   lock_guard<spinlock> g(g_slot_lock);
-  g_pooled -= room - kept;
-  last->free_next = g_free;
-  g_free = first;
+  g_pooled -= room;  // the reservation, replaced by what was kept
+  chains_push_locked(first, last, n, static_cast<std::uint32_t>(kept));
 }
 
 fcb* slot_alloc(std::size_t stack_size) noexcept {
@@ -275,7 +327,8 @@ void slots_reset() noexcept {
     delete[] chunk;
     g_chunks[c].store(nullptr, std::memory_order_relaxed);  // relaxed: quiescent
   }
-  g_free = nullptr;
+  g_chains.more.reset();
+  g_chains.n = 0;
   g_nslots = 0;
   g_pooled = 0;
   stacks_reset();

@@ -83,6 +83,7 @@
 #include <cstring>
 
 #include "fiber/detail/testing.h"
+#include "mapped_array.hpp"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 
@@ -272,8 +273,7 @@ stash g_stash[FIBER_MAX_KLTS];  // [klt::index]; zero, in .bss: nothing runs at 
 
 // The stashes' overflow, shared by every KLT (I-ST4); guarded by g_pool_lock.
 struct desc_pool {
-  stack_desc* v = nullptr;  // newest last
-  std::size_t cap = 0;
+  mapped_array<stack_desc> a;     // newest last
   std::atomic<std::size_t> n{0};  // written under the lock; read before it as a hint
 };
 spinlock g_pool_lock;
@@ -286,14 +286,8 @@ bool spill(stack_desc* from, unsigned& n, desc_pool& p) noexcept {
   {
     lock_guard<spinlock> g(g_pool_lock);
     const std::size_t n0 = p.n.load(std::memory_order_relaxed);  // relaxed: under the lock
-    if (n0 + kMove > p.cap) {
-      std::size_t cap = p.cap ? 2 * p.cap : 1024;
-      auto* v = static_cast<stack_desc*>(std::realloc(p.v, cap * sizeof(stack_desc)));
-      if (!v) return false;
-      p.v = v;
-      p.cap = cap;
-    }
-    std::memcpy(p.v + n0, from, kMove * sizeof(stack_desc));
+    if (!p.a.reserve(n0 + kMove, n0)) return false;
+    std::memcpy(p.a.v + n0, from, kMove * sizeof(stack_desc));
     p.n.store(n0 + kMove, std::memory_order_relaxed);  // relaxed: under the lock
   }
   std::memmove(from, from + kMove, (n - kMove) * sizeof(stack_desc));
@@ -309,7 +303,7 @@ unsigned refill(stack_desc* to, unsigned& n, desc_pool& p) noexcept {
   const std::size_t have = p.n.load(std::memory_order_relaxed);  // relaxed: under the lock
   const std::size_t k = have < kMove ? have : kMove;
   // Oldest of the k first, so the pool's newest ends up newest here.
-  std::memcpy(to + n, p.v + have - k, k * sizeof(stack_desc));
+  std::memcpy(to + n, p.a.v + have - k, k * sizeof(stack_desc));
   p.n.store(have - k, std::memory_order_relaxed);  // relaxed: under the lock
   n += static_cast<unsigned>(k);
   return static_cast<unsigned>(k);
@@ -475,9 +469,7 @@ void stacks_reset() noexcept {
   {
     lock_guard<spinlock> pg(g_pool_lock);
     for (desc_pool& p : g_pool) {
-      std::free(p.v);
-      p.v = nullptr;
-      p.cap = 0;
+      p.a.reset();
       p.n.store(0, std::memory_order_relaxed);  // relaxed: quiescent
     }
   }

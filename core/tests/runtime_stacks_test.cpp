@@ -366,6 +366,32 @@ TEST_F(stacks_test, DeepCachedStacksAreTrimmedShallowOnesAreNot) {
   EXPECT_GE(before - after, static_cast<long>(kN * (kDeep - 8192))) << "RSS did not drop";
 }
 
+// I-SC3's count of untrimmed stacks follows slots out of the pool too: round
+// after round, deep fibers created on a KLT (its cache refills from the pool)
+// and joined from the OS thread (each slot back into the pool) never hold
+// more than kRoundN stacks in the pool, far below its 4096, so nothing is
+// trimmed.  A count that only grew would pass 4096 within the rounds and
+// trim every deep stack put in after that.
+constexpr unsigned kRoundN = 200, kRounds = 40;
+
+void* create_deep_round(void* out) {
+  auto* ids = static_cast<fiber_t*>(out);
+  for (unsigned i = 0; i < kRoundN; ++i)
+    if (!(ids[i] = spawn(deep))) return reinterpret_cast<void*>(1);
+  return nullptr;
+}
+
+TEST_F(stacks_test, SlotsTakenBackFromThePoolLeaveItsResidentCount) {
+  start(1, 0);
+  std::vector<fiber_t> ids(kRoundN);
+  const auto c0 = counters();
+  for (unsigned r = 0; r < kRounds; ++r) {
+    ASSERT_EQ(join(spawn(create_deep_round, ids.data())), nullptr);
+    for (auto id : ids) join(id);
+  }
+  EXPECT_EQ(counters().trims - c0.trims, 0u) << "deep stacks trimmed with the pool below its bound";
+}
+
 // ---- shutdown returns the memory ----------------------------------------------------
 
 struct maps_size {
