@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -112,17 +113,14 @@ void run_skynet(const options& o) {
   if (int e = fiber_create(&id, nullptr, sk_fiber, &root)) die("fiber_create", e);
   if (int e = fiber_join(id, &r)) die("fiber_join", e);
   const std::uint64_t want = o.size * (o.size - 1) / 2;
-  std::vector<double> times;
+  std::vector<std::pair<double, long>> runs;  // seconds, page faults of each tree
   std::string each;
-  long faults = 0;  // in the median tree
-  std::vector<long> tree_faults;
   for (unsigned i = 0; i < o.trees; ++i) {
     const long faults0 = minor_faults();
     const double t0 = now_s();
     if (int e = fiber_create(&id, nullptr, sk_fiber, &root)) die("fiber_create", e);
     if (int e = fiber_join(id, &r)) die("fiber_join", e);
-    times.push_back(now_s() - t0);
-    tree_faults.push_back(minor_faults() - faults0);
+    runs.emplace_back(now_s() - t0, minor_faults() - faults0);
     const auto got = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(r));
     if (got != want) {
       std::fprintf(stderr, "scaling: skynet sum %llu, expected %llu\n",
@@ -130,15 +128,11 @@ void run_skynet(const options& o) {
       std::exit(1);
     }
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%s%.6f", i ? "," : "", times.back());
+    std::snprintf(buf, sizeof buf, "%s%.6f", i ? "," : "", runs.back().first);
     each += buf;
   }
-  std::vector<unsigned> order(times.size());
-  for (unsigned i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](unsigned a, unsigned b) { return times[a] < times[b]; });
-  const unsigned mid = order[order.size() / 2];
-  const double t = times[mid];
-  faults = tree_faults[mid];
+  std::sort(runs.begin(), runs.end());
+  const auto [t, faults] = runs[runs.size() / 2];  // the median tree
   const std::uint64_t n = tree_fibers(o.size);
   std::printf("{\"workload\":\"skynet\",\"impl\":\"fiber\",\"klts\":%u,\"size\":%llu,"
               "\"fibers\":%llu,\"seconds\":%.6f,\"us_per_fiber\":%.4f,\"policy\":\"%s\",\"migrate\":%u,"

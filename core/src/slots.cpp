@@ -97,20 +97,13 @@ struct chain {
   std::uint32_t n;      // slots
   std::uint32_t pooled; // of them untrimmed with a stack (I-SC3)
 };
+// Its room for one chain is made before the first slot exists (new_slot_locked),
+// so a put always has a chain to join when the stack cannot grow.
 struct chain_stack {
-  chain first[16];           // the first chains: a put never fails for want of memory
-  mapped_array<chain> more;  // once 16 are not enough, every chain (first[] copied in)
+  mapped_array<chain> a;  // newest last
   std::size_t n = 0;
-  chain* v() noexcept { return more.v ? more.v : first; }
-  std::size_t capacity() const noexcept { return more.v ? more.cap : 16; }
-  bool grow() noexcept {
-    if (more.v) return more.reserve(n + 1, n);
-    if (!more.reserve(n + 1, 0)) return false;
-    std::memcpy(more.v, first, n * sizeof(chain));
-    return true;
-  }
 };
-chain_stack g_chains;  // newest last; guarded by g_slot_lock
+chain_stack g_chains;  // guarded by g_slot_lock
 std::uint32_t g_nslots = 0;       // guarded by g_slot_lock
 std::size_t g_pooled = 0;         // untrimmed stacks in the pool; guarded by g_slot_lock
 std::atomic<std::uint64_t> g_seq{1};  // process-wide: ids are never reused
@@ -142,7 +135,7 @@ slot_cache* my_cache() noexcept {
 
 static fcb* new_slot_locked() noexcept {
   std::uint32_t s = g_nslots;
-  if (s > kSlotMask) return nullptr;
+  if (s > kSlotMask || !g_chains.a.reserve(1, 0)) return nullptr;
   std::uint32_t c = s >> kChunkBits;
   fcb* chunk = g_chunks[c].load(std::memory_order_relaxed);  // relaxed: written under g_slot_lock
   if (!chunk) {
@@ -166,10 +159,10 @@ static fcb* new_slot_locked() noexcept {
 static void chains_push_locked(fcb* first, fcb* last, std::uint32_t n, std::uint32_t pooled) noexcept {
   g_pooled += pooled;
   chain_stack& cs = g_chains;
-  // The stack is never full below 16, so a failed growth leaves a newest chain.
-  const bool merge = (cs.n && cs.v()[cs.n - 1].n < kBatch) || (cs.n == cs.capacity() && !cs.grow());
+  // cs.a.cap >= 1 (new_slot_locked), so a failed growth leaves a newest chain.
+  const bool merge = (cs.n && cs.a.v[cs.n - 1].n < kBatch) || !cs.a.reserve(cs.n + 1, cs.n);
   if (merge) {
-    chain& top = cs.v()[cs.n - 1];
+    chain& top = cs.a.v[cs.n - 1];
     last->free_next = top.first;  // in front: the newest slot is the next one taken (LIFO)
     top.first = first;
     top.n += n;
@@ -177,7 +170,7 @@ static void chains_push_locked(fcb* first, fcb* last, std::uint32_t n, std::uint
     return;
   }
   last->free_next = nullptr;
-  cs.v()[cs.n++] = {first, last, n, pooled};
+  cs.a.v[cs.n++] = {first, last, n, pooled};
 }
 
 // Moves the newest chain of the global pool into cache c (I-SC2): one
@@ -185,7 +178,7 @@ static void chains_push_locked(fcb* first, fcb* last, std::uint32_t n, std::uint
 static void cache_refill(slot_cache* c) noexcept {
   lock_guard<spinlock> g(g_slot_lock);
   if (!g_chains.n) return;
-  const chain& top = g_chains.v()[--g_chains.n];
+  const chain& top = g_chains.a.v[--g_chains.n];
   g_pooled -= top.pooled;
   top.last->free_next = c->head;
   c->head = top.first;
@@ -203,7 +196,7 @@ static fcb* take_slot() noexcept {
   }
   lock_guard<spinlock> g(g_slot_lock);
   if (!g_chains.n) return new_slot_locked();
-  chain& top = g_chains.v()[g_chains.n - 1];
+  chain& top = g_chains.a.v[g_chains.n - 1];
   fcb* f = top.first;
   top.first = f->free_next;
   if (f->map_base && !f->trimmed) {
@@ -327,7 +320,7 @@ void slots_reset() noexcept {
     delete[] chunk;
     g_chunks[c].store(nullptr, std::memory_order_relaxed);  // relaxed: quiescent
   }
-  g_chains.more.reset();
+  g_chains.a.reset();
   g_chains.n = 0;
   g_nslots = 0;
   g_pooled = 0;
