@@ -3,6 +3,9 @@
 //
 //   fiber   a fiber per connection doing plain read()/write() (interposed:
 //           they park the fiber), on --klts KLTs
+//   fiber-nopoll  the same with test knob FIBER_KNOB_NO_IDLE_POLL: idle KLTs
+//           sleep on the futex and every readiness event hops through the
+//           poller thread (the A/B of core/src/idle_poll.hpp)
 //   thread  a std::thread per connection doing blocking read()/write()
 //   epoll   one thread, non-blocking sockets, a hand-written epoll loop (the
 //           ceiling)
@@ -36,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "fiber/detail/testing.h"
 #include "fiber/fiber.h"
 
 namespace {
@@ -264,7 +268,8 @@ void run_one(const std::string& server, int conns, int klts, double seconds) {
   int port = 0;
   int l = listener(&port);
   std::thread srv;
-  if (server == "fiber") {
+  if (server == "fiber" || server == "fiber-nopoll") {
+    if (server == "fiber-nopoll") fiber_test_set_knob(FIBER_KNOB_NO_IDLE_POLL, 1);
     fiber_config_t c;
     fiber_config_init(&c);
     c.klts = static_cast<unsigned>(klts);
@@ -279,9 +284,9 @@ void run_one(const std::string& server, int conns, int klts, double seconds) {
   } else if (server == "epoll") {
     srv = std::thread(epoll_server, l);
   } else {
-    die("--server fiber|thread|epoll");
+    die("--server fiber|fiber-nopoll|thread|epoll");
   }
-  measure(loopback(port), server, conns, server == "fiber" ? klts : 0, seconds);
+  measure(loopback(port), server, conns, server.rfind("fiber", 0) == 0 ? klts : 0, seconds);
   g_stop.store(true);
   if (srv.joinable()) srv.join();
   _exit(0);  // detached servers still block in accept/read

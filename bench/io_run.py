@@ -2,7 +2,8 @@
 
 echo   TCP echo over loopback (bench/echo.cpp, target fiber_echo): the same
        client against the epoll loop, a thread per connection, the fiber
-       server on 1 and 2 KLTs and Go's net (bench/go/echo.go) on GOMAXPROCS
+       server on 1 and 2 KLTs (and the same with idle KLTs kept out of the
+       poller, fiber-nopoll: the A/B of core/src/idle_poll.hpp) and Go's net (bench/go/echo.go) on GOMAXPROCS
        1 and 2, at each connection count.  Every round runs every
        configuration once, in a fresh random order (interleaved), so that a
        change of the machine's load hits all servers alike; the load average
@@ -107,6 +108,7 @@ def run_echo(build, results, log, rounds, seconds, conns_list, procs_list):
     for c in conns_list:
         cfgs += [("epoll", c, 1), ("thread", c, 1)]
         cfgs += [("fiber", c, k) for k in procs_list]
+        cfgs += [("fiber-nopoll", c, k) for k in procs_list]
         if go_bin:
             cfgs += [("go", c, k) for k in procs_list]
     runs, n, total = [], 0, rounds * len(cfgs)

@@ -5,6 +5,10 @@
 // only, both sides can miss each other and the sleeper never wakes (DEADLOCK).
 // The case I-R6-loop drives the same through the shipped KLT loop's decisions
 // (klt_loop.hpp: sched_pick, idle, may_sleep, push), as sched.cpp runs them.
+// The cases I-I3* put the I/O poller in (idle_set's Poll, I-I3/I-I4): a
+// sleeper that claims the poll role sleeps on a kick word that only kick()
+// sets (natively an eventfd edge on epoll's ready list, which stays there
+// until an epoll_wait takes it: sticky), so a futex wake cannot reach it.
 #include "fiber/detail/idle.hpp"
 #include "fiber/detail/klt_loop.hpp"
 #include "fiber/detail/run_queue.hpp"
@@ -24,11 +28,12 @@ using queue = fiber::detail::run_queue<seam, node>;
 // The environment of klt_loop.hpp over one run queue and the idle set (one
 // KLT, no timers, no fibers leaving): what sched.cpp's native_env does for
 // the idle path, nothing else.
+template <class Idle>
 struct loop_env {
   using fiber_type = node;
   static constexpr bool nothrow = true;
   queue& q;
-  fiber::detail::idle_set<seam>& idle;
+  Idle& idle;
   void process_timers(unsigned) noexcept {}
   node* pick_next(unsigned) noexcept { return q.pop_front(); }
   bool push(node* n, unsigned, fiber::detail::push_kind) noexcept {
@@ -52,7 +57,25 @@ struct loop_env {
   void wake_shutdown() noexcept {}
   void join_exit(unsigned, node*) noexcept {}
 };
-using loop = fiber::detail::klt_loop<loop_env>;
+
+// The poller for the model: the kick is a word, set (sticky) by kick() and
+// taken by the sleep it ends.  Consuming it after the wait, not at its
+// return, lets a later kick be eaten too: more than the native poller
+// allows, never less, so a lost wake-up cannot hide behind it.
+struct model_poll {
+  seam::atomic<std::uint32_t> role_{0};
+  seam::atomic<std::uint32_t> kicked_{0};
+  bool available() noexcept { return true; }
+  seam::atomic<std::uint32_t>& role() noexcept { return role_; }
+  void wait(std::uint64_t deadline) noexcept {
+    seam::os_wait(kicked_, 0, deadline);
+    kicked_.exchange(0, fiber::detail::mo::acq_rel);  // acq_rel: the kicker's work before, the next kick after
+  }
+  void kick() noexcept {
+    kicked_.store(1, fiber::detail::mo::release);  // release: the kicker's work is visible to the woken sleeper
+    seam::os_wake(kicked_, 1);
+  }
+};
 
 // Thread 0 is an idle KLT that must take all N-1 nodes; threads 1..N-1 each
 // push one node and notify_one().  Loop = false: the idle protocol written
@@ -60,15 +83,19 @@ using loop = fiber::detail::klt_loop<loop_env>;
 // runs the shipped loop's decisions (sched_pick, idle, may_sleep) and the
 // producers push as the runtime does (klt_loop::push: the policy's push,
 // then notify_one).
-template <unsigned N, bool Loop = false>
-struct no_sleep_with_work : rl::test_suite<no_sleep_with_work<N, Loop>, N> {
+// Poll = model_poll: thread 0 always claims the poll role, so every futex
+// wake finds nobody and only the kick can end its sleep (I-I3).
+template <unsigned N, bool Loop = false, class Poll = fiber::detail::no_poll<seam>>
+struct no_sleep_with_work : rl::test_suite<no_sleep_with_work<N, Loop, Poll>, N> {
   fiber::detail::relacy_env_t<> env;
   queue q;
-  fiber::detail::idle_set<seam> idle;
+  fiber::detail::idle_set<seam, Poll> idle;
   node nodes[N];
   void thread(unsigned t) {
     if constexpr (Loop) {
-      loop_env e{q, idle};
+      using env_t = loop_env<decltype(idle)>;
+      using loop = fiber::detail::klt_loop<env_t>;
+      env_t e{q, idle};
       if (t != 0) return loop::push(e, &nodes[t], ~0u, fiber::detail::push_kind::created);  // ~0u: kNoKlt
       bool idled = false;
       for (unsigned got = 0; got < N - 1;) {
@@ -97,11 +124,14 @@ struct no_sleep_with_work : rl::test_suite<no_sleep_with_work<N, Loop>, N> {
 };
 
 // Two idle KLTs, one producer that notify_all()s after pushing two nodes:
-// nobody sleeps forever while a node is queued.
-struct two_sleepers : rl::test_suite<two_sleepers, 3> {
+// nobody sleeps forever while a node is queued.  Poll = model_poll: the two
+// race for the poll role (I-I4); the loser sleeps on the futex, so a
+// notify_one's futex wake may reach it and leave the poll sleeper asleep.
+template <class Poll = fiber::detail::no_poll<seam>>
+struct two_sleepers : rl::test_suite<two_sleepers<Poll>, 3> {
   fiber::detail::relacy_env_t<> env;
   queue q;
-  fiber::detail::idle_set<seam> idle;
+  fiber::detail::idle_set<seam, Poll> idle;
   node nodes[2];
   seam::atomic<unsigned> taken{0};
   void take() {
@@ -131,6 +161,27 @@ struct two_sleepers : rl::test_suite<two_sleepers, 3> {
   }
 };
 
+// notify_all wakes every sleeper (each recomputes its deadline: timers.cpp),
+// the one in the poller included: two sleepers wait for a flag, the producer
+// sets it and notify_all()s once.  The futex wake reaches only the sleeper
+// on the futex; the kick must reach the other (I-I3, count > woken).
+struct all_wake : rl::test_suite<all_wake, 3> {
+  fiber::detail::relacy_env_t<> env;
+  fiber::detail::idle_set<seam, model_poll> idle;
+  seam::atomic<bool> go{false};
+  void thread(unsigned t) {
+    if (t == 2) {
+      go.store(true, fiber::detail::mo::relaxed);  // relaxed: notify's fence orders it (I-I1)
+      idle.notify_all();
+      return;
+    }
+    while (!go.load(fiber::detail::mo::relaxed)) {  // relaxed: the idle protocol orders the re-check
+      std::uint32_t key = idle.prepare_sleep();
+      if (go.load(fiber::detail::mo::relaxed)) { idle.cancel_sleep(); break; }
+      idle.sleep(key, kNoDeadline);
+    }
+  }
+};
 
 }  // namespace
 
@@ -148,8 +199,21 @@ int main(int argc, char** argv) {
       {with<no_sleep_with_work<2, true>>(full()), with<no_sleep_with_work<3, true>>(bound(2, false)),
        with<no_sleep_with_work<3, true>>(random(100000))});
     FIBER_MODEL_CASE(cases, "I-I1-all", "notify_all: two sleepers, neither sleeps with work queued",
-      {with<two_sleepers>(bound(2, false)), with<two_sleepers>(random(100000)),
-       deep<two_sleepers>(bound(3, false))});
+      {with<two_sleepers<>>(bound(2, false)), with<two_sleepers<>>(random(100000)),
+       deep<two_sleepers<>>(bound(3, false))});
+    using poll_one = no_sleep_with_work<3, false, model_poll>;
+    FIBER_MODEL_CASE(cases, "I-I3", "a KLT asleep in the poller is kicked for new work (no lost wake-up)",
+      {with<no_sleep_with_work<2, false, model_poll>>(full()), with<poll_one>(bound(2, false)),
+       with<poll_one>(random(100000)), deep<poll_one>(bound(3, false))});
+    FIBER_MODEL_CASE(cases, "I-I3-loop", "the shipped KLT loop with the poller: it sleeps only with no work",
+      {with<no_sleep_with_work<2, true, model_poll>>(full()),
+       with<no_sleep_with_work<3, true, model_poll>>(bound(2, false)),
+       with<no_sleep_with_work<3, true, model_poll>>(random(100000))});
+    FIBER_MODEL_CASE(cases, "I-I4", "two sleepers, one in the poller: neither sleeps with work queued",
+      {with<two_sleepers<model_poll>>(bound(2, false)), with<two_sleepers<model_poll>>(random(100000)),
+       deep<two_sleepers<model_poll>>(bound(3, false))});
+    FIBER_MODEL_CASE(cases, "I-I3-all", "notify_all wakes both sleepers, the one in the poller by a kick",
+      {with<all_wake>(bound(2, false)), with<all_wake>(random(100000)), deep<all_wake>(bound(3, false))});
     return cases;
   };
   return run_model(argc, argv, "idle", build(0));

@@ -47,6 +47,7 @@
 #include "io_interrupt.hpp"
 #include "io_real.hpp"
 #include "offload.hpp"
+#include "idle_poll.hpp"
 #include "poller.hpp"
 
 namespace fiber::detail {
@@ -495,4 +496,5 @@ extern "C" __attribute__((visibility("default"))) void fiber_test_get_io_counter
   out->slow_paths = fiber::detail::g_slow_paths.load(std::memory_order_relaxed);  // relaxed: a test counter
   out->sweeps = fiber::detail::io_sweeps();
   out->offloads = fiber::detail::offload_jobs();
+  out->klt_polled = fiber::detail::idle_poll_events();
 }

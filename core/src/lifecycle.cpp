@@ -434,6 +434,8 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_NO_OFFLOAD: knobs.no_offload.store(v); break;
     case FIBER_KNOB_NO_MONITOR_HANDOFF: knobs.no_monitor_handoff.store(v); break;
     case FIBER_KNOB_OS_WAKE_LINGER: knobs.os_wake_linger.store(v); break;
+    case FIBER_KNOB_NO_IDLE_POLL: knobs.no_idle_poll.store(v); break;
+    case FIBER_KNOB_IDLE_POLL_LOSE_KICK: knobs.idle_poll_lose_kick.store(v); break;
     case FIBER_KNOB_LIN_TRYLOCK_LIES: knobs.lin_trylock_lies.store(v); break;
     case FIBER_KNOB_LIN_SEM_POST_TWICE: knobs.lin_sem_post_twice.store(v); break;
     case FIBER_KNOB_MUTEX_WAKE_TAIL:

@@ -40,8 +40,9 @@ void native_seam::os_wait(native_atomic<std::uint32_t>& w, std::uint32_t expecte
   futex(&w.raw(), FUTEX_WAIT_BITSET_PRIVATE, expected, tsp);
 }
 
-void native_seam::os_wake(native_atomic<std::uint32_t>& w, std::uint32_t count) noexcept {
-  futex(&w.raw(), FUTEX_WAKE_PRIVATE, count, nullptr);
+std::uint32_t native_seam::os_wake(native_atomic<std::uint32_t>& w, std::uint32_t count) noexcept {
+  long r = futex(&w.raw(), FUTEX_WAKE_PRIVATE, count, nullptr);
+  return r > 0 ? static_cast<std::uint32_t>(r) : 0;
 }
 
 // The kernel's, never a fiber yield (libfiber's sched_yield interposer): the

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <new>
 
+#include "idle_poll.hpp"
 #include "io_interrupt.hpp"
 #include "poller.hpp"
 
@@ -61,8 +62,9 @@ fd_state* state_of(int fd) noexcept {
   return &c[fd & (kChunkSize - 1)];
 }
 
-void dispatch(const struct epoll_event& ev, int intr_fd) noexcept {
-  if (ev.data.fd == intr_fd) {  // a program signal: wake the interruptible parks
+void dispatch(const struct epoll_event& ev) noexcept {
+  if (ev.data.fd == intr_eventfd()) {
+    int intr_fd = ev.data.fd;  // a program signal: wake the interruptible parks
     std::uint64_t v;
     (void)read(intr_fd, &v, sizeof v);
     intr_wake_all();
@@ -150,11 +152,16 @@ void* poller_main(void* arg) {
   int ep = static_cast<int>(reinterpret_cast<std::intptr_t>(arg));
   pthread_setname_np(pthread_self(), "fiber-poller");
   struct epoll_event evs[128];
-  int intr_fd = intr_eventfd();
   std::uint64_t last = mono_ms();
   for (;;) {
     int n = epoll_wait(ep, evs, 128, kSweepMs);
-    for (int i = 0; i < n; ++i) dispatch(evs[i], intr_fd);
+    bool kick = false;
+    for (int i = 0; i < n; ++i) {
+      if (idle_poll_is_kick(evs[i])) kick = true;
+      else dispatch(evs[i]);
+    }
+    // While an idle KLT sleeps in the instance, step aside (idle_poll.hpp).
+    if (n > 0) idle_poll_step_aside(kick, last + kSweepMs);
     std::uint64_t now = mono_ms();
     if (now - last >= static_cast<std::uint64_t>(kSweepMs)) {
       sweep(ep);
@@ -178,6 +185,7 @@ int start_locked() noexcept {
     ev.data.fd = efd;
     if (epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) == 0) intr_attach_eventfd(efd); else close(efd);
   }
+  idle_poll_attach(ep);  // idle KLTs may sleep in this instance from now on
   // Raw rt_sigprocmask: a fiber's pthread_sigmask is interposed (signals.cpp).
   // glibc's internal signals 32 and 33 stay open (setuid() waits on SIGSETXID).
   std::uint64_t all = ~((std::uint64_t{1} << 31) | (std::uint64_t{1} << 32)), old = 0;
@@ -277,11 +285,18 @@ long io_poller_threads() noexcept {
   return g_epfd.load(std::memory_order_relaxed) >= 0 ? 1 : 0;  // relaxed: a census, confirmed by the rules
 }
 
+int io_epfd() noexcept {
+  return g_epfd.load(std::memory_order_acquire);  // acquire: pairs with start_locked's release
+}
+
+void io_dispatch(const struct epoll_event& ev) noexcept { dispatch(ev); }
+
 int io_poller_start() noexcept { return epoll_fd() < 0 ? errno : 0; }
 
 void io_poller_forget() noexcept {
   g_epfd.store(-1, std::memory_order_relaxed);  // relaxed: the child has one thread
   intr_attach_eventfd(-1);
+  idle_poll_forget();
   g_start_mu = PTHREAD_MUTEX_INITIALIZER;
 }
 

@@ -18,13 +18,14 @@
 // fiber is gone, the poller no longer hides a real deadlock.  A forked child has no poller (fork keeps one thread):
 // the interposers are off there (interpose_io.cpp).
 //
-// Design note: the first slice.  Weaving epoll into the idle sleep (klt_loop::idle) (an idle KLT
-// sleeps in epoll_wait, an eventfd in the eventcount wakes it) saves the hop
-// through the poller thread; not done yet (papers/design.md, "Blocking
-// system calls").
+// Idle KLTs sleep in the same instance (idle_poll.hpp): one at a time holds
+// the poll role and takes readiness itself, so the poller thread's hop is
+// left for when every KLT is busy (and for the sweep).
 #pragma once
 
 #include <cstdint>
+
+struct epoll_event;
 
 #include "fiber/detail/readiness.hpp"
 #include "runtime.hpp"
@@ -46,6 +47,13 @@ int io_register(int fd) noexcept;
 // Wakes every waiter of fd in both directions (close() of a descriptor
 // another fiber waits on: the waiter retries and gets EBADF).
 void io_notify_all(int fd) noexcept;
+
+// The instance, or -1 before the poller started (never starts it).
+int io_epfd() noexcept;
+// Handles one event of the instance: readiness notifies its descriptor's
+// waiters, the interrupt eventfd wakes the interruptible parks (the poller
+// thread, and an idle KLT in its poll sleep, idle_poll.cpp).
+void io_dispatch(const struct epoll_event& ev) noexcept;
 
 // Starts the poller if it does not run (0, or an errno).
 int io_poller_start() noexcept;

@@ -65,6 +65,7 @@
 #include <memory>
 
 #include "diag.hpp"
+#include "idle_poll.hpp"
 #include "trace_types.hpp"
 #include "fiber/detail/idle.hpp"
 #include "fiber/detail/join.hpp"
@@ -189,7 +190,7 @@ struct runtime {
   int policy_kind = 0;  // FIBER_POLICY_*
   std::unique_ptr<klt[]> klts;
   std::unique_ptr<policy_t> policy;  // its options (runnext, migrate_preempted) fixed at init
-  idle_set<native_seam> idle;
+  idle_set<native_seam, idle_poll> idle;  // one idle KLT may sleep in the I/O poller (idle_poll.hpp)
   // Timers (I6).
   spinlock timer_lock;
   timer_heap<fcb> timers;                          // guarded by timer_lock
@@ -313,6 +314,8 @@ struct knobs_t {
   std::atomic<bool> no_offload{false};  // offload.cpp: calls with no readiness path run on the KLT
   std::atomic<bool> no_monitor_handoff{false};  // monitor.cpp: no hand-off (read at monitor_start)
   std::atomic<bool> os_wake_linger{false};  // sched.cpp: an OS waker lingers in its gated section
+  std::atomic<bool> no_idle_poll{false};  // idle_poll.cpp: idle KLTs sleep on the futex only
+  std::atomic<bool> idle_poll_lose_kick{false};  // idle_poll.cpp: a planted lost wake-up (I-I3)
   // sync.cpp: planted defects for the linearizability checker (stress/stress_lin.cpp)
   std::atomic<bool> lin_trylock_lies{false}, lin_sem_post_twice{false};
   // Knobs 23-25 (planted mutex defects) are native_seam::mutex_defects, read by

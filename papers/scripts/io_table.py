@@ -28,6 +28,8 @@ def fmt_range(vals, f="%.0f"):
 def label(server, procs):
     if server == "fiber":
         return "fiber, %d KLT%s" % (procs, "s" if procs > 1 else "")
+    if server == "fiber-nopoll":
+        return "fiber, %d KLT%s, no idle poll" % (procs, "s" if procs > 1 else "")
     if server == "go":
         return "Go net, GOMAXPROCS=%d" % procs
     return {"epoll": "epoll loop (1 thread)", "thread": "thread per connection"}.get(server, server)
@@ -38,7 +40,7 @@ def echo_rows(doc):
     runs = doc["runs"]
     epoll = {(r["round"], r["conns"]): r["result"]["req_s"] for r in runs
              if r["server"] == "epoll" and r["result"]}
-    order = {"epoll": 0, "fiber": 1, "go": 2, "thread": 3}
+    order = {"epoll": 0, "fiber": 1, "fiber-nopoll": 2, "go": 3, "thread": 4}
     out = {}
     keys = sorted({(r["conns"], r["server"], r["procs"]) for r in runs},
                   key=lambda k: (k[0], order.get(k[1], 9), k[2]))

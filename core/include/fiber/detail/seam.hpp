@@ -47,10 +47,11 @@
 //       once per logical wait on the slow path, before parking; natively a few
 //       plain stores into the waiter's control block, nothing under Relacy.
 //   static void os_wait(atomic<uint32_t>&, uint32_t expected, uint64_t deadline);
-//   static void os_wake(atomic<uint32_t>&, uint32_t count);
+//   static uint32_t os_wake(atomic<uint32_t>&, uint32_t count);
 //                                           // futex-like wait/wake on a word for
 //       KLTs and OS threads only (idle KLTs, blocked OS threads).  May return
 //       spuriously; Relacy's spurious wake-ups are switchable per search.
+//       os_wake returns how many waiters it woke (idle.hpp, I-I3).
 //
 //   static constexpr unsigned kMutexBargeLimit, kMutexSpinLimit;
 //   static bool spin_useful(uint64_t owner_self_id);

@@ -142,10 +142,10 @@ struct native_seam {
 
   // OS-level wait on a word (futex).  Only KLTs and OS threads call these,
   // never a fiber (it would block its KLT).  Returns when *w != expected, on
-  // a wake, on timeout or spuriously.
+  // a wake, on timeout or spuriously.  os_wake returns how many it woke.
   static void os_wait(atomic<std::uint32_t>& w, std::uint32_t expected,
                       std::uint64_t deadline) noexcept;
-  static void os_wake(atomic<std::uint32_t>& w, std::uint32_t count) noexcept;
+  static std::uint32_t os_wake(atomic<std::uint32_t>& w, std::uint32_t count) noexcept;
 
   // --- mutex tuning (mutex.hpp, I-M3; papers/design.md "mutex: spinning,
   // barging and the starvation bound") --------------------------------------

@@ -328,9 +328,9 @@ struct relacy_seam {
                       src_loc l = src_loc::current()) {
     wait_while(w, expected, deadline, l, /*once=*/true);
   }
-  static void os_wake(atomic<std::uint32_t>& w, std::uint32_t count,
-                      src_loc l = src_loc::current()) {
-    w.raw().wake(::rl::ctx(), count, l.info);
+  static std::uint32_t os_wake(atomic<std::uint32_t>& w, std::uint32_t count,
+                               src_loc l = src_loc::current()) {
+    return static_cast<std::uint32_t>(w.raw().wake(::rl::ctx(), count, l.info));
   }
 
  private:

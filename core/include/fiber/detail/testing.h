@@ -55,8 +55,12 @@ enum fiber_test_knob {
                                           one of the two owners' unlocks then fails with EPERM */
   FIBER_KNOB_NO_MONITOR_HANDOFF = 26,  /* the monitor never hands a stalled KLT's fibers to others (read at
                                           fiber_init): a test sees what the scheduler alone does */
-  FIBER_KNOB_OS_WAKE_LINGER = 27       /* an OS thread that wakes a fiber lingers 200 ms after its idle notify,
+  FIBER_KNOB_OS_WAKE_LINGER = 27,      /* an OS thread that wakes a fiber lingers 200 ms after its idle notify,
                                           inside the wake's gated section (L2): shutdown must wait for it */
+  FIBER_KNOB_NO_IDLE_POLL = 28,        /* idle KLTs never sleep in the I/O poller: readiness always hops
+                                          through the poller thread (core/src/idle_poll.hpp) */
+  FIBER_KNOB_IDLE_POLL_LOSE_KICK = 29  /* planted defect: a KLT asleep in the poller is never kicked (I-I3),
+                                          so new work from another thread does not wake it */
 };
 void fiber_test_set_knob(int knob, int on);
 
@@ -77,6 +81,7 @@ typedef struct fiber_test_io_counters_s {
   uint64_t slow_paths;
   uint64_t sweeps;
   uint64_t offloads; /* calls run on the offload pool (core/src/offload.cpp) */
+  uint64_t klt_polled; /* readiness events an idle KLT took in its poll sleep (core/src/idle_poll.cpp) */
 } fiber_test_io_counters_t;
 void fiber_test_get_io_counters(fiber_test_io_counters_t *out);
 
