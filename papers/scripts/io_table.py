@@ -72,9 +72,34 @@ def echo_markdown(doc, meta, fig):
             L.append("| %s | %s | %s | %s | %d/%d |" % (label(server, procs), fmt_range(req),
                                                         fmt_range(ratio, "%.2f"), fmt_range(p99), ok, total))
         L.append("")
+    L += head_to_head(doc)
     if fig:
         L += ["![requests/s relative to the epoll loop](%s)" % fig, ""]
     return L
+
+
+def head_to_head(doc):
+    """The fiber server's requests/s over a peer's in the same round."""
+    by = {(r["round"], r["server"], r["conns"], r["procs"]): r["result"]["req_s"]
+          for r in doc["runs"] if r["result"]}
+    conns_list = sorted({r["conns"] for r in doc["runs"]})
+    procs_list = sorted({r["procs"] for r in doc["runs"] if r["server"] == "fiber"})
+    peers = [("go", "Go net", True), ("fiber-nopoll", "fiber without idle poll", True),
+             ("thread", "thread per connection", False)]
+    L = ["### Head to head (per round)", "",
+         "fiber's requests/s over the peer's in the same round: median [min, max].", "",
+         "| conns | KLTs | " + " | ".join("x " + name for _, name, _ in peers) + " |",
+         "|---:|---:|" + "---:|" * len(peers)]
+    for conns in conns_list:
+        for k in procs_list:
+            cells = []
+            for server, _, same_procs in peers:
+                kp = k if same_procs else 1
+                xs = [by[(i, "fiber", conns, k)] / by[(i, server, conns, kp)] for i in range(doc["rounds"])
+                      if (i, "fiber", conns, k) in by and by.get((i, server, conns, kp))]
+                cells.append(fmt_range(xs, "%.2f"))
+            L.append("| %d | %d | %s |" % (conns, k, " | ".join(cells)))
+    return L + [""]
 
 
 def pyplot():
