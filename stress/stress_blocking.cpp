@@ -4,7 +4,12 @@
 // Fibers (and a few OS threads) move items through bounded queues, each a
 // std::deque guarded by a std::mutex with two std::condition_variables (not
 // full / not empty); every producer also bumps a shared counter under a
-// std::shared_mutex, and readers check it under the shared lock.  Checks:
+// std::shared_mutex, and readers check it under the shared lock.  The first
+// --wires fiber consumers do not record what they take: each forwards it
+// through its own wire (even: a pipe, odd: a loopback TCP connection) to a
+// relay fiber that reads the other end with plain read() and records it, so
+// items also cross parked reads and writes (the I/O poller, an idle KLT's
+// poll sleep: core/src/idle_poll.hpp).  Checks:
 //   lost/dup  for every producer, the consumers together received exactly the
 //             items it produced: same count, same sum, same sum of squares;
 //   counter   the writers' counter equals the number of items produced;
@@ -15,15 +20,20 @@
 // "lost" check must fire: a negative control of the checker).
 // ASan: build with the asan preset; the items are heap-allocated.
 #include <fiber/fiber.h>
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -39,7 +49,7 @@ struct options {
   double seconds = 4;
   unsigned klts = 0;  // all CPUs
   unsigned timeslice_us = 100;
-  unsigned producers = 8, consumers = 8, queues = 4, os_threads = 2;
+  unsigned producers = 8, consumers = 8, queues = 4, os_threads = 2, wires = 4;
   bool plant = false;
 };
 options g_opt;
@@ -67,6 +77,11 @@ std::atomic<unsigned> g_producers_left{0};
 std::shared_mutex g_rw;
 std::uint64_t g_ctr_a = 0, g_ctr_b = 0;  // guarded by g_rw
 std::atomic<std::uint64_t> g_torn{0};
+struct wire {
+  int in = -1, out = -1;  // the consumer writes `in`, the relay reads `out`
+};
+std::vector<wire> g_wires;  // one per forwarding consumer
+std::atomic<std::uint64_t> g_wire_errors{0}, g_relayed{0};
 
 void record(tally& t, std::uint64_t v) {
   t.count.fetch_add(1, std::memory_order_relaxed);  // relaxed: read after every join
@@ -105,8 +120,64 @@ void produce(unsigned p) {
   }
 }
 
+// Both ends of a wire: a pipe, or a loopback TCP connection (plain system
+// calls, before the runtime starts).
+bool make_wire(bool tcp, wire& w) {
+  int fd[2];
+  if (!tcp) {
+    if (pipe(fd) != 0) return false;
+    w.out = fd[0], w.in = fd[1];
+    return true;
+  }
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (l < 0 || bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(l, 1) != 0 ||
+      getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    return false;
+  w.in = socket(AF_INET, SOCK_STREAM, 0);
+  if (w.in < 0 || connect(w.in, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return false;
+  w.out = accept(l, nullptr, nullptr);
+  close(l);
+  return w.out >= 0;
+}
+
+// A plain blocking write of the whole buffer (interposed in a fiber: it parks).
+bool write_all(int fd, const char* p, std::size_t n) {
+  while (n) {
+    ssize_t k = write(fd, p, n);
+    if (k <= 0) return false;
+    p += k, n -= static_cast<std::size_t>(k);
+  }
+  return true;
+}
+
+// The relay of wire w: records every item read from it until EOF.
+void relay(unsigned w) {
+  std::uint64_t rec[2];
+  char* p = reinterpret_cast<char*>(rec);
+  std::size_t have = 0;
+  for (;;) {
+    ssize_t k = read(g_wires[w].out, p + have, sizeof rec - have);
+    if (k == 0 && have == 0) break;  // EOF at a record boundary
+    if (k <= 0) {
+      g_wire_errors.fetch_add(1, std::memory_order_relaxed);  // relaxed: a count
+      break;
+    }
+    have += static_cast<std::size_t>(k);
+    if (have < sizeof rec) continue;
+    record(g_got[rec[0]], rec[1]);
+    g_relayed.fetch_add(1, std::memory_order_relaxed);  // relaxed: a count
+    have = 0;
+  }
+  close(g_wires[w].out);
+}
+
 void consume(unsigned c) {
   queue& q = *g_queues[c % g_queues.size()];
+  const int out = c < g_wires.size() ? g_wires[c].in : -1;  // a forwarding consumer's wire
   std::uint64_t n = 0;
   for (;;) {
     std::unique_ptr<item> it;
@@ -117,14 +188,25 @@ void consume(unsigned c) {
       q.q.pop_front();
     }
     q.not_full.notify_all();
-    if (!it) return;
+    if (!it) break;
     if (g_opt.plant && ++n % 5000 == 0) continue;  // planted bug: dropped unrecorded
-    record(g_got[it->producer], it->seq);
+    if (out < 0) {
+      record(g_got[it->producer], it->seq);
+      continue;
+    }
+    std::uint64_t rec[2] = {it->producer, it->seq};
+    if (!write_all(out, reinterpret_cast<const char*>(rec), sizeof rec))
+      g_wire_errors.fetch_add(1, std::memory_order_relaxed);  // relaxed: a count
   }
+  if (out >= 0) close(out);  // EOF for the relay
 }
 
 void* fiber_producer(void* a) {
   produce(static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(a)));
+  return nullptr;
+}
+void* fiber_relay(void* a) {
+  relay(static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(a)));
   return nullptr;
 }
 void* fiber_consumer(void* a) {
@@ -139,6 +221,7 @@ void parse(int argc, char** argv) {
                               {"producers", required_argument, nullptr, 'p'},
                               {"consumers", required_argument, nullptr, 'c'},
                               {"threads", required_argument, nullptr, 'o'},
+                              {"wires", required_argument, nullptr, 'w'},
                               {"plant-bug", no_argument, nullptr, 'b'},
                               {nullptr, 0, nullptr, 0}};
   for (int ch; (ch = getopt_long(argc, argv, "", longopts, nullptr)) != -1;) {
@@ -149,14 +232,16 @@ void parse(int argc, char** argv) {
       case 'p': g_opt.producers = static_cast<unsigned>(std::atoi(optarg)); break;
       case 'c': g_opt.consumers = static_cast<unsigned>(std::atoi(optarg)); break;
       case 'o': g_opt.os_threads = static_cast<unsigned>(std::atoi(optarg)); break;
+      case 'w': g_opt.wires = static_cast<unsigned>(std::atoi(optarg)); break;
       case 'b': g_opt.plant = true; break;
       default:
         std::fprintf(stderr, "usage: %s [--seconds S] [--klts N] [--timeslice US] [--producers N] "
-                             "[--consumers N] [--threads N] [--plant-bug]\n", argv[0]);
+                             "[--consumers N] [--threads N] [--wires N] [--plant-bug]\n", argv[0]);
         std::exit(2);
     }
   }
   if (g_opt.producers == 0 || g_opt.consumers == 0) g_opt.producers = g_opt.consumers = 1;
+  if (g_opt.wires > g_opt.consumers) g_opt.wires = g_opt.consumers;
 }
 
 int check() {
@@ -178,13 +263,19 @@ int check() {
                 static_cast<unsigned long long>(g_ctr_b), static_cast<unsigned long long>(total));
     ++fails;
   }
+  if (g_wire_errors.load()) {
+    std::printf("FAIL: wire: %llu short reads or writes\n", static_cast<unsigned long long>(g_wire_errors.load()));
+    ++fails;
+  }
   if (g_torn.load()) {
     std::printf("FAIL: torn: %llu\n", static_cast<unsigned long long>(g_torn.load()));
     ++fails;
   }
-  std::printf("%s: %llu items through %u queues, %u+%u producers, %u+%u consumers\n",
+  std::printf("%s: %llu items through %u queues, %u+%u producers, %u+%u consumers, %llu of them "
+              "relayed through %u wires\n",
               fails ? "FAILED" : "ok", static_cast<unsigned long long>(total), g_opt.queues,
-              g_opt.producers, g_opt.os_threads, g_opt.consumers, g_opt.os_threads);
+              g_opt.producers, g_opt.os_threads, g_opt.consumers, g_opt.os_threads,
+              static_cast<unsigned long long>(g_relayed.load()), g_opt.wires);
   return fails ? 1 : 0;
 }
 
@@ -198,17 +289,28 @@ int main(int argc, char** argv) {
   g_made.reset(new tally[np]);
   g_got.reset(new tally[np]);
   g_producers_left.store(np);
+  g_wires.resize(g_opt.wires);
+  for (unsigned w = 0; w < g_opt.wires; ++w) {
+    if (!make_wire(w % 2 == 1, g_wires[w])) {
+      std::printf("FAIL: wire %u: %s\n", w, std::strerror(errno));
+      return 1;
+    }
+  }
   if (!stress::start_runtime(g_opt.klts, g_opt.timeslice_us)) return 1;
   std::vector<fiber_t> ids;
   for (unsigned i = 0; i < g_opt.consumers; ++i) {
     fiber_t f;
     if (fiber_create(&f, nullptr, fiber_consumer, reinterpret_cast<void*>(std::uintptr_t{i})) == 0) ids.push_back(f);
   }
+  for (unsigned i = 0; i < g_opt.wires; ++i) {
+    fiber_t f;
+    if (fiber_create(&f, nullptr, fiber_relay, reinterpret_cast<void*>(std::uintptr_t{i})) == 0) ids.push_back(f);
+  }
   for (unsigned i = 0; i < g_opt.producers; ++i) {
     fiber_t f;
     if (fiber_create(&f, nullptr, fiber_producer, reinterpret_cast<void*>(std::uintptr_t{i})) == 0) ids.push_back(f);
   }
-  if (ids.size() != g_opt.consumers + g_opt.producers) {
+  if (ids.size() != g_opt.consumers + g_opt.wires + g_opt.producers) {
     std::printf("FAIL: fiber_create\n");
     return 1;
   }
