@@ -27,13 +27,17 @@ std::atomic<int> g_kick_fd{-1};
 native_atomic<std::uint32_t> g_role{0};
 std::atomic<bool> g_no_pwait2{false};           // the kernel lacks epoll_pwait2 (before 5.11)
 std::atomic<std::uint64_t> g_events{0};         // fiber_test_get_io_counters
+std::atomic<std::uint64_t> g_last_poll{0};      // now_ns() when a KLT's poll sleep last returned
+native_atomic<std::uint32_t> g_nap{0};          // never changes: the poller's timed naps wait on it
 thread_local bool t_sleeping = false;           // this KLT holds the role and sleeps in wait()
 
 constexpr int kMaxEvents = 64;
-// The poller thread's nap while a KLT holds the role: the longest a readiness
-// event may wait when the holder has just gone back to work and every other
-// KLT is busy (no KLT in epoll_wait, the poller napping).
+// The poller thread's nap (while a KLT holds the role, or polled less than
+// this long ago): the longest a readiness event may wait for a KLT to come
+// back to the poller when every KLT is busy.
 constexpr std::uint64_t kStepAsideNs = 1000000;
+
+void nap_until(std::uint64_t deadline_ns) noexcept { native_seam::os_wait(g_nap, 0, deadline_ns); }
 
 // epoll_wait until an absolute CLOCK_MONOTONIC deadline in ns (kNoDeadline:
 // none).  Raw system calls: a fiber's epoll_wait is interposed.
@@ -72,6 +76,7 @@ void idle_poll::wait(std::uint64_t deadline) noexcept {
   struct epoll_event evs[kMaxEvents];
   t_sleeping = true;
   int n = wait_until(ep, evs, deadline);
+  g_last_poll.store(native_seam::now_ns(), std::memory_order_relaxed);  // relaxed: a hint for the poller thread
   std::uint64_t got = 0;
   for (int i = 0; i < n; ++i) {
     if (idle_poll_is_kick(evs[i])) continue;  // its counter is never read (idle_poll.hpp)
@@ -118,6 +123,18 @@ void idle_poll_step_aside(bool kick, std::uint64_t until_ms) noexcept {
     if (now >= until_ns) break;
     std::uint64_t nap = now + kStepAsideNs;
     native_seam::os_wait(g_role, 1, nap < until_ns ? nap : until_ns);
+  }
+}
+
+void idle_poll_await_turn(std::uint64_t until_ms) noexcept {
+  if (!idle_poll{}.available()) return;
+  const std::uint64_t until_ns = until_ms * 1000000u;
+  for (;;) {
+    std::uint64_t last = g_last_poll.load(std::memory_order_relaxed);  // relaxed: a hint
+    std::uint64_t now = native_seam::now_ns();
+    if (now >= until_ns || now - last >= kStepAsideNs) return;
+    std::uint64_t nap = last + kStepAsideNs;
+    nap_until(nap < until_ns ? nap : until_ns);
   }
 }
 

@@ -56,6 +56,10 @@ bool idle_poll_is_kick(const struct epoll_event& ev) noexcept;
 // a KLT holds the role, gives the kick back and parks until the role is
 // free, at most until `until_ms` (CLOCK_MONOTONIC ms: its next sweep).
 void idle_poll_step_aside(bool kick, std::uint64_t until_ms) noexcept;
+// The poller thread before each epoll_wait: while a KLT's poll sleep returned
+// less than a nap ago (the KLTs are polling: they will take what comes when
+// they next run out of work), naps instead, at most until `until_ms`.
+void idle_poll_await_turn(std::uint64_t until_ms) noexcept;
 // In a forked child: no poll role, no kick fd.
 void idle_poll_forget() noexcept;
 // Readiness events a KLT took in its poll sleep (fiber_test_get_io_counters).

@@ -154,6 +154,7 @@ void* poller_main(void* arg) {
   struct epoll_event evs[128];
   std::uint64_t last = mono_ms();
   for (;;) {
+    idle_poll_await_turn(last + kSweepMs);  // while the KLTs poll, leave readiness to them (idle_poll.hpp)
     int n = epoll_wait(ep, evs, 128, kSweepMs);
     bool kick = false;
     for (int i = 0; i < n; ++i) {
