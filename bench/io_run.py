@@ -8,6 +8,10 @@ echo   TCP echo over loopback (bench/echo.cpp, target fiber_echo): the same
        configuration once, in a fresh random order (interleaved), so that a
        change of the machine's load hits all servers alike; the load average
        is recorded before each run.  Output: <results>/echo.json.
+latency  fiber_io_latency (bench/io_latency.cpp): readiness latency of a
+       fiber parked in read() on a pipe, 1 KLT, idle poll on/off, with and
+       without a CPU-bound fiber on the KLT; interleaved rounds.  Output:
+       <results>/io_latency.json.
 locks  bench_blocking_locks (a plain program printing Markdown tables):
        contended std::mutex in fibers vs fiber::mutex vs std::thread.
        Output: <results>/blocking_locks.out (its stdout as printed) and
@@ -133,6 +137,35 @@ def run_echo(build, results, log, rounds, seconds, conns_list, procs_list):
            "loadavg_end": [round(x, 2) for x in os.getloadavg()], "runs": runs}
     with open(os.path.join(results, "echo.json"), "w") as f:
         json.dump(doc, f, indent=1)
+    return True
+
+
+def run_latency(build, results, log, rounds, samples):
+    exe = find(build, "fiber_io_latency")
+    if exe is None:
+        print("  fiber_io_latency not built: latency skipped", flush=True)
+        return False
+    cfgs = [(poll, spin) for poll in (True, False) for spin in (False, True)]
+    runs, n, total = [], 0, rounds * len(cfgs)
+    for r in range(rounds):
+        order = cfgs[:]
+        random.shuffle(order)
+        for poll, spin in order:
+            n += 1
+            load = os.getloadavg()
+            print("  latency [%d/%d] round %d: idle poll %s, spinner %s (load %.1f)" %
+                  (n, total, r + 1, "on" if poll else "off", "on" if spin else "off", load[0]), flush=True)
+            cmd = [exe, "--samples", str(samples)] + ([] if poll else ["--no-idle-poll"]) + (["--spinner"] if spin else [])
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            log.write("== %s rc=%d\n%s%s\n" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
+            res = None
+            for line in p.stdout.splitlines():
+                if p.returncode == 0 and line.startswith("io_latency "):
+                    res = {k: float(v) for k, v in (f.split("=", 1) for f in line.split()[1:])}
+            runs.append({"round": r, "idle_poll": poll, "spinner": spin, "loadavg": [round(x, 2) for x in load],
+                         "result": res})
+    with open(os.path.join(results, "io_latency.json"), "w") as f:
+        json.dump({"rounds": rounds, "samples": samples, "nproc": os.cpu_count(), "runs": runs}, f, indent=1)
     return True
 
 

@@ -315,6 +315,10 @@ def run_io(a, build, results, log, times):
     t0 = time.monotonic()
     io_run.run_echo(build, results, log, rounds, seconds, conns, procs)
     times["echo"] = time.monotonic() - t0
+    print("[io] readiness latency", flush=True)
+    t0 = time.monotonic()
+    io_run.run_latency(build, results, log, rounds, 300 if a.quick else 1500)
+    times["io_latency"] = time.monotonic() - t0
     print("[io] blocking locks", flush=True)
     t0 = time.monotonic()
     io_run.run_locks(build, results, log, a.quick)

@@ -5,7 +5,8 @@
 
 Reads what bench/run.py (bench/io_run.py) left in the results directory:
 echo.json (TCP echo over loopback, every run of every round) and
-blocking_locks.out (bench_blocking_locks' own tables).  Writes the Markdown and,
+blocking_locks.out (bench_blocking_locks' own tables), io_latency.json
+(fiber_io_latency: readiness latency, idle poll on/off).  Writes the Markdown and,
 when matplotlib is importable, SVG figures in figures/ next to it.  Echo:
 for each connection count and server configuration, the median requests/s
 over the rounds with [min, max], the ratio to the epoll loop computed per
@@ -163,6 +164,24 @@ def locks_rows(text):
     return rows
 
 
+def latency_markdown(doc, meta):
+    """fiber_io_latency's runs: per configuration, medians over the rounds."""
+    L = ["## Readiness latency of a parked read (bench/io_latency.cpp)", "",
+         "Commit %s; 1 KLT, quantum 1 ms; an OS thread writes its clock into a pipe every 700 us, a fiber "
+         "parked in read() records the delay; %d samples per run, %d interleaved rounds; the spinner is a "
+         "CPU-bound fiber on the same KLT.  Median over the rounds of each run's percentile, [min, max]." %
+         (meta.get("git", "?"), doc["samples"], doc["rounds"]), "",
+         "| idle poll | spinner | p50 us | p90 us | p99 us | max us | runs |", "|---|---|---:|---:|---:|---:|---:|"]
+    for poll in (True, False):
+        for spin in (False, True):
+            mine = [r for r in doc["runs"] if r["idle_poll"] == poll and r["spinner"] == spin]
+            ok = [r["result"] for r in mine if r["result"]]
+            cells = [fmt_range([x[k] for x in ok], "%.1f") for k in ("p50_us", "p90_us", "p99_us", "max_us")]
+            L.append("| %s | %s | %s | %d/%d |" % ("on" if poll else "off", "yes" if spin else "no",
+                                                  " | ".join(cells), len(ok), len(mine)))
+    return L + [""]
+
+
 def locks_figure(rows, outdir):
     plt = pyplot()
     if plt is None:
@@ -204,6 +223,11 @@ def main():
         found = True
     except (OSError, ValueError):
         L += ["No echo run in %s." % a.results, ""]
+    try:
+        with open(os.path.join(a.results, "io_latency.json")) as f:
+            L += latency_markdown(json.load(f), meta)
+    except (OSError, ValueError):
+        L += ["No readiness-latency run in %s." % a.results, ""]
     try:
         with open(os.path.join(a.results, "blocking_locks.out")) as f:
             text = f.read()
