@@ -168,7 +168,7 @@ class runner {
       if (std::find(reported_.begin(), reported_.end(), c) == reported_.end() &&
           std::none_of(due_.begin(), due_.end(), [&](const auto& d) { return d.first == c; }))
         due_.emplace_back(c, checks_ + kCycleEvery - 1);
-    sim_src s{this, gap, plants_};
+    sim_src s{this, gap, plants_, 0, {}};
     const bool asleep = det_.check(s) == dl_detector::verdict::asleep;
     if (!pending_error_.empty()) fail(pending_error_);
     if (asleep) {
