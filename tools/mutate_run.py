@@ -155,8 +155,15 @@ def run_family(fam, meta, w, a, limits):
             rc, _, _ = sh(["ninja", "-C", b, "mutant_" + meta["id"]], log)
             if rc != 0:
                 return "build-failed", "", 0.0
-            return ctest(b, ["-R", r"^mutant\.%s(\.[a-z]+)?$" % re.escape(meta["id"])], log,
-                         limits.get(fam), a.jobs)
+            v, test, secs = ctest(b, ["-R", r"^mutant\.%s(\.[a-z]+)?$" % re.escape(meta["id"])], log,
+                                  limits.get(fam), a.jobs)
+            # The mutant.* tests run --expect-fail: each passes only when its
+            # model rejected the mutant, so ctest's "all passed" is the kill
+            # (as import-models reads them); a failure or a search that ran
+            # past the limit means the model did not catch it.
+            if v == "survived":
+                return "killed", "mutant." + meta["id"], secs
+            return (v, test, secs) if v == "n/a" else ("survived", test, secs)
         names = models_using(b, [os.path.join(w, "src", r) for r, _ in meta["files"]]) if meta else None
         if names == []:
             return "n/a", "", 0.0
