@@ -23,8 +23,14 @@
 // event that comes while the holder has just gone back to work (every KLT
 // busy, the poller napping) waits up to a nap.  In the steady state (the
 // holder re-entering epoll_wait after each wake, hence the newest waiter)
-// the poller is never woken at all.
-// Readiness the poller thread takes is dispatched as before (the hop).
+// the poller is not woken by readiness.
+//
+// It also waits its turn: before each epoll_wait, while a KLT's poll sleep
+// returned less than a nap ago, it naps instead (idle_poll_await_turn), so
+// under load readiness waits on the ready list for the KLTs' next idle spell
+// (one batch, no hop) rather than waking it per event; it naps at most once
+// a millisecond.  Readiness the poller thread does take is dispatched as
+// before (the hop).
 //
 // available() is false until the poller started (no fiber ever waited on a
 // descriptor: an idle KLT sleeps on the futex and pays nothing), in a forked

@@ -44,10 +44,10 @@
 
 #include "fiber/detail/testing.h"
 #include "io_fiber.hpp"
+#include "idle_poll.hpp"
 #include "io_interrupt.hpp"
 #include "io_real.hpp"
 #include "offload.hpp"
-#include "idle_poll.hpp"
 #include "poller.hpp"
 
 namespace fiber::detail {

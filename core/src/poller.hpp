@@ -25,10 +25,10 @@
 
 #include <cstdint>
 
-struct epoll_event;
-
 #include "fiber/detail/readiness.hpp"
 #include "runtime.hpp"
+
+struct epoll_event;
 
 namespace fiber::detail {
 

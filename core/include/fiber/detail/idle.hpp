@@ -27,9 +27,9 @@
 //        bumps the epoch and then woke fewer than asked reads the role.
 //        Role and epoch are seq_cst on both sides (the store-buffering shape
 //        again), so the sleeper sees the bump or the producer sees the role
-//        and kicks.  A kick is sticky until the poll sleep consumes it (an
-//        eventfd's counter), so a kick that comes before the sleep begins
-//        still ends it.
+//        and kicks.  A kick is sticky until a poll sleep takes it (natively
+//        an eventfd edge waiting on epoll's ready list), so a kick that
+//        comes before the sleep begins still ends it.
 //   I-I4 One poll sleeper at a time (a CAS claims the role), so the kick,
 //        which wakes whoever sleeps in the poller, is never spent on a
 //        second one while the first sleeps on.
@@ -91,8 +91,6 @@ class idle_set {
   void notify_all() noexcept { notify(~std::uint32_t{0} >> 1); }
 
   std::uint32_t sleepers_hint() const noexcept { return sleepers_.load(mo::relaxed); }  // relaxed: stats
-
-  Poll& poll() noexcept { return poll_; }
 
  private:
   void notify(std::uint32_t count) noexcept {
