@@ -43,6 +43,7 @@ struct loop_env {
   void notify_one() noexcept { idle.notify_one(); }
   bool wake_another() noexcept { return false; }
   bool has_work(unsigned) noexcept { return q.size_hint() != 0; }  // the policy's relaxed hint
+  bool retiring(unsigned) noexcept { return false; }  // no spare KLTs here (policy.hpp I-R7)
   bool has_any_work() noexcept { return q.size_hint() != 0; }
   bool stopping() noexcept { return false; }
   std::uint64_t next_deadline() noexcept { return kNoDeadline; }

@@ -240,6 +240,7 @@ class sim {
   bool wake_another() const { return policy_.wake_another(); }
   bool has_work(unsigned k) const { return policy_.has_work(k); }
   bool has_any_work() const { return policy_.has_work_hint(); }
+  bool retiring(unsigned k) const { return policy_.retiring(k); }  // no spares simulated: false
   bool stopping() const { return false; }  // the simulated runtime never shuts down
   // The idle protocol's announcement has no window of its own here: a push
   // between the check and the sleep cannot happen within one step.

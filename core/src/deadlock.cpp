@@ -88,14 +88,14 @@ struct native_src {
 
   dl_progress progress() noexcept {
     dl_progress p;
-    for (unsigned i = 0; i < rt.nklts; ++i)
+    for (unsigned i = 0, n = rt.klts_up(); i < n; ++i)
       p.switches += rt.klts[i].switches.load(std::memory_order_relaxed);  // relaxed: a counter, see top
     p.idle_sleeps = rt.stats.idle_sleeps.load(std::memory_order_relaxed);  // relaxed: as above
     p.os_blocks = os_blocks();
     p.live = rt.live.load(std::memory_order_relaxed);  // relaxed: as above
     return p;
   }
-  unsigned nklts() const noexcept { return rt.nklts; }
+  unsigned nklts() const noexcept { return rt.klts_up(); }  // spares started too (monitor.hpp)
   bool klt_idle(unsigned k) noexcept {
     return rt.klts[k].idle.load(std::memory_order_acquire);  // acquire: pairs with native_env::sleep (sched.cpp)
   }

@@ -232,9 +232,11 @@ void put_kernel_wait(out_buf& o, long tid) noexcept {
 }
 
 void dump_klts(out_buf& o, runtime& rt) noexcept {
-  for (unsigned i = 0; i < rt.nklts; ++i) {
+  for (unsigned i = 0, n = rt.klts_up(); i < n; ++i) {
     klt& k = rt.klts[i];
     o.s("klt ").u(i).c(' ');
+    // A spare (monitor.hpp): on while a KLT is stalled, off (retiring) otherwise.
+    if (i >= rt.nklts) o.s(rt.policy->retiring(i) ? "spare off, " : "spare on, ");
     fcb* cur = k.current;  // volatile: a racy snapshot
     if (cur) {
       o.s("running fiber ").u(cur->diag.id_.load(std::memory_order_relaxed));
@@ -271,6 +273,7 @@ void dump_write(int fd) noexcept {
   dump_ctx d{&o, g_in_signal_dump.load(std::memory_order_relaxed), diag_now_units(), 0};
   if (!d.in_signal) module_table_refresh();  // dlopened modules since init
   o.s("fiber dump: pid ").u(static_cast<std::uint64_t>(getpid())).s(", ").u(rt->nklts).s(" KLTs, ");
+  if (unsigned sp = rt->klts_up() - rt->nklts) o.u(sp).s(" spare KLTs, ");
   o.u(rt->live.load(std::memory_order_relaxed)).s(" live fibers\n");  // relaxed: snapshot
   slots_visit(dump_fiber, &d);
   os_waiters_visit(dump_os_waiter, &d);

@@ -43,7 +43,6 @@ namespace {
 
 pthread_mutex_t g_init_mu = PTHREAD_MUTEX_INITIALIZER;  // init/shutdown, OS threads only
 int g_policy = FIBER_POLICY_FIFO;
-constexpr std::size_t kKltStack = 1024 * 1024;
 
 using lifecycle_gate = basic_lifecycle_gate<native_seam>;
 using pass = lifecycle_pass<native_seam>;
@@ -100,28 +99,14 @@ void migrate_from_env(unsigned* v) noexcept {
 void stop_klts(runtime& rt, unsigned n) noexcept {
   rt.stopping.store(true, std::memory_order_seq_cst);  // seq_cst: before the notify's fence
   rt.idle.notify_all();
+  for (unsigned i = rt.nklts; i < n; ++i) {  // spares asleep apart (sched.cpp spare_dormant)
+    rt.klts[i].spare_gen.fetch_add(1, mo::release);  // release: after stopping, read with acquire
+    native_seam::os_wake(rt.klts[i].spare_gen, 1);
+  }
   for (unsigned i = 0; i < n; ++i) {
     pthread_join(rt.klts[i].thread, nullptr);
     stack_unmap(rt.klts[i].stack_map, rt.klts[i].stack_map_size);
   }
-}
-
-bool start_klt(klt& k) noexcept {
-  if (!stack_map(kKltStack, &k.stack_map, &k.stack_map_size)) return false;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  // glibc puts the TCB and static TLS at the top of a supplied stack and adds
-  // no guard: the guard page is ours (platform-facts).  This is clone()
-  // underneath; raw clone() breaks glibc's per-thread state.
-  pthread_attr_setstack(&a, k.stack_map + fcb::page_size(), k.stack_map_size - fcb::page_size());
-  int r = pthread_create(&k.thread, &a, klt_main, &k);
-  pthread_attr_destroy(&a);
-  if (r != 0) {
-    stack_unmap(k.stack_map, k.stack_map_size);
-    k.stack_map = nullptr;
-    return false;
-  }
-  return true;
 }
 
 int init_locked(const fiber_config_t* cfg) noexcept {
@@ -144,12 +129,14 @@ int init_locked(const fiber_config_t* cfg) noexcept {
   if (!rt) return EAGAIN;
   rt->cfg = c;
   rt->nklts = c.klts;
+  rt->nspare = spare_klts_for(c.klts);  // monitor.hpp
   rt->policy_kind = g_policy;
-  rt->klts.reset(new (std::nothrow) klt[c.klts]);
+  rt->klts.reset(new (std::nothrow) klt[c.klts + rt->nspare]);
   rt->policy.reset(new (std::nothrow) policy_t(
       c.klts, policy_opts{g_policy == FIBER_POLICY_RUNNEXT,
                             // the test knob (negative control of I3) is the same option
-                            c.migrate_preempted != 0 || knobs.migrate_preempted.load(std::memory_order_relaxed)}));
+                            c.migrate_preempted != 0 || knobs.migrate_preempted.load(std::memory_order_relaxed)},
+      rt->nspare));
   if (!rt->klts || !rt->policy || !preempt_install(*rt)) {
     preempt_uninstall();  // no-op unless the install got that far
     delete rt;
@@ -215,11 +202,35 @@ runtime* create_enter(lifecycle_gate** held) noexcept {
 }  // namespace
 
 namespace fiber::detail {
+namespace {
+constexpr std::size_t kKltStack = 1024 * 1024;
+}  // namespace
+
 // make_runnable() from an OS thread (sched.cpp).  try_enter cannot fail there:
 // the fiber being woken is parked, so live > 0 and g_calls is still open (L4);
 // a false return is tolerated anyway (nothing to leave).
 bool os_wake_enter() noexcept { return g_calls.try_enter(); }
 void os_wake_leave() noexcept { g_calls.leave(); }
+
+// A KLT's thread on a stack the runtime maps (fiber_init for the
+// configured KLTs, the monitor for a spare).  false: EAGAIN.
+bool start_klt(klt& k) noexcept {
+  if (!stack_map(kKltStack, &k.stack_map, &k.stack_map_size)) return false;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  // glibc puts the TCB and static TLS at the top of a supplied stack and adds
+  // no guard: the guard page is ours (platform-facts).  This is clone()
+  // underneath; raw clone() breaks glibc's per-thread state.
+  pthread_attr_setstack(&a, k.stack_map + fcb::page_size(), k.stack_map_size - fcb::page_size());
+  int r = pthread_create(&k.thread, &a, klt_main, &k);
+  pthread_attr_destroy(&a);
+  if (r != 0) {
+    stack_unmap(k.stack_map, k.stack_map_size);
+    k.stack_map = nullptr;
+    return false;
+  }
+  return true;
+}
 }  // namespace fiber::detail
 
 extern "C" {
@@ -262,7 +273,7 @@ int fiber_shutdown(void) {
   quiesce(g_creates, g_calls, [rt] { wait_no_live(*rt); });  // L4
   diag_stop(*rt);
   monitor_stop();  // before the KLTs go: it reads them
-  stop_klts(*rt, rt->nklts);
+  stop_klts(*rt, rt->klts_up());  // the monitor, which starts spares, is gone
   trace_close(*rt);  // after the KLTs: drains their buffers (trace.cpp)
   preempt_uninstall();  // the tick and fault handlers go back to what they were
   g_rt.store(nullptr, std::memory_order_release);  // release: pairs with the API's acquire loads
@@ -436,6 +447,7 @@ void fiber_test_set_knob(int knob, int on) {
     case FIBER_KNOB_OS_WAKE_LINGER: knobs.os_wake_linger.store(v); break;
     case FIBER_KNOB_NO_IDLE_POLL: knobs.no_idle_poll.store(v); break;
     case FIBER_KNOB_IDLE_POLL_LOSE_KICK: knobs.idle_poll_lose_kick.store(v); break;
+    case FIBER_KNOB_NO_SPARE_KLT: knobs.no_spare_klt.store(v); break;
     case FIBER_KNOB_LIN_TRYLOCK_LIES: knobs.lin_trylock_lies.store(v); break;
     case FIBER_KNOB_LIN_SEM_POST_TWICE: knobs.lin_sem_post_twice.store(v); break;
     case FIBER_KNOB_MUTEX_WAKE_TAIL:
@@ -459,7 +471,7 @@ int fiber_get_stats(fiber_stats_t* out) {
   out->deferred_pc = rd(s.deferred_pc);
   out->deferred_stack = rd(s.deferred_stack);
   out->switches = 0;
-  for (unsigned i = 0; i < rt->nklts; ++i) out->switches += rd(rt->klts[i].switches);
+  for (unsigned i = 0, n = rt->klts_up(); i < n; ++i) out->switches += rd(rt->klts[i].switches);
   out->idle_sleeps = rd(s.idle_sleeps);
   out->klts = rt->nklts;
   out->live = rt->live.load(std::memory_order_relaxed);

@@ -12,17 +12,21 @@
 //                over-estimated (it is under-estimated by at most a period):
 //                a watchdog report is never early, hence never a false alarm
 //                for a KLT that took a step within the bound.
-//     >= kStallNs and fibers queued on it (more than one KLT) -> hand-off;
+//     >= kStallNs and fibers queued on it (more than one KLT,
+//        or blocked in the kernel: a spare will take them)     -> hand-off;
 //     >= the watchdog bound, not yet reported                  -> report.
+// Then the spares (I-MON4): as many spare KLTs on as KLTs are stalled in
+// the kernel (their CPU time stands still).
 //
 // Designs rejected:
 //   * a timer signal to each KLT to check itself: a KLT blocked in the kernel
 //     cannot act, and the signal would interrupt its system call (EINTR).
-//   * waking a spare KLT to run the stranded fibers (Go hands the P to a new
-//     M): here KLTs do not own their queues the way Go's Ms own Ps; putting
-//     the fibers where every KLT looks (the global queue, I-R2) reaches the
-//     busy KLTs too, which never steal.  Blocking calls that park the fiber
-//     instead of the KLT (issue 12) build on this.
+//   * a spare KLT *instead of* the hand-off to the global queue (Go hands the
+//     P to a new M): here KLTs do not own their queues the way Go's Ms own
+//     Ps; putting the fibers where every KLT looks (the global queue, I-R2)
+//     reaches the busy KLTs too, which never steal.  A spare is started only
+//     when every KLT that could take that queue is stalled too (one KLT, or
+//     all of them blocked), and it runs only while the stall lasts.
 #include "monitor.hpp"
 
 #include <errno.h>
@@ -38,6 +42,7 @@
 #include <memory>
 #include <new>
 
+#include "fiber/detail/testing.h"
 #include "runtime.hpp"
 #include "sanitizer.hpp"
 #include "sys_write.hpp"
@@ -61,8 +66,9 @@ struct monitor_state {
   runtime* rt = nullptr;
   std::uint64_t watchdog_ns = 0;  // 0: off
   std::uint64_t period_ns = 0;
-  bool handoff = false;           // more than one KLT
-  std::unique_ptr<klt_watch[]> watch;
+  bool handoff = false;           // a stalled KLT's queue goes to the global queue
+  bool spares = false;            // spare KLTs are turned on for stalled ones (I-MON4)
+  std::unique_ptr<klt_watch[]> watch;  // [slot]: the configured KLTs and the spare slots
   pthread_t thread{};
 };
 
@@ -75,6 +81,8 @@ native_atomic<std::uint32_t> g_stop{0};
 // The deep sleep when every KLT is idle (I-MON3).  Static storage, never
 // freed: a KLT may call monitor_klt_woke() while the monitor stops.
 idle_set<native_seam> g_deep;
+// fiber_test_get_spare_counters (testing.h).  relaxed (all): statistics.
+std::atomic<std::uint64_t> g_spares_started{0}, g_spares_turned_on{0};
 
 std::uint64_t klt_cpu_ns(const klt_watch& w) noexcept {
   if (!w.has_clock) return 0;
@@ -161,8 +169,26 @@ void restart(klt_watch& w, std::uint64_t steps, std::uint64_t now) noexcept {
   w.reported = false;
 }
 
-// One KLT, one pass.  Returns true if the KLT is idle.
-bool check_klt(monitor_state& m, unsigned k, std::uint64_t now) noexcept {
+// Spares at this pass: the test knob (the negative controls) is read at
+// every pass, so a test may turn them off while the runtime runs.
+bool spares_allowed(const monitor_state& m) noexcept {
+  return m.spares && !knobs.no_spare_klt.load(std::memory_order_relaxed);  // relaxed: a test knob
+}
+
+// Blocked in the kernel since the incident's reference point: its CPU time
+// advanced less than a tenth of the wall time (the watchdog's test, explain()).
+bool blocked_in_kernel(const klt_watch& w, std::uint64_t now) noexcept {
+  if (!w.has_clock || w.cpu_at == 0 || now <= w.cpu_at) return false;
+  return (klt_cpu_ns(w) - w.cpu_since) * 10 < now - w.cpu_at;
+}
+
+// One KLT, one pass.  Returns true if the KLT is idle; *blocked_out: it has
+// taken no step for kStallNs and sleeps in the kernel (a spare may replace
+// it, I-MON4; a KLT that runs without a step - a fiber that never yields in
+// cooperative mode, ticks deferred - is not replaced: the program would run
+// on more CPUs than it asked for).
+bool check_klt(monitor_state& m, unsigned k, std::uint64_t now, bool* blocked_out) noexcept {
+  *blocked_out = false;
   klt& kl = m.rt->klts[k];
   klt_watch& w = m.watch[k];
   // relaxed (both): readings a period apart; a stale one delays a decision
@@ -176,7 +202,11 @@ bool check_klt(monitor_state& m, unsigned k, std::uint64_t now) noexcept {
     return idle;
   }
   std::uint64_t stalled = now - w.since;
-  if (m.handoff && stalled >= kStallNs && queued(*m.rt, k) != 0) hand_off(*m.rt, k);
+  const bool blocked = stalled >= kStallNs && spares_allowed(m) && blocked_in_kernel(w, now);
+  *blocked_out = blocked;
+  // With one KLT only a spare can take the queue: hand off only if one will.
+  if (m.handoff && stalled >= kStallNs && queued(*m.rt, k) != 0 && (m.rt->nklts > 1 || blocked))
+    hand_off(*m.rt, k);
   if (w.cpu_at == 0) {  // first pass of an incident: the CPU clock's reference point,
     w.cpu_since = klt_cpu_ns(w);  // so a report (a later pass) can tell blocked from running
     w.cpu_at = now;
@@ -187,6 +217,64 @@ bool check_klt(monitor_state& m, unsigned k, std::uint64_t now) noexcept {
     w.reported = true;
   }
   return false;
+}
+
+// Spare slot s (policy.hpp I-R7) gets its thread, turned on.  The census
+// (spares_up, read by the deadlock detector and the loops over KLTs) counts
+// it before the thread exists, as internal_threads does.
+void start_spare(monitor_state& m, unsigned s, std::uint64_t now) noexcept {
+  runtime& rt = *m.rt;
+  klt& k = rt.klts[s];
+  k.index = s;
+  k.idle.store(true, std::memory_order_relaxed);  // relaxed: published by spares_up's release
+  rt.policy->spare_on(s, true);
+  rt.spares_up.store(s - rt.nklts + 1, std::memory_order_release);  // release: k's fields above
+  // Started from this thread, the spare inherits "every signal blocked";
+  // install() gives it each fiber's mask (I8) and signals_klt_start unblocks the tick.
+  if (!start_klt(k)) {  // out of memory or threads: the stall goes on, as without spares
+    rt.policy->spare_on(s, false);
+    rt.spares_up.store(s - rt.nklts, std::memory_order_release);  // release: as above
+    return;
+  }
+  klt_watch& w = m.watch[s];
+  w.has_clock = pthread_getcpuclockid(k.thread, &w.clock) == 0;
+  restart(w, 0, now);
+  g_spares_started.fetch_add(1, std::memory_order_relaxed);
+  g_spares_turned_on.fetch_add(1, std::memory_order_relaxed);
+}
+
+// I-MON4: `blocked` KLTs took no step for kStallNs and sleep in the kernel.
+// Spares 0..want-1 are on (want = blocked, at most the reserve), the others
+// off, so that at most nklts KLTs run fibers outside the kernel.  A spare is started (it is a
+// thread, kept until shutdown) only when the global queue holds work: a
+// stall with nothing queued behind it needs nobody.  Turning one on bumps its
+// word (sched.cpp spare_dormant); turning one off wakes the idle set, where
+// it may sleep, so that it sees it (the idle set's fences, I-I1, against its
+// may_sleep: klt_loop.hpp).
+void adjust_spares(monitor_state& m, unsigned blocked, std::uint64_t now) noexcept {
+  runtime& rt = *m.rt;
+  const unsigned want = blocked < rt.nspare ? blocked : rt.nspare;
+  const unsigned up = rt.spares_up.load(std::memory_order_relaxed);  // relaxed: we are its writer
+  bool turned_off = false;
+  for (unsigned i = 0; i < rt.nspare; ++i) {
+    const unsigned s = rt.nklts + i;
+    const bool on = !rt.policy->retiring(s);
+    if (i < want) {
+      if (i >= up) {
+        if (i == up && rt.policy->global_hint() != 0) start_spare(m, s, now);
+        break;  // spares start in order, one per pass
+      }
+      if (on) continue;
+      rt.policy->spare_on(s, true);
+      rt.klts[s].spare_gen.fetch_add(1, mo::release);  // release: the flag above (spare_dormant)
+      native_seam::os_wake(rt.klts[s].spare_gen, 1);
+      g_spares_turned_on.fetch_add(1, std::memory_order_relaxed);
+    } else if (i < up && on) {
+      rt.policy->spare_on(s, false);
+      turned_off = true;
+    }
+  }
+  if (turned_off) rt.idle.notify_all();
 }
 
 bool stop_requested() noexcept {
@@ -200,7 +288,7 @@ bool stop_requested() noexcept {
 void deep_sleep(monitor_state& m) noexcept {
   std::uint32_t key = g_deep.prepare_sleep();
   bool all_idle = true;
-  for (unsigned k = 0; k < m.rt->nklts && all_idle; ++k)
+  for (unsigned k = 0, n = m.rt->klts_up(); k < n && all_idle; ++k)
     all_idle = m.rt->klts[k].idle.load(std::memory_order_relaxed);  // relaxed: after prepare_sleep's fence
   if (!all_idle || stop_requested()) {
     g_deep.cancel_sleep();
@@ -222,7 +310,13 @@ void* monitor_main(void*) {
   while (!stop_requested()) {
     std::uint64_t now = native_seam::now_ns();
     bool all_idle = true;
-    for (unsigned k = 0; k < m.rt->nklts; ++k) all_idle &= check_klt(m, k, now);
+    unsigned blocked = 0;
+    for (unsigned k = 0, n = m.rt->klts_up(); k < n; ++k) {
+      bool b = false;
+      all_idle &= check_klt(m, k, now, &b);
+      blocked += b;
+    }
+    if (m.spares) adjust_spares(m, blocked, now);
     if (all_idle) {
       deep_sleep(m);
       continue;
@@ -255,14 +349,16 @@ bool monitor_start(runtime& rt) noexcept {
   monitor_state& m = g_state;
   m.rt = &rt;
   m.watchdog_ns = resolve_watchdog_ns(rt.cfg);
-  m.handoff = rt.nklts > 1 && !knobs.no_monitor_handoff.load(std::memory_order_relaxed);  // relaxed: a test knob
-  if (!m.handoff && m.watchdog_ns == 0) return true;  // I-MON2: nothing to watch
+  // relaxed (both): test knobs.
+  m.spares = rt.nspare > 0 && !knobs.no_spare_klt.load(std::memory_order_relaxed);
+  m.handoff = (rt.nklts > 1 || m.spares) && !knobs.no_monitor_handoff.load(std::memory_order_relaxed);
+  if (!m.handoff && !m.spares && m.watchdog_ns == 0) return true;  // I-MON2: nothing to watch
   // Hand-off: kMonitorPeriodNs.  Watchdog: a quarter of its bound, so a
   // report comes between 1 and 1.5 bounds after the last step.
-  std::uint64_t period = m.handoff ? kMonitorPeriodNs : ~std::uint64_t{0};
+  std::uint64_t period = m.handoff || m.spares ? kMonitorPeriodNs : ~std::uint64_t{0};
   if (m.watchdog_ns != 0 && m.watchdog_ns / 4 < period) period = m.watchdog_ns / 4;
   m.period_ns = period < kMinPeriodNs ? kMinPeriodNs : period;
-  m.watch.reset(new (std::nothrow) klt_watch[rt.nklts]);
+  m.watch.reset(new (std::nothrow) klt_watch[rt.nklts + rt.nspare]);
   if (!m.watch) return false;
   g_stop.store(0, mo::relaxed);  // relaxed: published by pthread_create
   // The monitor takes no signal meant for the program (process-directed
@@ -302,6 +398,27 @@ void monitor_stop() noexcept {
 }
 
 void monitor_klt_woke() noexcept { g_deep.notify_one(); }
+
+unsigned spare_klts_for(unsigned nklts) noexcept {
+  unsigned want = nklts < kMinSpares ? kMinSpares : nklts;
+  unsigned room = FIBER_MAX_KLTS - nklts;  // slot indices index per-KLT tables of that size
+  return want < room ? want : room;
+}
+
+}  // namespace fiber::detail
+
+extern "C" void fiber_test_get_spare_counters(fiber_test_spare_counters_t* out) {
+  using namespace fiber::detail;
+  if (!out) return;
+  out->started = g_spares_started.load(std::memory_order_relaxed);  // relaxed: statistics
+  out->turned_on = g_spares_turned_on.load(std::memory_order_relaxed);
+  out->on_now = 0;
+  runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with fiber_init's release
+  if (!rt) return;
+  for (unsigned s = rt->nklts, n = rt->klts_up(); s < n; ++s) out->on_now += !rt->policy->retiring(s);
+}
+
+namespace fiber::detail {
 
 // The KLT takes no step and runs no fiber (klt::running is 0 between picks,
 // klt::idle false): what the watchdog calls "stuck in the runtime's

@@ -243,7 +243,7 @@ bool native_seam::spin_useful(std::uint64_t owner) noexcept {
   runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: set before any KLT started
   if (rt == nullptr || rt->nklts < 2) return false;     // never on one KLT
   if (owner == 0 || (owner >> 63) != 0) return true;     // between owners (transient), or an OS thread
-  for (unsigned i = 0; i < rt->nklts; ++i)
+  for (unsigned i = 0, n = rt->klts_up(); i < n; ++i)
     if (rt->klts[i].running.load(std::memory_order_relaxed) == owner) return true;  // relaxed: a hint
   return false;  // parked, queued or preempted: spinning cannot help
 }

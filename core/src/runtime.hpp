@@ -180,13 +180,20 @@ struct alignas(64) klt {
   std::atomic<long> tid{0};               // kernel thread id (dump.cpp: where it is blocked)
   std::atomic<std::uint64_t> ticks{0};        // ticks that landed on a fiber (preempt.cpp)
   std::atomic<std::uint64_t> deferred{0};     // of which refused and owed
+  // A spare KLT (index >= runtime::nklts, monitor.hpp) sleeps on this word
+  // while it is off; the monitor bumps it to turn it on, shutdown to stop it.
+  native_atomic<std::uint32_t> spare_gen{0};
 };
 
 using policy_t = sched_policy<native_seam, fcb>;
 
 struct runtime {
   fiber_config_t cfg{};
-  unsigned nklts = 0;
+  unsigned nklts = 0;   // the configured KLTs (slots 0 .. nklts-1)
+  unsigned nspare = 0;  // spare slots reserved after them (monitor.hpp, policy.hpp I-R7)
+  // Spare KLTs started so far (monitor thread only writes it, before the
+  // thread exists: a census ahead of the thread, as internal_threads).
+  std::atomic<unsigned> spares_up{0};
   int policy_kind = 0;  // FIBER_POLICY_*
   std::unique_ptr<klt[]> klts;
   std::unique_ptr<policy_t> policy;  // its options (runnext, migrate_preempted) fixed at init
@@ -205,6 +212,10 @@ struct runtime {
 
   void on_new(fcb* f, unsigned k) noexcept;  // a created fiber (sched.cpp: klt_loop::push)
   bool has_work() const noexcept { return policy->has_work_hint(); }  // anything queued anywhere
+  // KLT slots with a thread: the configured ones and the spares started so
+  // far.  acquire: pairs with the monitor's release, so a reader sees the
+  // slot's fields initialised (index, idle).
+  unsigned klts_up() const noexcept { return nklts + spares_up.load(std::memory_order_acquire); }
 };
 
 extern std::atomic<runtime*> g_rt;
@@ -223,6 +234,7 @@ void klt_publish_self(klt* k) noexcept;
 // lifecycle.cpp: an OS thread waking a parked fiber holds the call gate (L2, L4)
 bool os_wake_enter() noexcept;
 void os_wake_leave() noexcept;
+bool start_klt(klt& k) noexcept;  // k's thread (klt_main) on a stack we map; false: EAGAIN
 
 // OS threads that blocked in the runtime (native_seam.cpp), for dump and detector.
 struct os_waiter_info {
@@ -316,6 +328,7 @@ struct knobs_t {
   std::atomic<bool> os_wake_linger{false};  // sched.cpp: an OS waker lingers in its gated section
   std::atomic<bool> no_idle_poll{false};  // idle_poll.cpp: idle KLTs sleep on the futex only
   std::atomic<bool> idle_poll_lose_kick{false};  // idle_poll.cpp: a planted lost wake-up (I-I3)
+  std::atomic<bool> no_spare_klt{false};  // monitor.cpp: turn no spare KLT on (read at every pass)
   // sync.cpp: planted defects for the linearizability checker (stress/stress_lin.cpp)
   std::atomic<bool> lin_trylock_lies{false}, lin_sem_post_twice{false};
   // Knobs 23-25 (planted mutex defects) are native_seam::mutex_defects, read by

@@ -101,6 +101,7 @@ struct native_env {
   bool wake_another() noexcept { return rt.policy->wake_another(); }
   bool has_work(unsigned ki) noexcept { return rt.policy->has_work(ki); }
   bool has_any_work() noexcept { return rt.has_work(); }
+  bool retiring(unsigned ki) noexcept { return rt.policy->retiring(ki); }
   // acquire: pairs with shutdown's release (the loop's exit test); in
   // may_sleep it is read after the idle fence, where relaxed would do.
   bool stopping() noexcept { return rt.stopping.load(std::memory_order_acquire); }
@@ -283,6 +284,30 @@ static void run_fibers(native_env& e, klt* k, fcb* f) noexcept {
 
 // ---- the KLT loop ----------------------------------------------------------
 
+// A spare KLT that is off (policy.hpp I-R7) sleeps here, apart from the idle
+// set, until the monitor turns it on (monitor.cpp) or the runtime stops.  It
+// may have taken a notify meant for a regular KLT on its way out of the idle
+// sleep, so it passes one on.  The protocol on spare_gen: the monitor stores
+// on, then bumps the word (release) and wakes; here the word is read
+// (acquire) before the flag, and the futex sleeps only while the word is
+// unchanged, so a bump after the read is never slept through.
+static void spare_dormant(runtime& rt, klt* k) noexcept {
+  // release: as native_env::sleep (the detector reads idle with acquire).
+  k->idle.store(true, std::memory_order_release);
+  klt_timer_idle(*k, true);
+  trace_idle(k, true);
+  rt.idle.notify_one();
+  for (;;) {
+    std::uint32_t gen = k->spare_gen.load(mo::acquire);
+    if (!rt.policy->retiring(k->index) || rt.stopping.load(std::memory_order_acquire)) break;
+    native_seam::os_wait(k->spare_gen, gen, kNoDeadline);
+  }
+  trace_idle(k, false);
+  k->idle.store(false, std::memory_order_relaxed);  // relaxed: ordered by the fence in monitor_klt_woke
+  monitor_klt_woke();
+  klt_timer_idle(*k, false);
+}
+
 void* klt_main(void* arg) {
   klt* k = static_cast<klt*>(arg);
   runtime& rt = *g_rt.load(std::memory_order_acquire);  // acquire: pairs with fiber_init's release
@@ -297,6 +322,7 @@ void* klt_main(void* arg) {
   k->tsan_fiber = san_current_fiber();
   klt_timer_start(*k, rt.cfg);
   native_env e{rt, k};
+  if (k->index >= rt.nklts) spare_dormant(rt, k);  // a spare starts turned on; see there
   process_timers(rt);
   bool idled = false;  // this KLT looked for work and found none since it last ran a fiber
   for (;;) {
@@ -308,6 +334,11 @@ void* klt_main(void* arg) {
       continue;
     }
     if (c.stop) break;
+    if (c.retire) {  // I-R7: a spare nobody needs now
+      spare_dormant(rt, k);
+      idled = true;
+      continue;
+    }
     loop::idle(e, k->index, idled);
   }
   klt_timer_stop(*k);

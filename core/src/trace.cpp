@@ -227,8 +227,10 @@ bool trace_open(runtime& rt) noexcept {
     std::fprintf(stderr, "fiber: FIBER_TRACE=%s: cannot open it (%s); not tracing\n", path, std::strerror(errno));
     return true;
   }
-  auto* ts = new (std::nothrow) trace_klt[rt.nklts];
-  auto* bufs = new (std::nothrow) trace_rec[std::size_t{kCap} * rt.nklts];
+  // A ring for every slot, spares included (monitor.hpp): untouched until used.
+  const unsigned slots = rt.nklts + rt.nspare;
+  auto* ts = new (std::nothrow) trace_klt[slots];
+  auto* bufs = new (std::nothrow) trace_rec[std::size_t{kCap} * slots];
   if (!ts || !bufs) {
     delete[] ts;
     delete[] bufs;
@@ -236,18 +238,18 @@ bool trace_open(runtime& rt) noexcept {
     return !from_env ? false : true;
   }
   g_fd = fd;
-  g_nklts = rt.nklts;
+  g_nklts = slots;
   struct {
     char magic[8];
     std::uint32_t version, nklts, pid, rec_size, timeslice_us, pad[3];
-  } hdr{{'F', 'I', 'B', 'T', 'R', 'C', '0', '1'}, 1, rt.nklts, static_cast<std::uint32_t>(getpid()),
+  } hdr{{'F', 'I', 'B', 'T', 'R', 'C', '0', '1'}, 1, slots, static_cast<std::uint32_t>(getpid()),
         sizeof(trace_rec), rt.cfg.timeslice_us, {0, 0, 0}};
   static_assert(sizeof hdr == 40, "the file format");
   syscall(SYS_pwrite64, fd, &hdr, sizeof hdr, 0);
   g_off.store(sizeof hdr, std::memory_order_relaxed);  // relaxed: before the KLTs start
   g_os_n = 0;
   g_os_dropped = 0;
-  for (unsigned i = 0; i < rt.nklts; ++i) {
+  for (unsigned i = 0; i < slots; ++i) {
     ts[i].index = i;
     ts[i].buf = bufs + std::size_t{kCap} * i;
     rt.klts[i].trace = &ts[i];
@@ -263,7 +265,7 @@ void trace_close(runtime& rt) noexcept {
   g_trace_on.store(false, std::memory_order_relaxed);  // relaxed: the KLTs were joined
   trace_lock_close();
   trace_klt* first = rt.klts[0].trace;
-  for (unsigned i = 0; i < rt.nklts; ++i) {
+  for (unsigned i = 0; i < rt.nklts + rt.nspare; ++i) {
     if (rt.klts[i].trace) flush_klt(rt.klts[i].trace);
     rt.klts[i].trace = nullptr;
   }

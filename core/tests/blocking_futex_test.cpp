@@ -55,6 +55,9 @@ constexpr unsigned kControlTimeoutS = 2;    // the control must hang, so this is
 int with_runtime(unsigned klts, bool no_interpose, int (*body)()) {
   fiber_test_set_knob(FIBER_KNOB_NO_FUTEX_INTERPOSE, no_interpose ? 1 : 0);
   fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, no_interpose ? 1 : 0);
+  // A KLT blocked in the kernel would get a spare KLT (monitor.hpp I-MON4),
+  // which rescues the program slowly; the controls show the interposer alone.
+  fiber_test_set_knob(FIBER_KNOB_NO_SPARE_KLT, no_interpose ? 1 : 0);
   fiber_config_t c = config(klts, 1000);
   if (fiber_init(&c) != 0) return 90;
   int r = body();

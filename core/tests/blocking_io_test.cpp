@@ -166,6 +166,7 @@ TEST_F(blocking_io_test, SleepingFiberLetsTheOthersOfItsKltRun) {
 TEST_F(blocking_io_test, SleepWithoutInterpositionStopsTheKlt) {
   start(1, 200000);
   fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, 1);
+  fiber_test_set_knob(FIBER_KNOB_NO_SPARE_KLT, 1);  // the interposer alone (no spare KLT, I-MON4)
   EXPECT_EQ(others_progress_while_sleeping(), 0u);
 }
 
@@ -325,6 +326,7 @@ TEST(blocking_io_control, PipeWithoutInterpositionHangsOneKlt) {
   child_result r = run_child(
       [] {
         fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, 1);
+        fiber_test_set_knob(FIBER_KNOB_NO_SPARE_KLT, 1);  // the interposer alone (I-MON4)
         return run_in_fiber(1, 1000, pipe_between_fibers);
       },
       3, &code);
@@ -527,6 +529,7 @@ TEST_F(blocking_io_test, PollTimesOutWhileOthersRun) {
 TEST_F(blocking_io_test, PollWithoutInterpositionStopsTheKlt) {
   start(1, 200000);
   fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, 1);
+  fiber_test_set_knob(FIBER_KNOB_NO_SPARE_KLT, 1);  // the interposer alone (no spare KLT, I-MON4)
   poll_case c;
   run_poll_case(c);
   EXPECT_EQ(c.pr.during.load(), 0u);
@@ -559,6 +562,7 @@ TEST_F(blocking_io_test, SelectTimesOutWhileOthersRunAndWakesOnReadiness) {
 TEST_F(blocking_io_test, SelectWithoutInterpositionStopsTheKlt) {
   start(1, 200000);
   fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, 1);
+  fiber_test_set_knob(FIBER_KNOB_NO_SPARE_KLT, 1);  // the interposer alone (no spare KLT, I-MON4)
   poll_case c;
   c.use_select = true;
   run_poll_case(c);
@@ -681,6 +685,7 @@ TEST(blocking_io_control, TcpEchoWithoutInterpositionHangsOneKlt) {
   child_result r = run_child(
       [] {
         fiber_test_set_knob(FIBER_KNOB_NO_IO_INTERPOSE, 1);
+        fiber_test_set_knob(FIBER_KNOB_NO_SPARE_KLT, 1);  // the interposer alone (I-MON4)
         tcp_case t;
         return run_in_fiber(1, 1000, tcp_echo, &t);
       },

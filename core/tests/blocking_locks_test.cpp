@@ -37,6 +37,9 @@ constexpr unsigned kControlTimeoutS = 2;    // the control must hang, so this is
 void set_lock_knobs(bool no_interpose, bool no_hold) {
   fiber_test_set_knob(FIBER_KNOB_NO_LOCK_INTERPOSE, no_interpose ? 1 : 0);
   fiber_test_set_knob(FIBER_KNOB_NO_LOCK_HOLD, no_hold ? 1 : 0);
+  // The controls show the interposer alone: without it a KLT blocked in the
+  // kernel would get a spare KLT (monitor.hpp I-MON4), which rescues it slowly.
+  fiber_test_set_knob(FIBER_KNOB_NO_SPARE_KLT, no_interpose ? 1 : 0);
 }
 
 // Starts the runtime in a child, runs `body` (returns 0 when it behaved).

@@ -113,6 +113,7 @@ TEST_F(blocking_offload_test, OffloadedCallLetsTheOtherFibersOfItsKltRun) {
 TEST_F(blocking_offload_test, WithoutThePoolTheCallStopsItsKlt) {
   start(1, 0);
   fiber_test_set_knob(FIBER_KNOB_NO_OFFLOAD, 1);
+  fiber_test_set_knob(FIBER_KNOB_NO_SPARE_KLT, 1);  // the pool alone (no spare KLT, I-MON4)
   const std::uint64_t before = offloads();
   offload_result r = offload_beside_a_counter();
   EXPECT_EQ(r.rc, 0);

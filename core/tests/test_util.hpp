@@ -135,7 +135,7 @@ inline fiber_stats_t stats() {
 }
 
 inline void reset_knobs() {  // every knob, 1 to the last (testing.h)
-  for (int k = FIBER_KNOB_NO_PC_CHECK; k <= FIBER_KNOB_IDLE_POLL_LOSE_KICK; ++k)
+  for (int k = FIBER_KNOB_NO_PC_CHECK; k <= FIBER_KNOB_NO_SPARE_KLT; ++k)
     fiber_test_set_knob(k, 0);
 }
 

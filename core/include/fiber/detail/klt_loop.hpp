@@ -10,7 +10,8 @@
 //              fiber (wake-up lateness is one quantum, not two); then k picks.
 //              A fiber picked: switch straight to it.  None: a yield or
 //              preemption continues the same fiber; a park or an exit goes to
-//              k's scheduler context.
+//              k's scheduler context, and so does a yield on a retiring spare
+//              (I-R7: the yielded fiber goes to the global queue).
 //   act_on     once the fiber that left is off its stack (I1), whoever landed
 //              on k acts on its action: requeue it (yield, preempted), commit
 //              its park (a wake token that came first makes it runnable again,
@@ -24,10 +25,13 @@
 //              sleeping KLT could take (I-R6).
 //   sched_pick k's scheduler context picks; a pick that ends an idle spell
 //              wakes another sleeper if work remains (I-R6); nothing to pick
-//              and the runtime stopping with no work anywhere ends the loop.
+//              and the runtime stopping with no work anywhere ends the loop;
+//              nothing to pick on a retiring spare sends it to its own sleep.
 //   idle       a KLT that found nothing announces itself as a sleeper, then
 //              (may_sleep) sleeps only if no work it may take exists, the
-//              runtime is not stopping and no deadline is due; it sleeps until
+//              runtime is not stopping, it is not a retiring spare (the
+//              monitor turns a spare off, then notifies: I-I1 makes one of the
+//              two seen) and no deadline is due; it sleeps until
 //              the earliest deadline.  After the sleep (or its refusal) timers
 //              are expired.
 //
@@ -43,6 +47,9 @@
 //   bool wake_another();                        the policy's, after an idle spell
 //   bool has_work(unsigned k);                  the policy's: may k find work
 //   bool has_any_work();                        anything queued anywhere
+//   bool retiring(unsigned k);                  k is a spare KLT that is not needed
+//                                               now (policy.hpp I-R7): it leaves
+//                                               the loop for its own sleep
 //   bool stopping();
 //   std::uint64_t next_deadline();  std::uint64_t now();
 //   std::uint32_t prepare_sleep(unsigned k);    idle_set::prepare_sleep: k announced
@@ -88,7 +95,8 @@ struct klt_loop {
   static leave_plan plan_leave(Env& e, unsigned k, klt_action a) noexcept(Env::nothrow) {
     e.process_timers(k);  // first: a sleeper due by now queues ahead of the leaver
     fiber_type* next = e.pick_next(k);
-    return {next, next == nullptr && (a == klt_action::park || a == klt_action::exit)};
+    return {next, next == nullptr && (a == klt_action::park || a == klt_action::exit ||
+                                      (a == klt_action::yield && e.retiring(k)))};
   }
 
   static void push(Env& e, fiber_type* f, unsigned k, push_kind why) noexcept(Env::nothrow) {
@@ -130,14 +138,16 @@ struct klt_loop {
   struct sched_choice {
     fiber_type* run;  // run it
     bool stop;        // nothing to run and the runtime is stopping: leave the loop
+    bool retire;      // nothing to run and k is a retiring spare (I-R7): its own sleep
   };
   static sched_choice sched_pick(Env& e, unsigned k, bool& idled) noexcept(Env::nothrow) {
     if (fiber_type* f = e.pick_next(k)) {
       if (idled && e.wake_another()) e.notify_one();  // I-R6: the end of an idle spell
       idled = false;
-      return {f, false};
+      return {f, false, false};
     }
-    return {nullptr, e.stopping() && !e.has_any_work()};
+    const bool stop = e.stopping() && !e.has_any_work();
+    return {nullptr, stop, !stop && e.retiring(k)};
   }
 
   // May idle KLT k sleep, and until when (kNoDeadline: until woken)?  Asked
@@ -145,7 +155,7 @@ struct klt_loop {
   // push that this check misses notifies it.
   static bool may_sleep(Env& e, unsigned k, std::uint64_t& until) noexcept(Env::nothrow) {
     // I-R6: only work k may take keeps it awake (not fibers pinned elsewhere).
-    if (e.has_work(k) || e.stopping()) return false;
+    if (e.has_work(k) || e.stopping() || e.retiring(k)) return false;
     until = e.next_deadline();
     return until == kNoDeadline || until > e.now();
   }

@@ -26,6 +26,8 @@
 //   bool has_work(unsigned klt) const;      // may klt find work?  false: it may sleep (I-R6)
 //   bool wake_another() const;              // after a pick that ended an idle spell (I-R6)
 //   std::size_t evacuate(unsigned klt);     // any thread: klt's unpinned fibers to global
+//   bool retiring(unsigned klt) const;      // a spare KLT that is not needed now (I-R7)
+//   void spare_on(unsigned klt, bool on);   // the monitor: a spare is needed, or not (I-R7)
 //
 // Invariants:
 //   I-R1 A KLT runs the head of its own queue; new, yielded, preempted and
@@ -79,6 +81,18 @@
 //        and at least one unpinned.  A KLT that found work after sleeping
 //        wakes another if such work remains (wake_another; Go's spinning M
 //        does the same), so a burst of pushes wakes as many KLTs as it needs.
+//   I-R7 Spare KLTs (slots nklts .. nklts+spares-1, none in the simulator):
+//        the monitor turns a spare on while a KLT is stalled in the kernel
+//        (core/src/monitor.hpp), so at most nklts KLTs run fibers outside a
+//        stall.  An on spare is a KLT like the others.  A spare that is off
+//        (retiring) takes no global work and steals nothing, sends every
+//        unpinned fiber it holds or pushes (created, yielded, woken) to the
+//        global queue, and runs only the fibers preempted on it (pinned,
+//        I-R3) until none is left; then it sleeps apart (sched.cpp), never
+//        in the idle set, so a notify meant for a regular KLT is never spent
+//        on it.  Slots above span() were never started: every loop over the
+//        queues stops at span(), so a runtime that never needed a spare pays
+//        nothing for the reserve.
 #pragma once
 
 #include <cstddef>
@@ -100,11 +114,15 @@ struct policy_opts {
 template <class Seam, class Node>
 class sched_policy {
  public:
-  explicit sched_policy(unsigned nklts, policy_opts o = {})
-      : nklts_(nklts), opts_(o), local_(new run_queue<Seam, Node>[nklts]), next_(new slot[nklts]) {}
+  // nklts regular KLTs and `spares` spare slots (I-R7), all off at first.
+  explicit sched_policy(unsigned nklts, policy_opts o = {}, unsigned spares = 0)
+      : nklts_(nklts), opts_(o), local_(new run_queue<Seam, Node>[nklts + spares]),
+        next_(new slot[nklts + spares]), spares_(spares), span_(nklts) {
+    for (unsigned i = nklts; i < nklts + spares; ++i) next_[i].off.store(true, mo::relaxed);
+  }
 
   bool on_new(Node* n, unsigned klt) noexcept {
-    if (!opts_.runnext || klt == kNoKlt) return push(n, klt, false);
+    if (!opts_.runnext || klt == kNoKlt || retiring(klt)) return push(n, klt, false);
     // The previous runnext occupant is demoted to the tail (Go does the same).
     if (Node* old = next_[klt].n) local_[klt].push_back(old);
     n->pinned.store(false);  // owned by the creator until it is in the slot
@@ -120,6 +138,7 @@ class sched_policy {
   bool on_wake(Node* n, unsigned klt) noexcept { return push(n, klt, false); }
 
   Node* pick_next(unsigned klt) noexcept {
+    if (retiring(klt)) return pick_retiring(klt);  // I-R7
     if (opts_.runnext) {
       if (Node* n = next_[klt].n) {
         next_[klt].n = nullptr;
@@ -134,9 +153,12 @@ class sched_policy {
 
   // I-R6: the idle test of KLT klt (called by klt itself).
   bool has_work(unsigned klt) const noexcept {
-    if (global_.size_hint() != 0 || local_[klt].size_hint() != 0) return true;
+    if (local_[klt].size_hint() != 0) return true;
+    if (retiring(klt)) return false;  // I-R7: its own pinned fibers only
+    if (global_.size_hint() != 0) return true;
     if (opts_.runnext && next_[klt].n != nullptr) return true;
-    for (unsigned i = 0; i < nklts_; ++i)
+    const unsigned n = span();
+    for (unsigned i = 0; i < n; ++i)
       if (i != klt && local_[i].stealable_hint() != 0) return true;
     return false;
   }
@@ -145,7 +167,8 @@ class sched_policy {
   // one unpinned fiber counts (its owner may run the slot's fiber first).
   bool wake_another() const noexcept {
     if (global_.size_hint() != 0) return true;
-    for (unsigned i = 0; i < nklts_; ++i)
+    const unsigned n = span();
+    for (unsigned i = 0; i < n; ++i)
       if (local_[i].stealable_hint() != 0 && (local_[i].size_hint() > 1 || opts_.runnext)) return true;
     return false;
   }
@@ -161,16 +184,36 @@ class sched_policy {
   // Anything queued anywhere (shutdown and the deadlock detector).
   bool has_work_hint() const noexcept {
     if (global_.size_hint() != 0) return true;
-    for (unsigned i = 0; i < nklts_; ++i)
+    const unsigned n = span();
+    for (unsigned i = 0; i < n; ++i)
       if (local_[i].size_hint() != 0) return true;
     return false;
   }
   std::size_t queued_hint(unsigned klt) const noexcept { return local_[klt].size_hint(); }
+  std::size_t global_hint() const noexcept { return global_.size_hint(); }
   unsigned klts() const noexcept { return nklts_; }
+  unsigned spares() const noexcept { return spares_; }
+
+  // I-R7.  relaxed (all): a spare's on/off flag is a hint read at every pick
+  // and push of a spare; the monitor's wake (sched.cpp) and the idle set's
+  // fences order it where a decision depends on it (a spare's sleep).
+  bool retiring(unsigned klt) const noexcept {
+    return klt != kNoKlt && klt >= nklts_ && next_[klt].off.load(mo::relaxed);
+  }
+  // The monitor turns spare slot `klt` on or off; the first time on, the
+  // slot enters span() before its KLT starts.
+  void spare_on(unsigned klt, bool on) noexcept {
+    FIBER_ASSERT(klt >= nklts_ && klt < nklts_ + spares_, "not a spare slot");
+    if (on && klt >= span_.load(mo::relaxed)) span_.store(klt + 1, mo::relaxed);  // monitor only
+    next_[klt].off.store(!on, mo::relaxed);
+  }
+  // Slots that ever held a KLT: the regular ones and the spares started so far.
+  unsigned span() const noexcept { return span_.load(mo::relaxed); }
   const policy_opts& opts() const noexcept { return opts_; }
 
  protected:
   bool push(Node* n, unsigned klt, bool pinned) noexcept {
+    if (!pinned && retiring(klt)) klt = kNoKlt;  // I-R7: a retiring spare keeps only pinned fibers
     n->pinned.store(pinned);  // guarded: n is owned by the pusher until queued
     if (klt == kNoKlt) global_.push_back(n); else local_[klt].push_back(n);
     return wants_notify(klt);
@@ -180,15 +223,16 @@ class sched_policy {
   // next and a thief could take one.  Called by KLT klt itself (runnext slot).
   bool wants_notify(unsigned klt) const noexcept {
     if (klt == kNoKlt) return true;
-    if (nklts_ == 1) return false;
+    if (span() == 1) return false;
     const std::size_t in_slot = opts_.runnext && next_[klt].n != nullptr ? 1 : 0;
     return local_[klt].stealable_hint() != 0 && local_[klt].size_hint() + in_slot > 1;
   }
   // The head of klt's queue, else half of another KLT's unpinned fibers (I-R2).
   Node* pick_local(unsigned klt) noexcept {
     if (Node* n = local_[klt].pop_front()) return unpin(n);
-    for (unsigned i = 1; i < nklts_; ++i) {
-      unsigned victim = (klt + i) % nklts_;
+    const unsigned span_now = span();
+    for (unsigned i = 1; i < span_now; ++i) {
+      unsigned victim = (klt + i) % span_now;
       if (local_[victim].steal_half_into(local_[klt], kBatch) != 0) {
         if (Node* n = local_[klt].pop_front()) return unpin(n);
       }
@@ -204,8 +248,10 @@ class sched_policy {
     const std::size_t g = global_.size_hint();
     if (g == 0) return;
     std::size_t total = g, active = 0;
-    for (unsigned i = 0; i < nklts_; ++i) {
+    const unsigned n = span();
+    for (unsigned i = 0; i < n; ++i) {
       if (i != klt && next_[i].stalled.load(mo::relaxed)) continue;  // relaxed: hint (evacuate)
+      if (retiring(i)) continue;  // I-R7: a spare that is off takes no share
       total += local_[i].size_hint() + 1;
       ++active;
     }
@@ -219,6 +265,13 @@ class sched_policy {
     if (want == 0) return;
     global_.steal_into(local_[klt], want < kBatch ? want : kBatch);
   }
+  // I-R7: a retiring spare first sends what it could hand on (unpinned) to
+  // the global queue, then runs its pinned fibers in order.
+  Node* pick_retiring(unsigned klt) noexcept {
+    if (local_[klt].stealable_hint() != 0) local_[klt].evacuate_into(global_);
+    if (Node* n = local_[klt].pop_front()) return unpin(n);
+    return nullptr;
+  }
   static Node* unpin(Node* n) noexcept {
     n->pinned.store(false);  // owned by the popping KLT now
     return n;
@@ -230,6 +283,7 @@ class sched_policy {
     Node* n = nullptr;       // runnext
     unsigned picks = 0;      // intakes tried (I-R2's kGlobalEvery)
     typename Seam::template atomic<bool> stalled{false};  // evacuated; cleared at its next pick
+    typename Seam::template atomic<bool> off{false};      // a spare not needed now (I-R7)
   };
 
   unsigned nklts_;
@@ -237,6 +291,8 @@ class sched_policy {
   std::unique_ptr<run_queue<Seam, Node>[]> local_;
   run_queue<Seam, Node> global_;
   std::unique_ptr<slot[]> next_;
+  unsigned spares_;
+  typename Seam::template atomic<unsigned> span_;  // written by the monitor only (spare_on)
 };
 
 template <class Seam, class Node>

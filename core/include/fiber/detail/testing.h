@@ -59,8 +59,11 @@ enum fiber_test_knob {
                                           inside the wake's gated section (L2): shutdown must wait for it */
   FIBER_KNOB_NO_IDLE_POLL = 28,        /* idle KLTs never sleep in the I/O poller: readiness always hops
                                           through the poller thread (core/src/idle_poll.hpp) */
-  FIBER_KNOB_IDLE_POLL_LOSE_KICK = 29  /* planted defect: a KLT asleep in the poller is never kicked (I-I3),
+  FIBER_KNOB_IDLE_POLL_LOSE_KICK = 29, /* planted defect: a KLT asleep in the poller is never kicked (I-I3),
                                           so new work from another thread does not wake it */
+  FIBER_KNOB_NO_SPARE_KLT = 30         /* the monitor turns no spare KLT on (read at every pass; at fiber_init
+                                          it also keeps a 1-KLT runtime without a monitor): the fibers of a
+                                          runtime whose every KLT is blocked in the kernel wait for it */
 };
 void fiber_test_set_knob(int knob, int on);
 
@@ -84,6 +87,15 @@ typedef struct fiber_test_io_counters_s {
   uint64_t klt_polled; /* readiness events an idle KLT took in its poll sleep (core/src/idle_poll.cpp) */
 } fiber_test_io_counters_t;
 void fiber_test_get_io_counters(fiber_test_io_counters_t *out);
+
+/* Spare KLTs (core/src/monitor.cpp): started since the process started, turned on so far
+ * (each time a stall needed one), and on now. */
+typedef struct fiber_test_spare_counters_s {
+  uint64_t started;
+  uint64_t turned_on;
+  uint64_t on_now;
+} fiber_test_spare_counters_t;
+void fiber_test_get_spare_counters(fiber_test_spare_counters_t *out);
 
 
 #ifdef __cplusplus
