@@ -9,13 +9,18 @@
 // through its own wire (even: a pipe, odd: a loopback TCP connection) to a
 // relay fiber that reads the other end with plain read() and records it, so
 // items also cross parked reads and writes (the I/O poller, an idle KLT's
-// poll sleep: core/src/idle_poll.hpp).  Checks:
+// poll sleep: core/src/idle_poll.hpp).  The first --raw-wires relays read
+// with syscall(SYS_read) instead, a call the runtime cannot see: it blocks
+// the KLT, and the monitor's spare KLTs (core/src/monitor.hpp I-MON4) run
+// the other fibers meanwhile; with --no-spare (the test knob) a run on one
+// KLT hangs there, the control that this path is exercised.  Checks:
 //   lost/dup  for every producer, the consumers together received exactly the
 //             items it produced: same count, same sum, same sum of squares;
 //   counter   the writers' counter equals the number of items produced;
 //   torn      a reader never sees the counter pair half-updated;
-//   hang      the program ends within --seconds + 30 s (an alarm), and the
-//             runtime's watchdog (watchdog_ms) reports a stalled KLT.
+//   hang      the program ends within --hang-after s (default --seconds +
+//             30; an alarm), and the runtime's watchdog (watchdog_ms) reports
+//             a stalled KLT.
 // --plant-bug: consumers drop one item in 5000 without recording it (the
 // "lost" check must fire: a negative control of the checker).
 // ASan: build with the asan preset; the items are heap-allocated.
@@ -24,6 +29,8 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -41,6 +48,7 @@
 #include <thread>
 #include <vector>
 
+#include "fiber/detail/testing.h"
 #include "stress_init.hpp"
 
 namespace {
@@ -49,8 +57,10 @@ struct options {
   double seconds = 4;
   unsigned klts = 0;  // all CPUs
   unsigned timeslice_us = 100;
-  unsigned producers = 8, consumers = 8, queues = 4, os_threads = 2, wires = 4;
+  unsigned producers = 8, consumers = 8, queues = 4, os_threads = 2, wires = 4, raw_wires = 0;
+  double hang_after = 0;  // 0: seconds + 30
   bool plant = false;
+  bool no_spare = false;
 };
 options g_opt;
 
@@ -159,8 +169,11 @@ void relay(unsigned w) {
   std::uint64_t rec[2];
   char* p = reinterpret_cast<char*>(rec);
   std::size_t have = 0;
+  const bool raw = w < g_opt.raw_wires;  // the runtime cannot see it: the KLT blocks
   for (;;) {
-    ssize_t k = read(g_wires[w].out, p + have, sizeof rec - have);
+    ssize_t k = raw ? syscall(SYS_read, g_wires[w].out, p + have, sizeof rec - have)
+                    : read(g_wires[w].out, p + have, sizeof rec - have);
+    if (raw && k < 0 && errno == EINTR) continue;  // a tick landed in it (no SA_RESTART)
     if (k == 0 && have == 0) break;  // EOF at a record boundary
     if (k <= 0) {
       g_wire_errors.fetch_add(1, std::memory_order_relaxed);  // relaxed: a count
@@ -222,6 +235,9 @@ void parse(int argc, char** argv) {
                               {"consumers", required_argument, nullptr, 'c'},
                               {"threads", required_argument, nullptr, 'o'},
                               {"wires", required_argument, nullptr, 'w'},
+                              {"raw-wires", required_argument, nullptr, 'r'},
+                              {"hang-after", required_argument, nullptr, 'h'},
+                              {"no-spare", no_argument, nullptr, 'n'},
                               {"plant-bug", no_argument, nullptr, 'b'},
                               {nullptr, 0, nullptr, 0}};
   for (int ch; (ch = getopt_long(argc, argv, "", longopts, nullptr)) != -1;) {
@@ -233,15 +249,29 @@ void parse(int argc, char** argv) {
       case 'c': g_opt.consumers = static_cast<unsigned>(std::atoi(optarg)); break;
       case 'o': g_opt.os_threads = static_cast<unsigned>(std::atoi(optarg)); break;
       case 'w': g_opt.wires = static_cast<unsigned>(std::atoi(optarg)); break;
+      case 'r': g_opt.raw_wires = static_cast<unsigned>(std::atoi(optarg)); break;
+      case 'h': g_opt.hang_after = std::atof(optarg); break;
+      case 'n': g_opt.no_spare = true; break;
       case 'b': g_opt.plant = true; break;
       default:
         std::fprintf(stderr, "usage: %s [--seconds S] [--klts N] [--timeslice US] [--producers N] "
-                             "[--consumers N] [--threads N] [--wires N] [--plant-bug]\n", argv[0]);
+                             "[--consumers N] [--threads N] [--wires N] [--raw-wires N] [--hang-after S] [--no-spare] "
+                             "[--plant-bug]\n", argv[0]);
         std::exit(2);
     }
   }
   if (g_opt.producers == 0 || g_opt.consumers == 0) g_opt.producers = g_opt.consumers = 1;
   if (g_opt.wires > g_opt.consumers) g_opt.wires = g_opt.consumers;
+  if (g_opt.raw_wires > g_opt.wires) g_opt.raw_wires = g_opt.wires;
+  if (g_opt.hang_after <= 0) g_opt.hang_after = g_opt.seconds + 30;
+}
+
+// SIGALRM: the run did not end within --hang-after seconds.
+void on_hang(int) {
+  static const char msg[] = "FAIL: hang: the run did not end in time\n";
+  ssize_t r = write(STDOUT_FILENO, msg, sizeof msg - 1);
+  (void)r;
+  _exit(3);
 }
 
 int check() {
@@ -271,11 +301,14 @@ int check() {
     std::printf("FAIL: torn: %llu\n", static_cast<unsigned long long>(g_torn.load()));
     ++fails;
   }
+  fiber_test_spare_counters_t sp{};
+  fiber_test_get_spare_counters(&sp);
   std::printf("%s: %llu items through %u queues, %u+%u producers, %u+%u consumers, %llu of them "
-              "relayed through %u wires\n",
+              "relayed through %u wires (%u raw); spare KLTs started %llu, turned on %llu times\n",
               fails ? "FAILED" : "ok", static_cast<unsigned long long>(total), g_opt.queues,
               g_opt.producers, g_opt.os_threads, g_opt.consumers, g_opt.os_threads,
-              static_cast<unsigned long long>(g_relayed.load()), g_opt.wires);
+              static_cast<unsigned long long>(g_relayed.load()), g_opt.wires, g_opt.raw_wires,
+              static_cast<unsigned long long>(sp.started), static_cast<unsigned long long>(sp.turned_on));
   return fails ? 1 : 0;
 }
 
@@ -283,7 +316,9 @@ int check() {
 
 int main(int argc, char** argv) {
   parse(argc, argv);
-  alarm(static_cast<unsigned>(g_opt.seconds) + 30);  // hang: SIGALRM ends the run
+  signal(SIGALRM, on_hang);
+  alarm(static_cast<unsigned>(g_opt.hang_after));  // hang: SIGALRM ends the run
+  if (g_opt.no_spare) fiber_test_set_knob(FIBER_KNOB_NO_SPARE_KLT, 1);
   for (unsigned i = 0; i < g_opt.queues; ++i) g_queues.push_back(std::make_unique<queue>());
   const unsigned np = g_opt.producers + g_opt.os_threads;
   g_made.reset(new tally[np]);

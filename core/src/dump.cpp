@@ -210,22 +210,8 @@ const char* syscall_name(long nr) noexcept {
 }
 
 void put_kernel_wait(out_buf& o, long tid) noexcept {
-  if (tid <= 0) return;
-  char path[48] = "/proc/self/task/";
-  std::size_t n = std::strlen(path);
-  char digits[24];
-  int d = 0;
-  for (unsigned long v = static_cast<unsigned long>(tid); v; v /= 10) digits[d++] = static_cast<char>('0' + v % 10);
-  while (d) path[n++] = digits[--d];
-  std::memcpy(path + n, "/syscall", 9);
-  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  char buf[64];
-  long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
-  syscall(SYS_close, fd);
-  if (r <= 0 || buf[0] < '0' || buf[0] > '9') return;  // "running", or "-1 ...": in user code
-  long nr = 0;
-  for (long i = 0; i < r && buf[i] >= '0' && buf[i] <= '9'; ++i) nr = nr * 10 + (buf[i] - '0');
+  long nr = kernel_syscall_of(tid);
+  if (nr < 0) return;
   o.s(" (in the kernel: system call ").u(static_cast<std::uint64_t>(nr));
   if (const char* name = syscall_name(nr)) o.c(' ').s(name);
   o.c(')');
@@ -262,6 +248,29 @@ void on_sigquit(int) {
 }
 
 }  // namespace
+
+// The system call KLT thread `tid` is blocked in right now, from
+// /proc/self/task/<tid>/syscall ("running", or "-1 ..." in user code: -1).
+// Raw system calls only: async-signal-safe (the SIGQUIT dump, the monitor).
+long kernel_syscall_of(long tid) noexcept {
+  if (tid <= 0) return -1;
+  char path[48] = "/proc/self/task/";
+  std::size_t n = std::strlen(path);
+  char digits[24];
+  int d = 0;
+  for (unsigned long v = static_cast<unsigned long>(tid); v; v /= 10) digits[d++] = static_cast<char>('0' + v % 10);
+  while (d) path[n++] = digits[--d];
+  std::memcpy(path + n, "/syscall", 9);
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[64];
+  long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
+  syscall(SYS_close, fd);
+  if (r <= 0 || buf[0] < '0' || buf[0] > '9') return -1;
+  long nr = 0;
+  for (long i = 0; i < r && buf[i] >= '0' && buf[i] <= '9'; ++i) nr = nr * 10 + (buf[i] - '0');
+  return nr;
+}
 
 void dump_write(int fd) noexcept {
   runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init

@@ -69,11 +69,14 @@ TEST_F(stacks_test, StacksAreReused) {
   auto before = counters();
   EXPECT_EQ(join(spawn(serial)), nullptr);
   auto after = counters();
-  // The serial loop's fiber itself may need a new stack, and the first child
-  // one more; each KLT's stash one for its first exit (stacks.cpp, I-ST3); an
-  // arena (64 stacks) covers them all.
+  // The serial loop's fiber itself may need a new stack; a child one more on
+  // each KLT: the loop's fiber, woken by a child that exited on the other
+  // KLT, continues there (on_wake queues it on the waker's KLT) and creates
+  // from that KLT's slot cache (slots.cpp I-SC1), which is empty the first
+  // time (seen: 5 new stacks in about 1 run of 100); each KLT's stash one for
+  // its first exit (stacks.cpp, I-ST3).  An arena (64 stacks) covers them all.
   EXPECT_LE(maps_of(after) - maps_of(before), 2u);
-  EXPECT_LE(new_stacks(after) - new_stacks(before), 2u + 2u) << "of " << kSerial << " fibers";
+  EXPECT_LE(new_stacks(after) - new_stacks(before), 1u + 2u + 2u) << "of " << kSerial << " fibers";
 }
 
 TEST_F(stacks_test, WithoutTheCacheEveryFiberMapsAStack) {  // the control of StacksAreReused

@@ -197,8 +197,10 @@ class sched_policy {
   // I-R7.  relaxed (all): a spare's on/off flag is a hint read at every pick
   // and push of a spare; the monitor's wake (sched.cpp) and the idle set's
   // fences order it where a decision depends on it (a spare's sleep).
+  // One compare for a configured KLT (kNoKlt is above nklts_ too): this is
+  // on every pick and push, and spares are rare.
   bool retiring(unsigned klt) const noexcept {
-    return klt != kNoKlt && klt >= nklts_ && next_[klt].off.load(mo::relaxed);
+    return __builtin_expect(klt >= nklts_, 0) && klt != kNoKlt && next_[klt].off.load(mo::relaxed);
   }
   // The monitor turns spare slot `klt` on or off; the first time on, the
   // slot enters span() before its KLT starts.
@@ -213,7 +215,7 @@ class sched_policy {
 
  protected:
   bool push(Node* n, unsigned klt, bool pinned) noexcept {
-    if (!pinned && retiring(klt)) klt = kNoKlt;  // I-R7: a retiring spare keeps only pinned fibers
+    if (retiring(klt) && !pinned) klt = kNoKlt;  // I-R7: a retiring spare keeps only pinned fibers
     n->pinned.store(pinned);  // guarded: n is owned by the pusher until queued
     if (klt == kNoKlt) global_.push_back(n); else local_[klt].push_back(n);
     return wants_notify(klt);
@@ -266,8 +268,9 @@ class sched_policy {
     global_.steal_into(local_[klt], want < kBatch ? want : kBatch);
   }
   // I-R7: a retiring spare first sends what it could hand on (unpinned) to
-  // the global queue, then runs its pinned fibers in order.
-  Node* pick_retiring(unsigned klt) noexcept {
+  // the global queue, then runs its pinned fibers in order.  Out of line:
+  // the switch path of configured KLTs never gets here.
+  [[gnu::noinline]] Node* pick_retiring(unsigned klt) noexcept {
     if (local_[klt].stealable_hint() != 0) local_[klt].evacuate_into(global_);
     if (Node* n = local_[klt].pop_front()) return unpin(n);
     return nullptr;
