@@ -257,9 +257,10 @@ void start_spare(monitor_state& m, unsigned s, std::uint64_t now) noexcept {
 // off, so that at most nklts KLTs run fibers outside the kernel.  A spare is started (it is a
 // thread, kept until shutdown) only when the global queue holds work: a
 // stall with nothing queued behind it needs nobody.  Turning one on bumps its
-// word (sched.cpp spare_dormant); turning one off wakes the idle set, where
-// it may sleep, so that it sees it (the idle set's fences, I-I1, against its
-// may_sleep: klt_loop.hpp).
+// word (sched.cpp spare_dormant); turning one off moves its unpinned fibers
+// to the global queue (I-R5) and wakes the idle set, where the others may
+// sleep and where the spare may sleep too, so that it sees it is off (the
+// idle set's fences, I-I1, against its may_sleep: klt_loop.hpp).
 void adjust_spares(monitor_state& m, unsigned blocked, std::uint64_t now) noexcept {
   runtime& rt = *m.rt;
   const unsigned want = blocked < rt.nspare ? blocked : rt.nspare;
@@ -280,6 +281,10 @@ void adjust_spares(monitor_state& m, unsigned blocked, std::uint64_t now) noexce
       g_spares_turned_on.fetch_add(1, std::memory_order_relaxed);
     } else if (i < up && on) {
       rt.policy->spare_on(s, false);
+      // Its unpinned fibers go where the others look, and they are woken
+      // below (the spare's own pick would move them too, but it notifies
+      // nobody: pick_retiring).
+      rt.policy->evacuate(s);
       turned_off = true;
     }
   }

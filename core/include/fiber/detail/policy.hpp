@@ -252,8 +252,9 @@ class sched_policy {
     std::size_t total = g, active = 0;
     const unsigned n = span();
     for (unsigned i = 0; i < n; ++i) {
-      if (i != klt && next_[i].stalled.load(mo::relaxed)) continue;  // relaxed: hint (evacuate)
-      if (retiring(i)) continue;  // I-R7: a spare that is off takes no share
+      // relaxed: hint (evacuate).  A spare that is off takes no share (I-R7);
+      // the picker itself always counts (active >= 1).
+      if (i != klt && (next_[i].stalled.load(mo::relaxed) || retiring(i))) continue;
       total += local_[i].size_hint() + 1;
       ++active;
     }
