@@ -187,7 +187,9 @@ struct spare_sim {
         if (s.k < nklts_) return;
         const unsigned sp = s.k - nklts_;
         const bool on = s.o == sop::spare_on;
-        if (on && sp != spares_up_ && !up(s.k)) return;  // spares start in order (monitor.cpp)
+        // A spare starts turned on, in order (monitor.cpp start_spare); one
+        // never started cannot be turned off.
+        if (!up(s.k) && (!on || sp != spares_up_)) return;
         if (!up(s.k)) ++spares_up_;
         p_.spare_on(s.k, on);
         return;

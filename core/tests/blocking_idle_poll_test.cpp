@@ -76,13 +76,15 @@ TEST_F(idle_poll_test, ReadinessWakesTheIdleKltItself) {
   start(1, 1000);
   // The poller thread waits in the same epoll instance and may take an event
   // now and then (epoll wakes its newest waiter, which is nearly always the
-  // KLT that just went idle); most must be the KLT's own.
-  EXPECT_GE(run_rounds(r_), static_cast<std::uint64_t>(kRounds / 2));
+  // KLT that just went idle; under load the poller thread re-enters its wait
+  // after the KLT now and then: 11 of 20 once, in a parallel ASan run); at
+  // least a quarter must be the KLT's own (the control takes none).
+  EXPECT_GE(run_rounds(r_), static_cast<std::uint64_t>(kRounds / 4));
 }
 
 TEST_F(idle_poll_test, ReadinessWakesAnIdleKltOfMany) {
   start(3, 1000);
-  EXPECT_GE(run_rounds(r_), static_cast<std::uint64_t>(kRounds / 2));
+  EXPECT_GE(run_rounds(r_), static_cast<std::uint64_t>(kRounds / 4));  // as above
 }
 
 TEST_F(idle_poll_test, WithoutIdlePollEveryEventHopsThroughThePollerThread) {
