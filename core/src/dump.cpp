@@ -272,6 +272,33 @@ long kernel_syscall_of(long tid) noexcept {
   return nr;
 }
 
+// Whether thread `tid` sleeps in the kernel right now: the state field of
+// /proc/self/task/<tid>/stat is S (interruptible) or D (uninterruptible).
+// A thread that loops on a system call that returns at once (sched_yield)
+// is R, however little CPU a loaded machine gives it.  Raw system calls.
+bool kernel_sleeping(long tid) noexcept {
+  if (tid <= 0) return false;
+  char path[48] = "/proc/self/task/";
+  std::size_t n = std::strlen(path);
+  char digits[24];
+  int d = 0;
+  for (unsigned long v = static_cast<unsigned long>(tid); v; v /= 10) digits[d++] = static_cast<char>('0' + v % 10);
+  while (d) path[n++] = digits[--d];
+  std::memcpy(path + n, "/stat", 6);
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[256];
+  long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
+  syscall(SYS_close, fd);
+  if (r <= 0) return false;
+  long close_paren = -1;  // the name may hold spaces and parentheses: the state follows the last ')'
+  for (long i = 0; i < r; ++i)
+    if (buf[i] == ')') close_paren = i;
+  if (close_paren < 0 || close_paren + 2 >= r) return false;
+  const char st = buf[close_paren + 2];
+  return st == 'S' || st == 'D';
+}
+
 void dump_write(int fd) noexcept {
   runtime* rt = g_rt.load(std::memory_order_acquire);  // acquire: pairs with init
   out_buf o(fd);

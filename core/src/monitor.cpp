@@ -177,17 +177,20 @@ bool spares_allowed(const monitor_state& m) noexcept {
 
 // Blocked in the kernel since the incident's reference point: its CPU time
 // advanced less than a tenth of the wall time (the watchdog's test,
-// explain()), or less than half and the thread is in a system call now.  The
-// second catches a call that ticks keep interrupting: with a quantum under
-// 4 ms the tick is a CPU-independent timer, and a blocking call retried on
-// EINTR (a raw syscall loop; its ticks are refused, the PC being in libc)
-// spent 21% of the wall time handling them, measured with 100 us ticks.  A
-// KLT that runs (a fiber that never yields) is over half, or in user code.
+// explain()), or less than half and the thread sleeps in the kernel now
+// (state S or D).  The second catches a call that ticks keep interrupting:
+// with a quantum under 4 ms the tick is a CPU-independent timer, and a
+// blocking call retried on EINTR (a raw syscall loop; its ticks are refused,
+// the PC being in libc) spent 21% of the wall time handling them, measured
+// with 100 us ticks.  A KLT that runs (a fiber that never yields, or one
+// that loops on sched_yield) is over half, or runnable (R): a first version
+// asked "in a system call now" instead, and a raw sched_yield loop on a
+// loaded CI machine got a spare (below half the CPU, always in a syscall).
 bool blocked_in_kernel(const klt_watch& w, long tid, std::uint64_t now) noexcept {
   if (!w.has_clock || w.cpu_at == 0 || now <= w.cpu_at) return false;
   const std::uint64_t cpu = klt_cpu_ns(w) - w.cpu_since, wall = now - w.cpu_at;
   if (cpu * 10 < wall) return true;
-  return cpu * 2 < wall && kernel_syscall_of(tid) >= 0;
+  return cpu * 2 < wall && kernel_sleeping(tid);
 }
 
 // One KLT, one pass.  Returns true if the KLT is idle; *blocked_out: it has
