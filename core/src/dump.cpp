@@ -209,6 +209,36 @@ const char* syscall_name(long nr) noexcept {
   }
 }
 
+// Reads /proc/self/task/<tid><leaf> into buf (at most cap - 1 bytes);
+// returns the count, or -1.  Raw system calls only: async-signal-safe (the
+// SIGQUIT dump, the monitor).
+long read_task_file(long tid, const char* leaf, char* buf, std::size_t cap) noexcept {
+  if (tid <= 0) return -1;
+  char path[48] = "/proc/self/task/";
+  std::size_t n = std::strlen(path);
+  char digits[24];
+  int d = 0;
+  for (unsigned long v = static_cast<unsigned long>(tid); v; v /= 10) digits[d++] = static_cast<char>('0' + v % 10);
+  while (d) path[n++] = digits[--d];
+  std::memcpy(path + n, leaf, std::strlen(leaf) + 1);
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  long r = syscall(SYS_read, fd, buf, cap - 1);
+  syscall(SYS_close, fd);
+  return r;
+}
+
+// The system call thread `tid` is blocked in right now, from
+// /proc/self/task/<tid>/syscall ("running", or "-1 ..." in user code: -1).
+long kernel_syscall_of(long tid) noexcept {
+  char buf[64];
+  long r = read_task_file(tid, "/syscall", buf, sizeof buf);
+  if (r <= 0 || buf[0] < '0' || buf[0] > '9') return -1;
+  long nr = 0;
+  for (long i = 0; i < r && buf[i] >= '0' && buf[i] <= '9'; ++i) nr = nr * 10 + (buf[i] - '0');
+  return nr;
+}
+
 void put_kernel_wait(out_buf& o, long tid) noexcept {
   long nr = kernel_syscall_of(tid);
   if (nr < 0) return;
@@ -249,47 +279,13 @@ void on_sigquit(int) {
 
 }  // namespace
 
-// The system call KLT thread `tid` is blocked in right now, from
-// /proc/self/task/<tid>/syscall ("running", or "-1 ..." in user code: -1).
-// Raw system calls only: async-signal-safe (the SIGQUIT dump, the monitor).
-long kernel_syscall_of(long tid) noexcept {
-  if (tid <= 0) return -1;
-  char path[48] = "/proc/self/task/";
-  std::size_t n = std::strlen(path);
-  char digits[24];
-  int d = 0;
-  for (unsigned long v = static_cast<unsigned long>(tid); v; v /= 10) digits[d++] = static_cast<char>('0' + v % 10);
-  while (d) path[n++] = digits[--d];
-  std::memcpy(path + n, "/syscall", 9);
-  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  char buf[64];
-  long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
-  syscall(SYS_close, fd);
-  if (r <= 0 || buf[0] < '0' || buf[0] > '9') return -1;
-  long nr = 0;
-  for (long i = 0; i < r && buf[i] >= '0' && buf[i] <= '9'; ++i) nr = nr * 10 + (buf[i] - '0');
-  return nr;
-}
-
 // Whether thread `tid` sleeps in the kernel right now: the state field of
 // /proc/self/task/<tid>/stat is S (interruptible) or D (uninterruptible).
 // A thread that loops on a system call that returns at once (sched_yield)
-// is R, however little CPU a loaded machine gives it.  Raw system calls.
+// is R, however little CPU a loaded machine gives it.  Async-signal-safe.
 bool kernel_sleeping(long tid) noexcept {
-  if (tid <= 0) return false;
-  char path[48] = "/proc/self/task/";
-  std::size_t n = std::strlen(path);
-  char digits[24];
-  int d = 0;
-  for (unsigned long v = static_cast<unsigned long>(tid); v; v /= 10) digits[d++] = static_cast<char>('0' + v % 10);
-  while (d) path[n++] = digits[--d];
-  std::memcpy(path + n, "/stat", 6);
-  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
   char buf[256];
-  long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
-  syscall(SYS_close, fd);
+  long r = read_task_file(tid, "/stat", buf, sizeof buf);
   if (r <= 0) return false;
   long close_paren = -1;  // the name may hold spaces and parentheses: the state follows the last ')'
   for (long i = 0; i < r; ++i)

@@ -251,8 +251,8 @@ void start_spare(monitor_state& m, unsigned s, std::uint64_t now) noexcept {
   klt_watch& w = m.watch[s];
   w.has_clock = pthread_getcpuclockid(k.thread, &w.clock) == 0;
   restart(w, 0, now);
-  g_spares_started.fetch_add(1, std::memory_order_relaxed);
-  g_spares_turned_on.fetch_add(1, std::memory_order_relaxed);
+  g_spares_started.fetch_add(1, std::memory_order_relaxed);    // relaxed: statistics
+  g_spares_turned_on.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
 }
 
 // I-MON4: `blocked` KLTs took no step for kStallNs and sleep in the kernel.
@@ -281,7 +281,7 @@ void adjust_spares(monitor_state& m, unsigned blocked, std::uint64_t now) noexce
       rt.policy->spare_on(s, true);
       rt.klts[s].spare_gen.fetch_add(1, mo::release);  // release: the flag above (spare_dormant)
       native_seam::os_wake(rt.klts[s].spare_gen, 1);
-      g_spares_turned_on.fetch_add(1, std::memory_order_relaxed);
+      g_spares_turned_on.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
     } else if (i < up && on) {
       rt.policy->spare_on(s, false);
       // Its unpinned fibers go where the others look, and they are woken

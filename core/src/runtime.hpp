@@ -256,8 +256,7 @@ void deadlock_check(runtime& rt) noexcept;  // one detector step (deadlock.cpp)
 void dump_install_sigquit() noexcept;   // at init, unless the program has its own handler
 void dump_uninstall_sigquit() noexcept;  // at shutdown, if still ours
 void dump_write(int fd) noexcept;       // fiber_dump's body
-long kernel_syscall_of(long tid) noexcept;  // the system call a thread is blocked in now, or -1
-bool kernel_sleeping(long tid) noexcept;     // the thread sleeps in the kernel now (state S or D)
+bool kernel_sleeping(long tid) noexcept;  // dump.cpp: the thread sleeps in the kernel now (state S or D)
 // backtrace.cpp: frames of a fiber that is not running (pcs[0] exact); sets
 // *scanned when the frames above #0 come from a stack scan.  Async-signal-safe.
 int fiber_backtrace(const fcb& f, std::uintptr_t* pcs, int max, bool* scanned) noexcept;

@@ -298,7 +298,8 @@ static void spare_dormant(runtime& rt, klt* k) noexcept {
   trace_idle(k, true);
   rt.idle.notify_one();
   for (;;) {
-    std::uint32_t gen = k->spare_gen.load(mo::acquire);
+    std::uint32_t gen = k->spare_gen.load(mo::acquire);  // acquire: the monitor's or stop_klts' release bump
+    // acquire: pairs with shutdown's release, as native_env::stopping
     if (!rt.policy->retiring(k->index) || rt.stopping.load(std::memory_order_acquire)) break;
     native_seam::os_wait(k->spare_gen, gen, kNoDeadline);
   }

@@ -109,6 +109,50 @@ unsigned stuck_workers(scene& s, unsigned ms, std::string* which) {
   return stuck;
 }
 
+// The pipes the blockers read, one per blocker.
+void open_pipes(scene& s, unsigned blockers) {
+  s.blockers = blockers;
+  for (unsigned b = 0; b < blockers; ++b) EXPECT_EQ(pipe(s.fds[b].data()), 0);
+}
+
+void spawn_workers(scene& s, void* (*fn)(void*)) {
+  for (unsigned i = 0; i < kWorkers; ++i) {
+    g_args[i] = {&s, i};
+    s.workers[i] = spawn(fn, &g_args[i]);
+    EXPECT_NE(s.workers[i], 0u);
+  }
+}
+
+// Blocker b, once it is about to enter its read() (the KLT running it then
+// runs nothing else until the read returns).
+void spawn_blocker(scene& s, unsigned b) {
+  g_blocker_args[b] = {&s, b};
+  s.blocker[b] = spawn(blocker, &g_blocker_args[b]);
+  EXPECT_NE(s.blocker[b], 0u);
+  while (s.blocking.load(std::memory_order_acquire) <= b) {
+    struct timespec ts{0, 100000};
+    syscall(SYS_nanosleep, &ts, nullptr);
+  }
+}
+
+// Every blocker's read returns.
+void release(scene& s) {
+  for (unsigned b = 0; b < s.blockers; ++b) EXPECT_EQ(write(s.fds[b][1], "x", 1), 1);
+  while (s.unblocked.load(std::memory_order_acquire) < s.blockers) sleep_ms(1);
+}
+
+// Workers stop; every fiber joined, every pipe closed.
+void end(scene& s) {
+  s.stop.store(true, std::memory_order_relaxed);
+  for (fiber_t w : s.workers)
+    if (w != 0) join(w);
+  for (unsigned b = 0; b < s.blockers; ++b) {
+    join(s.blocker[b]);
+    close(s.fds[b][0]);
+    close(s.fds[b][1]);
+  }
+}
+
 class SpareKlt : public runtime_test {
  protected:
   // Starts `klts` KLTs, the workers, then `blockers` fibers that each block a
@@ -116,33 +160,12 @@ class SpareKlt : public runtime_test {
   // on a KLT not blocked yet: the others are busy with workers, a blocked
   // one takes nothing).
   void begin(scene& s, unsigned klts, unsigned blockers) {
-    s.blockers = blockers;
-    for (unsigned b = 0; b < blockers; ++b) ASSERT_EQ(pipe(s.fds[b].data()), 0);
+    open_pipes(s, blockers);
     start(klts, 0);
-    for (unsigned i = 0; i < kWorkers; ++i) {
-      g_args[i] = {&s, i};
-      s.workers[i] = spawn(yielding_worker, &g_args[i]);
-      ASSERT_NE(s.workers[i], 0u);
-    }
+    spawn_workers(s, yielding_worker);
     for (unsigned b = 0; b < blockers; ++b) {
-      g_blocker_args[b] = {&s, b};
-      s.blocker[b] = spawn(blocker, &g_blocker_args[b]);
-      ASSERT_NE(s.blocker[b], 0u);
-      while (s.blocking.load(std::memory_order_acquire) <= b) sleep_ms(1);
+      spawn_blocker(s, b);
       sleep_ms(50);  // it reaches the kernel, and the monitor sees the stall grow
-    }
-  }
-  void release(scene& s) {
-    for (unsigned b = 0; b < s.blockers; ++b) ASSERT_EQ(write(s.fds[b][1], "x", 1), 1);
-    while (s.unblocked.load(std::memory_order_acquire) < s.blockers) sleep_ms(1);
-  }
-  void end(scene& s) {
-    s.stop.store(true, std::memory_order_relaxed);
-    for (fiber_t w : s.workers) join(w);
-    for (unsigned b = 0; b < s.blockers; ++b) {
-      join(s.blocker[b]);
-      close(s.fds[b][0]);
-      close(s.fds[b][1]);
     }
   }
 };
@@ -188,21 +211,10 @@ TEST_F(SpareKlt, OneKltBlockedTheOthersRunOnASpare) {
 // machine delays the monitor thread itself).
 TEST_F(SpareKlt, WorkersRunAgainWithinTheStallBoundAndAPeriodOrTwo) {
   scene s;
-  s.blockers = 1;
-  ASSERT_EQ(pipe(s.fds[0].data()), 0);
+  open_pipes(s, 1);
   start(1, 0);
-  for (unsigned i = 0; i < kWorkers; ++i) {
-    g_args[i] = {&s, i};
-    s.workers[i] = spawn(yielding_worker, &g_args[i]);
-    ASSERT_NE(s.workers[i], 0u);
-  }
-  g_blocker_args[0] = {&s, 0};
-  s.blocker[0] = spawn(blocker, &g_blocker_args[0]);
-  ASSERT_NE(s.blocker[0], 0u);
-  while (s.blocking.load(std::memory_order_acquire) == 0) {
-    struct timespec ts{0, 100000};
-    syscall(SYS_nanosleep, &ts, nullptr);
-  }
+  spawn_workers(s, yielding_worker);
+  spawn_blocker(s, 0);
   // The KLT runs the blocker until its read() blocks: no worker runs from
   // here on unless a spare runs it.
   const double resumed = resume_ms(s, s.blocked_at.load(std::memory_order_relaxed));
@@ -302,28 +314,18 @@ void* spinning_worker(void* p) {
 
 unsigned stuck_cpu_bound(unsigned migrate) {
   scene s;
-  s.blockers = 1;
-  EXPECT_EQ(pipe(s.fds[0].data()), 0);
+  open_pipes(s, 1);
   fiber_config_t c = config(1, 4000);
   c.migrate_preempted = migrate;
   EXPECT_EQ(fiber_init(&c), 0);
-  for (unsigned i = 0; i < kWorkers; ++i) {
-    g_args[i] = {&s, i};
-    s.workers[i] = spawn(spinning_worker, &g_args[i]);
-  }
+  spawn_workers(s, spinning_worker);
   sleep_ms(100);  // every worker ran and was preempted
-  g_blocker_args[0] = {&s, 0};
-  s.blocker[0] = spawn(blocker, &g_blocker_args[0]);
-  while (s.blocking.load(std::memory_order_acquire) == 0) sleep_ms(1);
+  spawn_blocker(s, 0);
   sleep_ms(100);
   std::string which;
   unsigned stuck = stuck_workers(s, 300, &which);
-  EXPECT_EQ(write(s.fds[0][1], "x", 1), 1);
-  s.stop.store(true, std::memory_order_relaxed);
-  for (fiber_t w : s.workers) join(w);
-  join(s.blocker[0]);
-  close(s.fds[0][0]);
-  close(s.fds[0][1]);
+  release(s);
+  end(s);
   EXPECT_EQ(fiber_shutdown(), 0);
   return stuck;
 }
@@ -340,19 +342,14 @@ TEST_F(SpareKlt, PreemptedWorkersRunOnTheSpareWithMigration) {
 // A stall with nothing queued behind it starts no spare thread.
 TEST_F(SpareKlt, StallWithNothingQueuedStartsNoSpare) {
   scene s;
-  s.blockers = 1;
-  ASSERT_EQ(pipe(s.fds[0].data()), 0);
+  open_pipes(s, 1);
   start(1, 0);
   std::uint64_t started = spares().started;
-  g_blocker_args[0] = {&s, 0};
-  s.blocker[0] = spawn(blocker, &g_blocker_args[0]);
-  ASSERT_NE(s.blocker[0], 0u);
+  spawn_blocker(s, 0);
   sleep_ms(200);
   fiber_test_spare_counters_t during = spares();
-  ASSERT_EQ(write(s.fds[0][1], "x", 1), 1);
-  join(s.blocker[0]);
-  close(s.fds[0][0]);
-  close(s.fds[0][1]);
+  release(s);
+  end(s);
   EXPECT_EQ(during.started, started) << "a spare started for a stall with nothing to run";
 }
 

@@ -118,7 +118,8 @@ class sched_policy {
   explicit sched_policy(unsigned nklts, policy_opts o = {}, unsigned spares = 0)
       : nklts_(nklts), opts_(o), local_(new run_queue<Seam, Node>[nklts + spares]),
         next_(new slot[nklts + spares]), spares_(spares), span_(nklts) {
-    for (unsigned i = nklts; i < nklts + spares; ++i) next_[i].off.store(true, mo::relaxed);
+    for (unsigned i = nklts; i < nklts + spares; ++i)
+      next_[i].off.store(true, mo::relaxed);  // relaxed: before the policy is published (fiber_init)
   }
 
   bool on_new(Node* n, unsigned klt) noexcept {
