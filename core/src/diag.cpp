@@ -9,7 +9,9 @@
 // Readers outside the lock (fiber_dump, gdb) may see a torn name, never a
 // read out of bounds.
 #include <errno.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "runtime.hpp"
@@ -76,6 +78,32 @@ void fiber_diag::set_name(const char* s) noexcept {
   if (!s && __atomic_load_n(&name_[0], __ATOMIC_RELAXED) == '\0') return;  // relaxed: see above
   lock_guard<basic_spinlock<native_seam>> g(name_lock_);
   store_name(name_, s);
+}
+
+// "fiber: assertion failed: bad fiber state transition: fiber 12 is parked,
+// expected runnable (-> running)" with write(2) only (a KLT or a handler may
+// call it), then abort.
+void fiber_diag::bad_move(fstate from, std::uint32_t low, fstate to) const noexcept {
+  char line[160];
+  std::size_t n = 0;
+  auto put = [&](const char* s) {
+    while (*s && n + 1 < sizeof line) line[n++] = *s++;
+  };
+  char num[24];
+  std::uint64_t v = id_.load(std::memory_order_relaxed);  // relaxed: a report
+  int d = 0;
+  do { num[d++] = static_cast<char>('0' + v % 10); v /= 10; } while (v && d < 23);
+  put("fiber: assertion failed: bad fiber state transition: fiber ");
+  while (d > 0 && n + 1 < sizeof line) line[n++] = num[--d];
+  put(" is ");
+  put(fstate_name(diag_state_of(low)));
+  put(", expected ");
+  put(fstate_name(from));
+  put(" (-> ");
+  put(fstate_name(to));
+  put(")\n");
+  (void)!::write(2, line, n);
+  std::abort();
 }
 
 }  // namespace fiber::detail

@@ -97,10 +97,17 @@ inline constexpr int kDiagStepBias = 4;                 // step[to - from + 4]
 // The clock table: step[d + 4] = (coarse time units << 32) + 8 + d, for every
 // state difference d = to - from in [-4, 3] (step[4], d = 0, also tells the
 // time: diag_now_units).  One cache line, read at every transition, written
-// by the ticker every period (diag_clock_set).
+// by the ticker every period (diag_clock_set).  Constant-initialised to time
+// 0: a transition before the first ticker starts (fiber_create from an OS
+// thread once fiber_init has published the runtime, before diag_start) still
+// changes the state.  Zero-initialised, it left the state as it was, and that
+// fiber's word one transition behind for its whole life ("bad fiber state
+// transition ... is free, expected runnable" under ASan in stress_lifecycle).
 struct alignas(64) diag_steps {
-  std::atomic<std::uint64_t> step[8];
+  std::atomic<std::uint64_t> step[8] = {kDiagMoveOne - 4, kDiagMoveOne - 3, kDiagMoveOne - 2, kDiagMoveOne - 1,
+                                        kDiagMoveOne,     kDiagMoveOne + 1, kDiagMoveOne + 2, kDiagMoveOne + 3};
 };
+static_assert(kDiagStepBias == 4, "the initialiser above lists d = -4..3");
 // Hidden: read without a GOT indirection at every transition (libfiber only).
 extern diag_steps g_diag_clock __attribute__((visibility("hidden")));
 
@@ -140,8 +147,9 @@ struct fiber_diag {
     // relaxed: the last store to this word was ours or our predecessor's,
     // which handed the fiber over (runtime.hpp ownership), so it is ordered.
     const std::uint32_t low = __atomic_load_n(&word_.low, __ATOMIC_RELAXED);
-    FIBER_ASSERT((low & kDiagStateMask) == static_cast<std::uint32_t>(from),
-                 "bad fiber state transition (diag.hpp)");
+#if FIBER_ENABLE_ASSERTS
+    if ((low & kDiagStateMask) != static_cast<std::uint32_t>(from)) bad_move(from, low, to);
+#endif
     const int d = static_cast<int>(to) - static_cast<int>(from) + kDiagStepBias;
     const std::uint64_t step =
         g_diag_clock.step[d & 7].load(std::memory_order_relaxed);  // relaxed: a timestamp for humans
@@ -167,6 +175,8 @@ struct fiber_diag {
     out[kNameMax - 1] = '\0';
   }
   void set_name(const char* s) noexcept;  // under name_lock_ (diag.cpp); nullptr clears
+  // The assertion of move: prints the fiber's id and the three states, aborts.
+  [[noreturn]] [[gnu::cold]] void bad_move(fstate from, std::uint32_t low, fstate to) const noexcept;
 };
 
 }  // namespace fiber::detail
