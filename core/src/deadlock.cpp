@@ -92,7 +92,7 @@ struct native_src {
       p.switches += rt.klts[i].switches.load(std::memory_order_relaxed);  // relaxed: a counter, see top
     p.idle_sleeps = rt.stats.idle_sleeps.load(std::memory_order_relaxed);  // relaxed: as above
     p.os_blocks = os_blocks();
-    p.live = rt.live.load(std::memory_order_relaxed);  // relaxed: as above
+    p.live = rt.live_fibers();
     return p;
   }
   unsigned nklts() const noexcept { return rt.klts_up(); }  // spares started too (monitor.hpp)
@@ -116,7 +116,7 @@ struct native_src {
     *timed = c.timed;
   }
   std::uint64_t live() noexcept {
-    return rt.live.load(std::memory_order_relaxed);  // relaxed: confirmed by the progress counters
+    return rt.live_fibers();  // a snapshot, confirmed by the progress counters
   }
   // A parked fiber waiting for a descriptor: only the world outside can wake
   // it, so nobody is deadlocked (the "no pending I/O").  A walk over

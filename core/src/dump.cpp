@@ -306,7 +306,7 @@ void dump_write(int fd) noexcept {
   if (!d.in_signal) module_table_refresh();  // dlopened modules since init
   o.s("fiber dump: pid ").u(static_cast<std::uint64_t>(getpid())).s(", ").u(rt->nklts).s(" KLTs, ");
   if (unsigned sp = rt->klts_up() - rt->nklts) o.u(sp).s(" spare KLTs, ");
-  o.u(rt->live.load(std::memory_order_relaxed)).s(" live fibers\n");  // relaxed: snapshot
+  o.u(rt->live_fibers()).s(" live fibers\n");  // a snapshot
   slots_visit(dump_fiber, &d);
   os_waiters_visit(dump_os_waiter, &d);
   dump_klts(o, *rt);

@@ -172,10 +172,8 @@ int init_locked(const fiber_config_t* cfg) noexcept {
 void wait_no_live(runtime& rt) noexcept {
   parker& me = native_seam::current_parker();
   native_seam::note_wait(me, wait_kind::shutdown, &rt);
-  // seq_cst: store-buffering pair with finish_exit (store live; load waiter), I7.
-  rt.shutdown_waiter.store(&me, std::memory_order_seq_cst);
-  while (rt.live.load(std::memory_order_seq_cst) != 0) me.park();  // seq_cst: the pair above
-  rt.shutdown_waiter.store(nullptr, std::memory_order_seq_cst);  // seq_cst: as above
+  // live_count.hpp LC4 with finish_exit (sched.cpp native_env::drop_live).
+  live_wait_none<native_seam>(rt.shutdown_waiter, me, [&rt] { return rt.live_fibers(); });
 }
 
 runtime* ensure_runtime() noexcept {
@@ -329,9 +327,11 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   f->join.reset(f->id, detached);
   f->diag.set_name(name);
   f->diag.move(fstate::free, fstate::runnable);
-  rt->live.fetch_add(1, std::memory_order_relaxed);  // relaxed: the queue push publishes f
-  *id = f->id;  // before f can run
   klt* k = this_klt();
+  // I7, before the push publishes f (live_count.hpp LC1, LC2).  From a
+  // fiber, preemption is off: k stays its KLT, the only writer of its count.
+  (k && k->current ? k->live : rt->os_live).created();
+  *id = f->id;  // before f can run
   trace_create(f, name, (k && k->current) ? k->index : kNoKlt);  // before f can run (trace.hpp)
   rt->on_new(f, (k && k->current) ? k->index : kNoKlt);
   return 0;
@@ -474,7 +474,7 @@ int fiber_get_stats(fiber_stats_t* out) {
   for (unsigned i = 0, n = rt->klts_up(); i < n; ++i) out->switches += rd(rt->klts[i].switches);
   out->idle_sleeps = rd(s.idle_sleeps);
   out->klts = rt->nklts;
-  out->live = rt->live.load(std::memory_order_relaxed);
+  out->live = rt->live_fibers();
   return 0;
 }
 

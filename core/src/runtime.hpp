@@ -42,7 +42,9 @@
 //      (the runtime itself is never preempted), and so does every spinlock (I-S1).
 //   I6 Timers expire under rt.timer_lock and unpark under it, so a cancel that
 //      returns guarantees no expiry of that timer is in flight.
-//   I7 live counts fibers created and not yet exited; shutdown waits for 0.
+//   I7 Fibers created and not yet exited are counted per KLT (klt::creates,
+//      klt::exits, runtime::os_creates; runtime::live_fibers sums them);
+//      shutdown waits for the sum to be 0.
 //   I8 A fiber's signal mask is its own (fcb::sigmask, written only by the
 //      fiber: pthread_sigmask/sigprocmask in a fiber change it, signals.cpp).
 //      The KLT running it has that mask for real (install() switches it when
@@ -70,6 +72,7 @@
 #include "fiber/detail/idle.hpp"
 #include "fiber/detail/join.hpp"
 #include "fiber/detail/klt_loop.hpp"
+#include "fiber/detail/live_count.hpp"
 #include "fiber/detail/parker.hpp"
 #include "fiber/detail/policy.hpp"
 #include "fiber/detail/preempt_gate.hpp"
@@ -172,6 +175,9 @@ struct alignas(64) klt {
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
   std::atomic<std::uint64_t> switches{0};  // written by this KLT only (no RMW on the hot path)
+  // I7: fibers created by fibers on this KLT, and fibers that exited on it
+  // (fiber/detail/live_count.hpp LC1: this KLT writes them, anyone sums).
+  live_count<native_seam> live;
   // Read racily by the monitor thread (monitor.hpp) and the diagnostics
   // (dump.cpp, deadlock.cpp); written by this KLT only (I2):
   std::atomic<std::uint64_t> steps{0};  // picks that switched nothing (steps + switches: monitor.hpp)
@@ -197,18 +203,22 @@ struct runtime {
   int policy_kind = 0;  // FIBER_POLICY_*
   std::unique_ptr<klt[]> klts;
   std::unique_ptr<policy_t> policy;  // its options (runnext, migrate_preempted) fixed at init
-  idle_set<native_seam, idle_poll> idle;  // one idle KLT may sleep in the I/O poller (idle_poll.hpp)
+  // The shared words below are written by every KLT; each group has a cache
+  // line of its own, apart from the read-mostly fields above (on 2 KLTs the
+  // live count's line, then shared with next_deadline, which every switch
+  // reads, cost skynet a miss per switch; papers/results/stacks.md).
+  alignas(64) idle_set<native_seam, idle_poll> idle;  // one idle KLT may sleep in the I/O poller (idle_poll.hpp)
   // Timers (I6).
-  spinlock timer_lock;
+  alignas(64) spinlock timer_lock;
   timer_heap<fcb> timers;                          // guarded by timer_lock
   std::atomic<std::uint64_t> next_deadline{kNoDeadline};  // written under timer_lock
   // Lifetime (I7).
-  std::atomic<std::uint64_t> live{0};
-  std::atomic<parker*> shutdown_waiter{nullptr};
+  alignas(64) live_count<native_seam> os_live;  // fibers created by OS threads (I7, LC1)
+  alignas(64) live_waiter<native_seam> shutdown_waiter{nullptr};  // LC4
   std::atomic<bool> stopping{false};
   std::atomic<unsigned> started{0};
   std::atomic<unsigned> internal_threads{0};  // runtime threads that are not KLTs (diag ticker, monitor)
-  stats_counters stats;
+  alignas(64) stats_counters stats;  // the tick handlers write it
 
   void on_new(fcb* f, unsigned k) noexcept;  // a created fiber (sched.cpp: klt_loop::push)
   bool has_work() const noexcept { return policy->has_work_hint(); }  // anything queued anywhere
@@ -216,7 +226,17 @@ struct runtime {
   // far.  acquire: pairs with the monitor's release, so a reader sees the
   // slot's fields initialised (index, idle).
   unsigned klts_up() const noexcept { return nklts + spares_up.load(std::memory_order_acquire); }
+  std::uint64_t live_fibers() const noexcept;  // I7, below
 };
+
+// I7: the fibers alive (live_count.hpp LC3: exact for fiber_shutdown once
+// OS threads can no longer create; a snapshot for everyone else).  Every
+// slot: a spare never started counts 0.
+inline std::uint64_t runtime::live_fibers() const noexcept {
+  return live_sum<native_seam>(nklts + nspare, [this](unsigned i) -> const live_count<native_seam>& {
+    return klts[i].live;
+  }, os_live);
+}
 
 extern std::atomic<runtime*> g_rt;
 

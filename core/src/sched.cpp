@@ -152,14 +152,12 @@ struct native_env {
     trace_exit(f);  // before the live count and the join hand-off (tools/trace_check.py)
     stack_stash_exited(ki, f);  // off its stack now (I1): warm for the next fiber to start here
   }
-  // seq_cst: the "store live" of a store-buffering pair with fiber_shutdown
-  // (store waiter; load live).  One of the two sees the other (I7).
-  bool drop_live() noexcept { return rt.live.fetch_sub(1, std::memory_order_seq_cst) == 1; }
+  // I7 (live_count.hpp LC4): the exit's half of the store-buffering pair
+  // with fiber_shutdown's wait.  true: a shutdown waits and sums again.
+  bool drop_live() noexcept { return live_exit<native_seam>(k->live, rt.shutdown_waiter); }
   // A shutdown woken here waits for this KLT to leave its loop before it
   // frees anything, so finishing the join protocol afterwards is safe.
-  void wake_shutdown() noexcept {
-    if (parker* p = rt.shutdown_waiter.load(std::memory_order_seq_cst)) p->unpark();
-  }
+  void wake_shutdown() noexcept { live_wake<native_seam>(rt.shutdown_waiter); }
   void join_exit(unsigned, fcb* f) noexcept {
     if (f->join.exit(f->retval) == join_state<native_seam>::free_by::caller) slot_free(f);
   }

@@ -58,7 +58,10 @@
 //   void left(unsigned k, fiber_type*, klt_action);  checks and records of the leaver
 //   bool commit_park(unsigned k, fiber_type*);  false: a wake token came first
 //   void exited(unsigned k, fiber_type*);       the exit recorded (before the count)
-//   bool drop_live();                           true: it was the last live fiber
+//   bool drop_live();                           counts the exit (I7); true: a
+//                                               shutdown must look at the count
+//                                               again (native: one waits; the
+//                                               simulator: it was the last)
 //   void wake_shutdown();
 //   void join_exit(unsigned k, fiber_type*);    the join hand-off; may free it
 #pragma once
