@@ -99,6 +99,7 @@ TEST_F(lifecycle_race_test, ShutdownRacesOsThreadCalls) {
 // joins children during the shutdown gets 0 from every call.
 std::atomic<long> g_child_failures{0};
 std::atomic<bool> g_spawner_started{false};
+std::atomic<bool> g_spawner_done{false};
 
 void* spawner(void*) {
   g_spawner_started.store(true, std::memory_order_release);
@@ -110,6 +111,7 @@ void* spawner(void*) {
         got != &g_child_failures)
       g_child_failures.fetch_add(1, std::memory_order_relaxed);
   }
+  g_spawner_done.store(true, std::memory_order_release);  // release: read after the shutdown
   return nullptr;
 }
 
@@ -117,6 +119,7 @@ TEST_F(lifecycle_race_test, FibersCreateAndJoinWhileShutdownWaits) {
   start(2, 1000);
   g_child_failures.store(0);
   g_spawner_started.store(false);
+  g_spawner_done.store(false);
   fiber_attr_t det;
   fiber_attr_init(&det);
   det.detached = 1;
@@ -125,6 +128,9 @@ TEST_F(lifecycle_race_test, FibersCreateAndJoinWhileShutdownWaits) {
   while (!g_spawner_started.load(std::memory_order_acquire)) std::this_thread::yield();
   EXPECT_EQ(fiber_shutdown(), 0);  // waits for the spawner and its children
   EXPECT_EQ(g_child_failures.load(), 0);
+  // Each child's exit wakes the waiting shutdown (live_count.hpp LC4), which
+  // must sum again rather than return (mutant live_wait_parks_once).
+  EXPECT_TRUE(g_spawner_done.load(std::memory_order_acquire)) << "shutdown returned while the spawner was alive";
 }
 
 // An OS thread blocked in fiber_join while shutdown waits for that fiber gets
