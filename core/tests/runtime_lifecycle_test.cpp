@@ -110,6 +110,9 @@ void* spawner(void*) {
     if (fiber_create(&c, nullptr, ret_arg, &g_child_failures) != 0 || fiber_join(c, &got) != 0 ||
         got != &g_child_failures)
       g_child_failures.fetch_add(1, std::memory_order_relaxed);
+    // Asleep on a timer, the spawner is the only live fiber and nothing is
+    // queued: a shutdown that stopped waiting would stop the KLTs now.
+    fiber_sleep_ns(kMs);
   }
   g_spawner_done.store(true, std::memory_order_release);  // release: read after the shutdown
   return nullptr;
