@@ -28,7 +28,6 @@ using seam = fiber::detail::seam;
 using fiber::detail::mo;
 using count = fiber::detail::live_count<seam>;
 using waiter = fiber::detail::live_waiter<seam>;
-using parker = seam::parker_type;
 
 template <bool kChain>
 struct shutdown_waits : rl::test_suite<shutdown_waits<kChain>, 3> {

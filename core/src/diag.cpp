@@ -9,9 +9,7 @@
 // Readers outside the lock (fiber_dump, gdb) may see a torn name, never a
 // read out of bounds.
 #include <errno.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <cstring>
 
 #include "runtime.hpp"
@@ -80,30 +78,30 @@ void fiber_diag::set_name(const char* s) noexcept {
   store_name(name_, s);
 }
 
-// "fiber: assertion failed: bad fiber state transition: fiber 12 is parked,
-// expected runnable (-> running)" with write(2) only (a KLT or a handler may
-// call it), then abort.
+// FIBER_ASSERT's line (assert_fail: raw write, abort) with the fiber and the
+// states in its message: "bad fiber state transition: fiber 12 is parked,
+// expected runnable (-> running)".  No allocation: a KLT or a handler may call it.
 void fiber_diag::bad_move(fstate from, std::uint32_t low, fstate to) const noexcept {
-  char line[160];
+  char msg[128];
   std::size_t n = 0;
   auto put = [&](const char* s) {
-    while (*s && n + 1 < sizeof line) line[n++] = *s++;
+    while (*s && n + 1 < sizeof msg) msg[n++] = *s++;
   };
   char num[24];
   std::uint64_t v = id_.load(std::memory_order_relaxed);  // relaxed: a report
   int d = 0;
   do { num[d++] = static_cast<char>('0' + v % 10); v /= 10; } while (v && d < 23);
-  put("fiber: assertion failed: bad fiber state transition: fiber ");
-  while (d > 0 && n + 1 < sizeof line) line[n++] = num[--d];
+  put("bad fiber state transition: fiber ");
+  while (d > 0 && n + 1 < sizeof msg) msg[n++] = num[--d];
   put(" is ");
   put(fstate_name(diag_state_of(low)));
   put(", expected ");
   put(fstate_name(from));
   put(" (-> ");
   put(fstate_name(to));
-  put(")\n");
-  (void)!::write(2, line, n);
-  std::abort();
+  put(")");
+  msg[n] = '\0';
+  assert_fail("state == from", msg, __FILE__, __LINE__, "fiber_diag::move");
 }
 
 }  // namespace fiber::detail

@@ -328,12 +328,13 @@ int fiber_create(fiber_t* id, const fiber_attr_t* attr, void* (*start)(void*), v
   f->diag.set_name(name);
   f->diag.move(fstate::free, fstate::runnable);
   klt* k = this_klt();
+  const bool on_klt = k && k->current;  // a fiber's call; else an OS thread's
   // I7, before the push publishes f (live_count.hpp LC1, LC2).  From a
   // fiber, preemption is off: k stays its KLT, the only writer of its count.
-  (k && k->current ? k->live : rt->os_live).created();
+  (on_klt ? k->live : rt->os_live).created();
   *id = f->id;  // before f can run
-  trace_create(f, name, (k && k->current) ? k->index : kNoKlt);  // before f can run (trace.hpp)
-  rt->on_new(f, (k && k->current) ? k->index : kNoKlt);
+  trace_create(f, name, on_klt ? k->index : kNoKlt);  // before f can run (trace.hpp)
+  rt->on_new(f, on_klt ? k->index : kNoKlt);
   return 0;
 }
 

@@ -42,8 +42,8 @@
 //      (the runtime itself is never preempted), and so does every spinlock (I-S1).
 //   I6 Timers expire under rt.timer_lock and unpark under it, so a cancel that
 //      returns guarantees no expiry of that timer is in flight.
-//   I7 Fibers created and not yet exited are counted per KLT (klt::creates,
-//      klt::exits, runtime::os_creates; runtime::live_fibers sums them);
+//   I7 Fibers created and not yet exited are counted per KLT (klt::live,
+//      runtime::os_live; runtime::live_fibers sums them, live_count.hpp);
 //      shutdown waits for the sum to be 0.
 //   I8 A fiber's signal mask is its own (fcb::sigmask, written only by the
 //      fiber: pthread_sigmask/sigprocmask in a fiber change it, signals.cpp).
