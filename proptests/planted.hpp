@@ -16,11 +16,10 @@ namespace fiber_sim::planted {
 struct lifo_policy : fifo {
   using fifo::fifo;
   sim_fiber* pick_next(unsigned klt) noexcept {
-    std::vector<sim_fiber*> v = contents(local_[klt]);
+    std::vector<sim_fiber*> v;
+    while (sim_fiber* n = local_[klt].pop_front()) v.push_back(n);
     if (v.empty()) return fifo::pick_next(klt);
-    std::vector<sim_fiber*> rest(v.begin(), v.end() - 1);
-    while (local_[klt].pop_locked() != nullptr) {}
-    for (sim_fiber* n : rest) local_[klt].push_locked(n);
+    for (std::size_t i = 0; i + 1 < v.size(); ++i) local_[klt].push_back(v[i]);
     return unpin(v.back());
   }
 };
@@ -68,7 +67,11 @@ struct no_handoff_policy : fifo {
 // PLANTED: the hand-off moves only half of the stranded fibers (I-R5).
 struct half_handoff_policy : fifo {
   using fifo::fifo;
-  std::size_t evacuate(unsigned klt) noexcept { return local_[klt].steal_half_into(global_); }
+  std::size_t evacuate(unsigned klt) noexcept {
+    local_queue_t half;  // the sim is one thread: the evacuating thread owns it
+    local_[klt].steal_half_into(half);
+    return half.evacuate_into(global_);
+  }
 };
 
 // PLANTED: the has-work test before issue 13: any queued fiber keeps an idle
@@ -100,7 +103,7 @@ struct no_chain_wake_policy : fifo {
 struct half_intake_policy : fifo {
   using fifo::fifo;
   sim_fiber* pick_next(unsigned klt) noexcept {
-    global_.steal_half_into(local_[klt]);
+    global_.steal_into(local_[klt], (global_.size_hint() + 1) / 2);  // half (global: all unpinned)
     return pick_local(klt);
   }
 };

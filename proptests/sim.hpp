@@ -236,6 +236,7 @@ struct sim_fiber {
   // Node requirements of run_queue and timer_heap.
   sim_seam::var<sim_fiber*> rq_next{nullptr};
   sim_seam::var<bool> pinned{false};
+  sim_seam::var<std::size_t> rq_stamp{0};
   std::uint64_t timer_deadline = 0;
   std::uint64_t timer_seq = 0;
   std::size_t timer_index = ~std::size_t{0};

@@ -16,6 +16,7 @@ using fifo = fiber::detail::fifo_policy<sim_seam, sim_fiber>;
 using runnext = fiber::detail::runnext_policy<sim_seam, sim_fiber>;
 using migrate = fiber::detail::migrate_policy<sim_seam, sim_fiber>;
 using run_queue_t = fiber::detail::run_queue<sim_seam, sim_fiber>;
+using local_queue_t = fiber::detail::local_queue<sim_seam, sim_fiber>;
 using heap_t = fiber::detail::timer_heap<sim_fiber>;
 
 // Reads fifo_policy's protected queues through pointers to members (legal:
@@ -30,6 +31,14 @@ inline std::vector<sim_fiber*> contents(run_queue_t& q) {
   std::vector<sim_fiber*> v;
   while (sim_fiber* n = q.pop_locked()) v.push_back(n);
   for (sim_fiber* n : v) q.push_locked(n);
+  return v;
+}
+// A KLT's queue likewise (its owner's pops and pushes: the sim is one thread;
+// a pinned node keeps its flag, so it goes back to the pinned part in order).
+inline std::vector<sim_fiber*> contents(local_queue_t& q) {
+  std::vector<sim_fiber*> v;
+  while (sim_fiber* n = q.pop_front()) v.push_back(n);
+  for (sim_fiber* n : v) q.push_back(n);
   return v;
 }
 
@@ -488,7 +497,7 @@ template <class P, class H, template <class> class L>
 std::vector<int> sim<P, H, L>::locate() {
   std::vector<int> where(fibers_.size(), kNowhere);
   fifo& base = policy_;
-  auto visit = [&](run_queue_t& q, int tag) {
+  auto visit = [&](auto& q, int tag) {
     const std::vector<sim_fiber*> v = contents(q);
     require(q.size_hint() == v.size(), kAccounting,
             "I-Q4: size_hint " + std::to_string(q.size_hint()) + " but " + std::to_string(v.size()) +
@@ -588,7 +597,7 @@ const sim_fiber* sim<P, H, L>::takeable(unsigned k, std::string* where) {
 template <class P, class H, template <class> class L>
 std::vector<unsigned> sim<P, H, L>::stall_and_evacuate(unsigned k, bool strict) {
   fifo& base = policy_;
-  run_queue_t& q = (base.*fifo_access::local())[k];
+  local_queue_t& q = (base.*fifo_access::local())[k];
   std::vector<unsigned> stranded;
   for (sim_fiber* f : contents(q))
     if (!f->pinned.load()) stranded.push_back(f->id);

@@ -97,6 +97,7 @@ struct fcb {
   void* sp = nullptr;
   native_var<fcb*> rq_next{nullptr};
   native_var<bool> pinned{false};
+  native_var<std::size_t> rq_stamp{0};  // pinned in a local queue: its position (local_queue.hpp)
   parker park;
   join_state<native_seam> join;
   std::uint64_t id = 0;  // immutable while alive; join.id_ is the authority

@@ -346,6 +346,12 @@ void* klt_main(void* arg) {
 }
 
 void make_runnable(fcb* f) noexcept {
+  // A waking fiber's KLT must stay its KLT until the push is done: the push
+  // goes into that KLT's own queue, whose only producer is its owner
+  // (local_queue.hpp); with migrate_preempted a tick here could resume the
+  // waker on another KLT, and without it the scheduler could push into the
+  // same queue under a half-done push.  (Nothing for an OS thread.)
+  native_seam::preempt_disable();
   klt* k = this_klt();
   // An OS-thread waker holds the runtime's call gate across the queue push and
   // the idle notify: once f is queued it may run, exit, and let a shutdown
@@ -356,6 +362,7 @@ void make_runnable(fcb* f) noexcept {
   loop::push(e, f, k ? k->index : kNoKlt, push_kind::woken);
   if (!k) os_wake_linger();  // test knob 27
   if (gated) os_wake_leave();
+  native_seam::preempt_enable();
 }
 
 }  // namespace fiber::detail

@@ -434,7 +434,11 @@ void run_wave(unsigned n, bool unguarded) {
 }
 
 TEST(stacks_shutdown, ShutdownUnmapsEveryStack) {
-  run_wave(10, false);  // warm: KLT threads' malloc arenas and the like exist now
+  // Warm: the KLT threads' malloc arenas and the like exist now.  1000
+  // fibers, so that the KLTs' run queues grow past their first array too
+  // (local_queue.hpp: a KLT's first malloc makes its thread a 64 MiB arena,
+  // which glibc keeps for the next threads; not a stack's mapping).
+  run_wave(1000, false);
   run_wave(10, true);
   const maps_size base = read_maps();
   run_wave(3000, false);  // 47 guarded arenas, 6000 VMAs

@@ -99,6 +99,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "fiber/detail/local_queue.hpp"
 #include "fiber/detail/run_queue.hpp"
 #include "fiber/detail/seam.hpp"
 
@@ -116,7 +117,7 @@ class sched_policy {
  public:
   // nklts regular KLTs and `spares` spare slots (I-R7), all off at first.
   explicit sched_policy(unsigned nklts, policy_opts o = {}, unsigned spares = 0)
-      : nklts_(nklts), opts_(o), local_(new run_queue<Seam, Node>[nklts + spares]),
+      : nklts_(nklts), opts_(o), local_(new local_queue<Seam, Node>[nklts + spares]),
         next_(new slot[nklts + spares]), spares_(spares), span_(nklts) {
     for (unsigned i = nklts; i < nklts + spares; ++i)
       next_[i].off.store(true, mo::relaxed);  // relaxed: before the policy is published (fiber_init)
@@ -293,8 +294,8 @@ class sched_policy {
 
   unsigned nklts_;
   policy_opts opts_;
-  std::unique_ptr<run_queue<Seam, Node>[]> local_;
-  run_queue<Seam, Node> global_;
+  std::unique_ptr<local_queue<Seam, Node>[]> local_;  // I-L: the owner pushes without a lock
+  run_queue<Seam, Node> global_;  // any thread pushes: a locked list (I-Q)
   std::unique_ptr<slot[]> next_;
   unsigned spares_;
   typename Seam::template atomic<unsigned> span_;  // written by the monitor only (spare_on)

@@ -73,7 +73,9 @@ class alignas(64) run_queue {
   // Moves up to `cap` unpinned nodes (not limited to half), oldest first, to
   // the tail of dst (I-Q6): the policy's balanced intake from the global
   // queue (policy.hpp, I-R2).
-  std::size_t steal_into(run_queue& dst, std::size_t cap) noexcept { return move_unpinned_into(dst, true, cap); }
+  // dst: any queue with push_chain (a KLT's local_queue, its owner calling).
+  template <class Dst>
+  std::size_t steal_into(Dst& dst, std::size_t cap) noexcept { return move_unpinned_into(dst, true, cap); }
 
   // Moves every unpinned node, oldest first, to the tail of dst and returns
   // how many moved (I-Q5).  From any thread (the monitor: an OS thread).
@@ -86,6 +88,17 @@ class alignas(64) run_queue {
   std::size_t stealable_hint() const noexcept {
     const std::size_t w = size_.load(mo::relaxed);  // relaxed: hint (see above)
     return (w & kCountMask) - (w >> kPinnedShift);
+  }
+
+  // Pushes a chain linked through rq_next (the caller owns every node of
+  // it), in order, under one lock (local_queue::evacuate_into's target).
+  void push_chain(Node* first) noexcept {
+    lock_guard<basic_spinlock<Seam>> g(lock_);
+    for (Node* c = first; c;) {
+      Node* next = c->rq_next.load();
+      push_locked(c);
+      c = next;
+    }
   }
 
   // For the scheduler's policies, which may need to inspect under the lock.
@@ -114,7 +127,8 @@ class alignas(64) run_queue {
   // Lock order: none.  The victim's (this) lock is released before dst's is
   // taken, so no thread ever holds two queue locks.
   // Moves nothing pinned, so the pinned count is unchanged on both sides.
-  std::size_t move_unpinned_into(run_queue& dst, bool all, std::size_t cap) noexcept {
+  template <class Dst>
+  std::size_t move_unpinned_into(Dst& dst, bool all, std::size_t cap) noexcept {
     if (size_.load(mo::relaxed) == 0) return 0;  // relaxed: hint only
     Node* first = nullptr;
     Node* last = nullptr;
@@ -144,14 +158,7 @@ class alignas(64) run_queue {
       }
       size_.store(word - moved, mo::relaxed);  // relaxed: readers only use it as a hint
     }
-    if (moved) {
-      lock_guard<basic_spinlock<Seam>> g(dst.lock_);
-      for (Node* c = first; c;) {
-        Node* next = c->rq_next.load();
-        dst.push_locked(c);
-        c = next;
-      }
-    }
+    if (moved) dst.push_chain(first);
     return moved;
   }
 
