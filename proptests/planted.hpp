@@ -227,6 +227,26 @@ struct lifo_queue : run_queue_t {
   }
 };
 
+// PLANTED: a KLT's queue whose pop serves unpinned fibers before pinned ones
+// whatever their age (breaks I-L2: a preempted fiber waits behind younger).
+struct pinned_last_queue : fiber::detail::local_queue<sim_seam, sim_fiber, 2> {
+  using base = fiber::detail::local_queue<sim_seam, sim_fiber, 2>;
+  sim_fiber* pop_front() noexcept {
+    std::vector<sim_fiber*> v;
+    while (sim_fiber* n = base::pop_front()) v.push_back(n);
+    if (v.empty()) return nullptr;
+    auto it = std::find_if(v.begin(), v.end(), [](sim_fiber* n) { return !n->pinned.load(); });
+    if (it == v.end()) it = v.begin();
+    sim_fiber* got = *it;
+    v.erase(it);
+    for (sim_fiber* n : v) base::push_back(n);
+    return got;
+  }
+  std::size_t steal_half_into(pinned_last_queue& dst, std::size_t cap = ~std::size_t{0}) noexcept {
+    return base::steal_half_into(dst, cap);
+  }
+};
+
 // PLANTED: a steal takes every unpinned node, not half nor at most the cap
 // (breaks I-Q3).
 struct greedy_steal_queue : run_queue_t {

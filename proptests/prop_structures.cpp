@@ -1,6 +1,8 @@
-// proptests/prop_structures.cpp - run_queue (I-Q1..I-Q4) and timer_heap
-// (I-T1, I-T2) against simple sequential models with rapidcheck/state.h, and
-// the steal bound (I-Q3) as a direct property.  Same sim_seam instantiation
+// proptests/prop_structures.cpp - run_queue (I-Q1..I-Q4), local_queue
+// (I-L1..I-L3, I-L5, sequentially: its races are the model's, models/
+// local_queue.cpp) and timer_heap (I-T1, I-T2) against simple sequential
+// models with rapidcheck/state.h, and the steal bound (I-Q3, I-L3) as a
+// direct property.  Same sim_seam instantiation
 // as the simulator.  Each property has a planted-bug control (planted.hpp).
 #include <map>
 
@@ -22,6 +24,7 @@ int id_or_none(const sim_fiber* f) { return f != nullptr ? static_cast<int>(f->i
 struct rq_model {
   std::deque<unsigned> q[2];
   bool pinned[kNodes] = {};
+  bool half_of_unpinned = false;  // local_queue (I-L3): half of the unpinned nodes, not of all
   bool queued(unsigned id) const {
     for (const auto& d : q)
       if (std::find(d.begin(), d.end(), id) != d.end()) return true;
@@ -30,7 +33,9 @@ struct rq_model {
   // I-Q3 as the model: ceil(n/2) oldest unpinned nodes, order kept.
   std::size_t steal(unsigned from) {
     std::deque<unsigned>& v = q[from];
-    std::size_t want = (v.size() + 1) / 2, moved = 0;
+    std::size_t n = v.size();
+    if (half_of_unpinned) n = static_cast<std::size_t>(std::count_if(v.begin(), v.end(), [&](unsigned id) { return !pinned[id]; }));
+    std::size_t want = (n + 1) / 2, moved = 0;
     std::deque<unsigned> keep;
     for (unsigned id : v) {
       if (moved < want && !pinned[id]) q[1 - from].push_back(id), ++moved;
@@ -101,10 +106,20 @@ struct rq_steal : rc::state::Command<rq_model, rq_sut<Q>> {
   void show(std::ostream& os) const override { os << "steal(q" << from << " -> q" << 1 - from << ")"; }
 };
 
+// A KLT's queue with a 2-slot first array, so that pushes grow it.
+using small_local_queue_t = fiber::detail::local_queue<sim_seam, sim_fiber, 2>;
+template <class Q>
+constexpr bool kHalfOfUnpinned = false;
+template <>
+constexpr bool kHalfOfUnpinned<small_local_queue_t> = true;
+template <>
+constexpr bool kHalfOfUnpinned<planted::pinned_last_queue> = true;
+
 template <class Q>
 void run_queue_stateful() {
   rq_sut<Q> sut;
-  const rq_model initial;
+  rq_model initial;
+  initial.half_of_unpinned = kHalfOfUnpinned<Q>;
   rc::state::check(initial, sut, rc::state::gen::execOneOfWithArgs<rq_push<Q>, rq_pop<Q>, rq_steal<Q>>());
 }
 
@@ -217,8 +232,14 @@ using namespace fiber_sim::planted;
 
 FIBER_PROP(RunQueue, StatefulAgainstDequeModel, 1500, ()) { run_queue_stateful<run_queue_t>(); }
 FIBER_PROP(RunQueue, StealBounds, 3000, ()) { steal_bounds<run_queue_t>(); }
+FIBER_PROP(LocalQueue, StatefulAgainstDequeModel, 1500, ()) { run_queue_stateful<small_local_queue_t>(); }
+FIBER_PROP(LocalQueue, StealBounds, 3000, ()) { steal_bounds<small_local_queue_t>(); }
 FIBER_PROP(TimerHeap, StatefulAgainstMultimapModel, 1500, ()) { timer_heap_stateful<heap_t>(); }
 
+TEST(LocalQueueControl, StatefulCatchesPinnedLast) {
+  expect_counterexample("LocalQueueControl/StatefulCatchesPinnedLast", 3000,
+                        [] { run_queue_stateful<pinned_last_queue>(); });
+}
 TEST(RunQueueControl, StatefulCatchesLifoQueue) {
   expect_counterexample("RunQueueControl/StatefulCatchesLifoQueue", 3000, [] { run_queue_stateful<lifo_queue>(); });
 }

@@ -35,7 +35,8 @@ inline std::vector<sim_fiber*> contents(run_queue_t& q) {
 }
 // A KLT's queue likewise (its owner's pops and pushes: the sim is one thread;
 // a pinned node keeps its flag, so it goes back to the pinned part in order).
-inline std::vector<sim_fiber*> contents(local_queue_t& q) {
+template <std::size_t kCap>
+std::vector<sim_fiber*> contents(fiber::detail::local_queue<sim_seam, sim_fiber, kCap>& q) {
   std::vector<sim_fiber*> v;
   while (sim_fiber* n = q.pop_front()) v.push_back(n);
   for (sim_fiber* n : v) q.push_back(n);

@@ -62,17 +62,17 @@
 //        errno's via the const __errno_location, and resuming elsewhere
 //        breaks it).  Pinned is cleared when it runs again; fibers migrate
 //        only after voluntary calls.  Not with migrate_preempted (opt-in).
-//   I-R4 Every runnable fiber is in exactly one queue (I-Q1 per queue) or in
+//   I-R4 Every runnable fiber is in exactly one queue (I-L1, I-Q1) or in
 //        its creator KLT's runnext slot.
 //   I-R5 evacuate(k) moves every unpinned fiber of k's queue to the global
-//        queue (I-Q5), so that KLTs that are busy (they never steal) take them
+//        queue (I-L4), so that KLTs that are busy (they never steal) take them
 //        at their next pick (I-R2).  Called from any thread: the monitor calls
 //        it for a KLT that takes no scheduling step (core/src/monitor.hpp).
 //        Pinned fibers stay (I-R3), and so does the runnext slot (read by its
 //        owner KLT without a lock): at most one fiber per KLT.
 //   I-R6 Work conservation of the idle protocol.  has_work(k) is false only
 //        if the global queue, k's queue and k's runnext slot are empty and
-//        every other queue holds only fibers pinned to its KLT (I-Q6): a KLT
+//        every other queue holds only fibers pinned to its KLT (I-L5): a KLT
 //        never sleeps while there is work it could take, and never stays
 //        awake for work it cannot take.  A push returns true (wake a KLT)
 //        whenever it leaves work a sleeping KLT could take, except the one

@@ -1,11 +1,13 @@
-// fiber/detail/run_queue.hpp - a KLT's (or the global) FIFO of runnable fibers.
+// fiber/detail/run_queue.hpp - a locked FIFO of runnable fibers: the policy's
+// global queue, which every thread pushes to (OS threads' creates and wakes,
+// migrated preemptions, evacuations).  A KLT's own queue is local_queue.hpp
+// (the owner pushes without a lock); this class was that too until issue 13,
+// and keeps its pinned-node support (the models and properties still check
+// it, and a run_queue of KLT queues remains a valid, slower policy).
 //
-// Lock-based on purpose: a spinlock held for a few pointer writes with
-// preemption disabled (I-S1) is cheap uncontended, trivially linearisable, and
-// its steal can honour "pinned" fibers (an asynchronously preempted fiber must
-// resume on its own KLT: platform-facts), which the lock-free Chase-Lev deque
-// cannot filter.  Rejected: a single global queue (contention on every yield),
-// Chase-Lev (LIFO owner end breaks FIFO round robin; no filtering).
+// Lock-based on purpose: many producers, and a spinlock held for a few
+// pointer writes with preemption disabled (I-S1) is cheap uncontended,
+// trivially linearisable, and its steal can honour "pinned" fibers.
 //
 // Node requirements: a member `Seam::var<Node*> rq_next` and a member
 // `Seam::var<bool> pinned` (both guarded by the queue's lock while queued).
