@@ -350,9 +350,15 @@ void make_runnable(fcb* f) noexcept {
   // goes into that KLT's own queue, whose only producer is its owner
   // (local_queue.hpp); with migrate_preempted a tick here could resume the
   // waker on another KLT, and without it the scheduler could push into the
-  // same queue under a half-done push.  (Nothing for an OS thread.)
-  native_seam::preempt_disable();
+  // same queue under a half-done push.  (Nothing for an OS thread or the
+  // scheduler context, which no tick moves.)  The gate directly, not the
+  // seam's calls: each of those looks the KLT up again, and every wake pays.
   klt* k = this_klt();
+  fcb* self = k ? k->current : nullptr;
+  if (self) {
+    self->gate.disable();
+    k = this_klt();  // a tick before the disable may have moved the waker (migrate_preempted)
+  }
   // An OS-thread waker holds the runtime's call gate across the queue push and
   // the idle notify: once f is queued it may run, exit, and let a shutdown
   // finish, which must not free the runtime under this notify (L2).  The gate
@@ -362,7 +368,7 @@ void make_runnable(fcb* f) noexcept {
   loop::push(e, f, k ? k->index : kNoKlt, push_kind::woken);
   if (!k) os_wake_linger();  // test knob 27
   if (gated) os_wake_leave();
-  native_seam::preempt_enable();
+  if (self && self->gate.enable()) switch_out(klt_action::yield);  // I5, I-G2: as preempt_enable
 }
 
 }  // namespace fiber::detail
