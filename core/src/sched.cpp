@@ -346,13 +346,13 @@ void* klt_main(void* arg) {
 }
 
 void make_runnable(fcb* f) noexcept {
-  // A waking fiber's KLT must stay its KLT until the push is done: the push
-  // goes into that KLT's own queue, whose only producer is its owner
-  // (local_queue.hpp); with migrate_preempted a tick here could resume the
-  // waker on another KLT, and without it the scheduler could push into the
-  // same queue under a half-done push.  (Nothing for an OS thread or the
-  // scheduler context, which no tick moves.)  The gate directly, not the
-  // seam's calls: each of those looks the KLT up again, and every wake pays.
+  // A waking fiber's KLT must stay its KLT from reading it to the end of the
+  // push: the push goes into that KLT's own queue, whose only producer is its
+  // owner (local_queue.hpp), and with migrate_preempted a tick between the two
+  // could resume the waker on another KLT.  (The queue's own preemption guard
+  // covers only the push itself.  Nothing for an OS thread or the scheduler
+  // context, which no tick moves.)  The gate directly, not the seam's calls:
+  // each of those looks the KLT up again, and every wake pays.
   klt* k = this_klt();
   fcb* self = k ? k->current : nullptr;
   if (self) {
