@@ -54,7 +54,7 @@ struct local_first_policy : fifo {
 // PLANTED: a preempted fiber is queued unpinned, so a thief may take it (I-R3).
 struct unpinning_policy : fifo {
   using fifo::fifo;
-  bool on_preempted(sim_fiber* n, unsigned klt) noexcept { return push(n, klt, false); }
+  bool on_preempted(sim_fiber* n, unsigned klt, bool = false) noexcept { return push(n, klt, false); }
 };
 
 // PLANTED: no hand-off, as before the monitor: a stalled KLT keeps its
@@ -112,7 +112,14 @@ struct half_intake_policy : fifo {
 // instead of the global queue: nothing ever rebalances CPU-bound fibers.
 struct local_migrate_policy : fiber::detail::migrate_policy<sim_seam, sim_fiber> {
   using fiber::detail::migrate_policy<sim_seam, sim_fiber>::migrate_policy;
-  bool on_preempted(sim_fiber* n, unsigned klt) noexcept { return push(n, klt, false); }
+  bool on_preempted(sim_fiber* n, unsigned klt, bool = false) noexcept { return push(n, klt, false); }
+};
+
+// PLANTED: the stack scan's verdict ignored (FIBER_MIGRATE_SCAN, I-R3): every
+// preempted fiber goes to the global queue, TLS holders included.
+struct scan_ignored_policy : fifo {
+  using fifo::fifo;
+  bool on_preempted(sim_fiber* n, unsigned, bool = false) noexcept { return push(n, fiber::detail::kNoKlt, false); }
 };
 
 // PLANTED: timers fire one nanosecond early (I-T1).

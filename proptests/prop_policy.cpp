@@ -44,6 +44,21 @@ void pinned_stay() {
   s.run_all();
 }
 
+// I-R3 with the stack scan (FIBER_MIGRATE_SCAN, the runtime's default;
+// core/src/tls_scan.cpp): the fibers whose preemptions find a TLS address (a
+// random set) never resume on another KLT; the others may; none is lost or
+// duplicated.
+template <class P>
+void scan_pins_holders() {
+  gen_opts o;
+  o.min_klts = 2;
+  const scenario sc = *gen_scenario(o);
+  const auto holders = *rc::gen::arbitrary<std::uint64_t>();
+  sim<P> s(sc, kPinned | kAccounting);
+  s.set_scan(holders);
+  s.run_all();
+}
+
 // I-R1: one KLT, CPU-bound fibers, spawns and ticks only: the run order is
 // exactly the round-robin rotation of a FIFO (a preempted fiber re-enters at
 // the tail), computed here by a std::deque model.
@@ -187,7 +202,7 @@ void work_conserving() {
 constexpr double kShareLag = 3.0;
 constexpr unsigned kShareRounds = 120;
 template <class P>
-void fair_shares(bool any_n) {
+void fair_shares(bool any_n, bool scan = false) {
   const unsigned k = *small(2, 5);
   const unsigned n = any_n ? *small(k + 1, 13) : k * *small(1, 4);
   scenario sc;
@@ -200,6 +215,7 @@ void fair_shares(bool any_n) {
     if (st.klt >= k) st.klt = kExt;
   const unsigned phase = *small(0, k);  // which KLT ticks first; the order is fixed
   sim<P> s(sc, kAccounting);
+  if (scan) s.set_scan(0);  // the scan on, no fiber holds a TLS address: all movable
   for (const step& st : spawns) s.step_once(st);
   for (unsigned r = 0; r < kShareRounds; ++r) {
     for (unsigned j = 0; j < k; ++j) s.step_once(step{op::tick, static_cast<std::uint8_t>((phase + j) % k), 0});
@@ -241,6 +257,8 @@ FIBER_PROP(Policy, MigrateWorkConserving, 1000, ()) { work_conserving<migrate>()
 FIBER_PROP(Policy, MigrateNoFiberLostOrDuplicated, 1000, ()) { no_loss<migrate>(); }
 FIBER_PROP(Policy, MigrateFairSharesAnyN, 300, ()) { fair_shares<migrate>(true); }
 FIBER_PROP(Policy, FifoFairSharesBalancedStart, 300, ()) { fair_shares<fifo>(false); }
+FIBER_PROP(Policy, ScanPinsOnlyTlsHolders, 2000, ()) { scan_pins_holders<fifo>(); }
+FIBER_PROP(Policy, ScanFairSharesAnyN, 300, ()) { fair_shares<fifo>(true, true); }
 
 TEST(PolicyControl, WorkConservingCatchesSpinOnPinned) {
   expect_counterexample("PolicyControl/WorkConservingCatchesSpinOnPinned", 3000,
@@ -272,6 +290,11 @@ TEST(PolicyControl, FairSharesCatchesLocalMigrate) {
 TEST(PolicyControl, FairSharesCatchesHalfIntake) {
   expect_counterexample("PolicyControl/FairSharesCatchesHalfIntake", 300,
                         [] { fair_shares<half_intake_policy>(false); });
+}
+
+TEST(PolicyControl, ScanPinnedCatchesIgnoredVerdict) {
+  expect_counterexample("PolicyControl/ScanPinnedCatchesIgnoredVerdict", 2000,
+                        [] { scan_pins_holders<scan_ignored_policy>(); });
 }
 
 TEST(PolicyControl, NoLossCatchesDropOnSteal) {

@@ -93,6 +93,12 @@ class sim {
   void run_all() { run_schedule(); drain(); }
   // kFairness: allow this many quanta beyond the round-robin bound.
   void set_fairness_slack(unsigned q) { slack_ = q; }
+  // FIBER_MIGRATE_SCAN (policy I-R3): the stack scan is on, and fiber i's
+  // preemptions find a TLS address iff bit i of holders is set (ids >= 64: never).
+  void set_scan(std::uint64_t holders) {
+    scan_ = true;
+    holders_ = holders;
+  }
 
   // The monitor's hand-off (policy I-R5): KLT k stalls (it takes no more
   // steps: its fiber is blocked in a system call) and the monitor calls
@@ -227,7 +233,10 @@ class sim {
     f->waited = 0;
     f->bound = others_runnable(*f);
     f->new_klt = why == push_kind::created ? k : kNoKlt;
-    f->pinned_to = why == push_kind::preempted && !policy_.opts().migrate_preempted ? k : kNoKlt;
+    // FIBER_MIGRATE_SCAN (set_scan): a preempted fiber is movable unless its
+    // preemptions find a TLS address (core/src/tls_scan.cpp).
+    const bool movable = why == push_kind::preempted && scan_ && !(f->id < 64 && (holders_ >> f->id & 1));
+    f->pinned_to = why == push_kind::preempted && !policy_.opts().migrate_preempted && !movable ? k : kNoKlt;
     static constexpr sim_event::kind kEvent[] = {sim_event::create, sim_event::yield, sim_event::preempt,
                                                  sim_event::wake};
     sim_trace::get().add(kEvent[static_cast<int>(why)], k, f->id);
@@ -235,7 +244,7 @@ class sim {
     switch (why) {
       case push_kind::created: notify = policy_.on_new(f, k); break;
       case push_kind::yielded: notify = policy_.on_yield(f, k); break;
-      case push_kind::preempted: notify = policy_.on_preempted(f, k); break;
+      case push_kind::preempted: notify = policy_.on_preempted(f, k, movable); break;
       case push_kind::woken: notify = policy_.on_wake(f, k); break;
     }
     raise_asserts();
@@ -422,6 +431,8 @@ class sim {
   std::pair<std::uint64_t, std::uint64_t> last_fired_{0, 0};
   std::size_t step_ = 0;
   unsigned slack_ = 0;
+  bool scan_ = false;
+  std::uint64_t holders_ = 0;
   std::vector<std::pair<unsigned, unsigned>> picks_;
 };
 

@@ -81,19 +81,21 @@ bool config_ok(const fiber_config_t& c) noexcept {
   if (c.timeslice_us > 10u * 1000 * 1000) return false;  // a quantum over 10 s is a mistake
   // Shorter quanta spend the CPU on ticks (papers/design.md, "Minimum quantum").
   if (c.timeslice_us != 0 && c.timeslice_us < FIBER_MIN_TIMESLICE_US) return false;
-  if (c.migrate_preempted > 1) return false;
+  if (c.migrate_preempted > FIBER_MIGRATE_NEVER) return false;
   return true;
 }
 
-// FIBER_MIGRATE=0|1 overrides fiber_config_t::migrate_preempted (policy.hpp,
-// I-R3); read once per fiber_init.  Another value is ignored with one line on
-// stderr, as FIBER_WATCHDOG's (an implicit init from fiber_create must not fail).
+// FIBER_MIGRATE=scan|1|0 (also always, never) overrides
+// fiber_config_t::migrate_preempted (policy.hpp I-R3, tls_scan.cpp); read once
+// per fiber_init.  Another value is ignored with one line on stderr, as
+// FIBER_WATCHDOG's (an implicit init from fiber_create must not fail).
 void migrate_from_env(unsigned* v) noexcept {
   const char* e = std::getenv("FIBER_MIGRATE");
   if (!e || !*e) return;
-  if (std::strcmp(e, "0") == 0) *v = 0;
-  else if (std::strcmp(e, "1") == 0) *v = 1;
-  else std::fprintf(stderr, "fiber: FIBER_MIGRATE=%s ignored (want 0 or 1)\n", e);
+  if (std::strcmp(e, "scan") == 0) *v = FIBER_MIGRATE_SCAN;
+  else if (std::strcmp(e, "1") == 0 || std::strcmp(e, "always") == 0) *v = FIBER_MIGRATE_ALWAYS;
+  else if (std::strcmp(e, "0") == 0 || std::strcmp(e, "never") == 0) *v = FIBER_MIGRATE_NEVER;
+  else std::fprintf(stderr, "fiber: FIBER_MIGRATE=%s ignored (want scan, 1 or 0)\n", e);
 }
 
 void stop_klts(runtime& rt, unsigned n) noexcept {
@@ -135,8 +137,10 @@ int init_locked(const fiber_config_t* cfg) noexcept {
   rt->policy.reset(new (std::nothrow) policy_t(
       c.klts, policy_opts{g_policy == FIBER_POLICY_RUNNEXT,
                             // the test knob (negative control of I3) is the same option
-                            c.migrate_preempted != 0 || knobs.migrate_preempted.load(std::memory_order_relaxed)},
+                            c.migrate_preempted == FIBER_MIGRATE_ALWAYS ||
+                                knobs.migrate_preempted.load(std::memory_order_relaxed)},
       rt->nspare));
+  rt->scan_preempted = c.migrate_preempted == FIBER_MIGRATE_SCAN;
   if (!rt->klts || !rt->policy || !preempt_install(*rt)) {
     preempt_uninstall();  // no-op unless the install got that far
     delete rt;
@@ -239,7 +243,7 @@ void fiber_config_init(fiber_config_t* cfg) {
   cfg->timeslice_us = FIBER_DEFAULT_TIMESLICE_US;
   cfg->stack_size = 0;
   cfg->watchdog_ms = 0;
-  cfg->migrate_preempted = 0;
+  cfg->migrate_preempted = FIBER_MIGRATE_SCAN;
   cfg->trace_path = nullptr;
 }
 
@@ -476,6 +480,7 @@ int fiber_get_stats(fiber_stats_t* out) {
   out->idle_sleeps = rd(s.idle_sleeps);
   out->klts = rt->nklts;
   out->live = rt->live_fibers();
+  out->pinned_tls = rd(s.pinned_tls);
   return 0;
 }
 

@@ -187,7 +187,7 @@ unsigned detect_xsave_size() noexcept {
 
 std::size_t trampoline_room() noexcept {
   return (fiber_xsave_size ? fiber_xsave_size : 512) + 128 /*red zone*/ + 64 /*align*/ +
-         11 * 8 /*pushes*/ + 2048 /*fiber_preempt_entry -> switch_out frames*/;
+         16 * 8 /*pushes*/ + 2048 /*fiber_preempt_entry -> switch_out frames*/;
 }
 
 // The interrupted sp is in f's guard or just below it while f itself runs.
@@ -416,11 +416,19 @@ void klt_timer_stop(klt& k) noexcept {
 
 using namespace fiber::detail;
 
-// Called by fiber_preempt_trampoline on the preempted fiber's stack.
-extern "C" void fiber_preempt_entry(void) {
+// Called by fiber_preempt_trampoline on the preempted fiber's stack; saved:
+// the lowest address of what it saved.  Decides here, while the fiber's
+// registers are all on its stack, whether it may resume on another KLT
+// (policy.hpp I-R3, tls_scan.cpp).
+extern "C" void fiber_preempt_entry(const void* saved) {
   runtime* rt = g_rt.load(std::memory_order_relaxed);  // relaxed: non-null while fibers run
   rt->stats.preemptions.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
-  switch_out(klt_action::preempted);  // I3: comes back on this KLT
+  if (rt->scan_preempted) {
+    fcb* f = current_fiber();
+    f->movable = !stack_holds_tls(*this_klt(), saved, f->stack_hi());
+    if (!f->movable) rt->stats.pinned_tls.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+  }
+  switch_out(klt_action::preempted);  // I3: comes back on this KLT unless movable
 }
 
 extern "C" int fiber_preempt_allow_module(const void* addr) {

@@ -117,6 +117,10 @@ struct fcb {
   bool guarded = true;
   bool in_arena = false;  // carved from an arena: never unmapped alone (stacks.cpp)
   bool trimmed = false;   // free, pages below the top dropped (slots.cpp I-SC3); slot lock / owner
+  // Its last preemption found no TLS address on its stack (tls_scan.cpp): it
+  // may resume on another KLT (I-R3).  Written by the fiber on its KLT just
+  // before it leaves, read by the same KLT's switch path.
+  bool movable = false;
   std::uintptr_t low_sp = ~std::uintptr_t{0};  // lowest sp seen at a switch (act_on); owner KLT
   // Preempt count and pending flag: the running fiber and the tick handler
   // of its KLT (I5, preempt_gate.hpp I-G1..I-G3).
@@ -153,7 +157,8 @@ struct fcb {
 
 struct stats_counters {
   std::atomic<std::uint64_t> ticks{0}, preemptions{0}, deferred_count{0}, deferred_pc{0},
-      deferred_stack{0}, idle_sleeps{0};  // switches: per KLT (klt::switches)
+      deferred_stack{0}, idle_sleeps{0},  // switches: per KLT (klt::switches)
+      pinned_tls{0};  // preemptions whose scan found a TLS address (tls_scan.cpp)
 };
 
 struct alignas(64) klt {
@@ -171,6 +176,9 @@ struct alignas(64) klt {
   char* stack_map = nullptr;
   std::size_t stack_map_size = 0;
   char* altstack = nullptr;
+  // Its thread-local storage: the static TLS blocks and the TCB at the top of
+  // stack_map (tls_scan.cpp).  Set by the KLT when it starts.
+  std::uintptr_t tls_lo = 0, tls_hi = 0;
   eh_globals* eh = nullptr;           // this KLT's __cxa_get_globals()
   std::uint64_t sigmask = 0;          // I8: the fiber mask this KLT has (I2: k only)
   void* asan_fake_stack = nullptr;
@@ -204,6 +212,7 @@ struct runtime {
   int policy_kind = 0;  // FIBER_POLICY_*
   std::unique_ptr<klt[]> klts;
   std::unique_ptr<policy_t> policy;  // its options (runnext, migrate_preempted) fixed at init
+  bool scan_preempted = false;  // FIBER_MIGRATE_SCAN: a preempted fiber moves unless tls_scan.cpp objects
   // The shared words below are written by every KLT; each group has a cache
   // line of its own, apart from the read-mostly fields above (on 2 KLTs the
   // live count's line, then shared with next_deadline, which every switch
@@ -317,6 +326,9 @@ bool klt_timer_start(klt& k, const fiber_config_t& cfg) noexcept;
 void klt_timer_stop(klt& k) noexcept;
 void klt_timer_idle(klt& k, bool idle) noexcept;  // disarm while idle (monotonic clock only)
 void klt_altstack_install(klt& k) noexcept;
+// tls_scan.cpp: may a preempted fiber move?  (I-R3, FIBER_MIGRATE_SCAN)
+void tls_range_init(klt& k) noexcept;  // k's TLS range, measured by k when it starts
+bool stack_holds_tls(const klt& k, const void* from, const void* to) noexcept;  // a word in k's range
 int preempt_signal() noexcept;
 [[noreturn]] void report_stack_overflow(const fcb* f, const char* what, std::uintptr_t at,
                                        const char* why) noexcept;

@@ -24,6 +24,7 @@
 #include <cxxabi.h>
 
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 
 #include "arch/context.hpp"
@@ -92,7 +93,7 @@ struct native_env {
     switch (why) {
       case push_kind::created: return rt.policy->on_new(f, ki);
       case push_kind::yielded: return rt.policy->on_yield(f, ki);
-      case push_kind::preempted: return rt.policy->on_preempted(f, ki);
+      case push_kind::preempted: return rt.policy->on_preempted(f, ki, f->movable);  // tls_scan.cpp
       case push_kind::woken: return rt.policy->on_wake(f, ki);
     }
     return false;
@@ -259,7 +260,12 @@ void fiber_entry(void* arg) {
   // switch; a tick that landed there is taken now.
   native_seam::preempt_enable();
   fcb* f = static_cast<fcb*>(arg);
-  f->retval = f->start(f->arg);
+  // The runtime's calls above leave TLS addresses (errno's, this KLT's) in
+  // dead stack slots where the fiber's frames go next and in caller-saved
+  // registers: the stack scan of each preemption (tls_scan.cpp) took them
+  // for the fiber's and kept plain spinners on the KLT they started on (a
+  // quarter of their preemptions; 4 of 8 workers of runtime_spare_test).
+  f->retval = fiber_call_clean(f->start, f->arg);
   switch_out(klt_action::exit);
   __builtin_unreachable();
 }
@@ -317,6 +323,7 @@ void* klt_main(void* arg) {
   pthread_setname_np(pthread_self(), name);  // what ps, top and gdb show
   k->eh = reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
   klt_altstack_install(*k);
+  tls_range_init(*k);     // what a preempted fiber must not hold to move (I-R3)
   signals_klt_start(*k);  // I8
   k->tsan_fiber = san_current_fiber();
   klt_timer_start(*k, rt.cfg);

@@ -321,7 +321,7 @@ void trace_leave_slow(klt* k, fcb* f, klt_action a) noexcept {
     case klt_action::preempted: {
       runtime& rt = *g_rt.load(std::memory_order_relaxed);  // relaxed: set while KLTs run
       kind = tev::preempt;
-      if (rt.policy->opts().migrate_preempted || knobs.migrate_preempted.load(std::memory_order_relaxed))
+      if (f->movable || rt.policy->opts().migrate_preempted || knobs.migrate_preempted.load(std::memory_order_relaxed))
         q = kQGlobal;  // relaxed: a test knob (as in sched.cpp)
       break;
     }

@@ -1,8 +1,11 @@
 // core/tests/sched_policy_test.cpp - the multicore policy's option
-// (policy.hpp): fiber_config_t::migrate_preempted and FIBER_MIGRATE.  With it
-// off (the default) a CPU-bound fiber never changes KLT (I-R3/I3); with it on,
-// preempted fibers go through the global queue and do (I-R2).  The policy's
-// logic itself is checked by the simulator (proptests/prop_policy.cpp).
+// (policy.hpp I-R3): fiber_config_t::migrate_preempted and FIBER_MIGRATE.
+// FIBER_MIGRATE_NEVER: a CPU-bound fiber never changes KLT; ALWAYS: preempted
+// fibers go through the global queue and do (I-R2); SCAN (the default) moves
+// them unless they hold a TLS address - the spinner here holds its KLT's
+// pthread_self(), the thread control block's address, so SCAN keeps it (the
+// scan itself: tls_scan_test.cpp).  The policy's logic itself is checked by
+// the simulator (proptests/prop_policy.cpp).
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -70,25 +73,36 @@ class SchedPolicy : public runtime_test {
 TEST_F(SchedPolicy, MigrateOptionValidated) {
   fiber_config_t c;
   fiber_config_init(&c);
-  EXPECT_EQ(c.migrate_preempted, 0u);
-  c.migrate_preempted = 2;
+  EXPECT_EQ(c.migrate_preempted, FIBER_MIGRATE_SCAN);
+  c.migrate_preempted = FIBER_MIGRATE_NEVER + 1;
   EXPECT_EQ(fiber_init(&c), EINVAL);
 }
 
-// I3: the default never moves a preempted fiber (the control of the next test).
-TEST_F(SchedPolicy, PreemptedFibersStayByDefault) { EXPECT_FALSE(any_spinner_moved(0, 300)); }
+// I3: NEVER never moves a preempted fiber (the control of the next test).
+TEST_F(SchedPolicy, PreemptedFibersStayWithNever) { EXPECT_FALSE(any_spinner_moved(FIBER_MIGRATE_NEVER, 300)); }
 
-// With the option, the 3 spinners rotate through the global queue: with 2
-// KLTs at least one runs on both within a few quanta (1 ms each here).
-TEST_F(SchedPolicy, PreemptedFibersMigrateWithOption) { EXPECT_TRUE(any_spinner_moved(1, 300)); }
+// With ALWAYS, the 3 spinners rotate through the global queue: with 2 KLTs
+// at least one runs on both within a few quanta (1 ms each here).
+TEST_F(SchedPolicy, PreemptedFibersMigrateWithAlways) { EXPECT_TRUE(any_spinner_moved(FIBER_MIGRATE_ALWAYS, 300)); }
+
+// SCAN sees the held pthread_self() (the TCB is at the top of the KLT's TLS).
+TEST_F(SchedPolicy, ScanKeepsAFiberHoldingItsThreadHandle) {
+  EXPECT_FALSE(any_spinner_moved(FIBER_MIGRATE_SCAN, 300));
+}
 
 TEST_F(SchedPolicy, EnvironmentOverridesOption) {
   setenv("FIBER_MIGRATE", "1", 1);
-  EXPECT_TRUE(any_spinner_moved(0, 300));
+  EXPECT_TRUE(any_spinner_moved(FIBER_MIGRATE_NEVER, 300));
+  setenv("FIBER_MIGRATE", "always", 1);
+  EXPECT_TRUE(any_spinner_moved(FIBER_MIGRATE_SCAN, 300));
   setenv("FIBER_MIGRATE", "0", 1);
-  EXPECT_FALSE(any_spinner_moved(1, 300));
-  setenv("FIBER_MIGRATE", "yes", 1);  // ignored with a line on stderr: the config's 1 stands
-  EXPECT_TRUE(any_spinner_moved(1, 300));
+  EXPECT_FALSE(any_spinner_moved(FIBER_MIGRATE_ALWAYS, 300));
+  setenv("FIBER_MIGRATE", "never", 1);
+  EXPECT_FALSE(any_spinner_moved(FIBER_MIGRATE_ALWAYS, 300));
+  setenv("FIBER_MIGRATE", "scan", 1);
+  EXPECT_FALSE(any_spinner_moved(FIBER_MIGRATE_ALWAYS, 300));
+  setenv("FIBER_MIGRATE", "yes", 1);  // ignored with a line on stderr: the config's ALWAYS stands
+  EXPECT_TRUE(any_spinner_moved(FIBER_MIGRATE_ALWAYS, 300));
 }
 
 }  // namespace

@@ -60,6 +60,11 @@ extern "C" {
 
 typedef uint64_t fiber_t; /* a fiber's id; 0 is never a valid id; ids are not reused */
 
+/* fiber_config_t::migrate_preempted */
+#define FIBER_MIGRATE_SCAN 0u   /* default: move unless its stack holds a TLS address */
+#define FIBER_MIGRATE_ALWAYS 1u /* move always (no TLS address held across a preemption) */
+#define FIBER_MIGRATE_NEVER 2u  /* never move a preempted fiber */
+
 typedef struct fiber_config {
   unsigned klts;         /* kernel-level threads; 0 = number of online CPUs */
   unsigned timeslice_us; /* preemption quantum; 0 = no preemption (cooperative only);
@@ -74,21 +79,25 @@ typedef struct fiber_config {
                             the environment (e.g. 2 or 0.5; 0 = off) overrides it,
                             read once by fiber_init.  Appended last: code built
                             against an older fiber.h must be rebuilt. */
-  unsigned migrate_preempted; /* 0 (default) or 1 (else EINVAL).  0: a fiber preempted
-                            by the quantum resumes on the KLT it was preempted on, so
-                            compiled code may keep a TLS address (errno's, a
-                            thread_local's) in a register across the preemption;
-                            fibers move between KLTs only at voluntary calls
-                            (yield, blocking, create), and CPU-bound fibers keep
-                            the KLT their first run placed them on.  1: preempted
-                            fibers go to the global queue and may resume on any
-                            KLT, as goroutines do: fair CPU shares across KLTs
-                            (e.g. 3 CPU-bound fibers on 2 KLTs get 2/3 of a CPU
-                            each instead of 1/2, 1/2 and 1), but only for code that
-                            reads TLS afresh after any instruction (no TLS address
-                            held across a preemption point).  FIBER_MIGRATE=0|1 in
-                            the environment overrides it (read by fiber_init;
-                            another value is ignored with a line on stderr).  Appended last. */
+  unsigned migrate_preempted; /* where a fiber preempted by the quantum may resume (else EINVAL):
+                            FIBER_MIGRATE_SCAN (0, the default): on any KLT unless a word of
+                            its stack or of the registers the preemption saved points into
+                            its KLT's thread-local storage (errno's address, a thread_local's,
+                            pthread_self()); such a fiber resumes on its own KLT, so compiled
+                            code may keep a TLS address in a register across the preemption.
+                            CPU-bound fibers then get fair shares across KLTs (3 on 2 KLTs get
+                            2/3 of a CPU each), and the fibers preempted on a KLT that blocks in
+                            a call the runtime does not see run elsewhere.  Not seen by the scan:
+                            TLS of modules loaded later with dlopen, and TLS addresses kept in
+                            the heap or a global (which voluntary switches also let move).
+                            FIBER_MIGRATE_ALWAYS (1): always on any KLT, as goroutines do (only
+                            for code that holds no TLS address across a preemption point).
+                            FIBER_MIGRATE_NEVER (2): always on the KLT it was preempted on;
+                            fibers move only at voluntary calls (yield, blocking, create), and
+                            CPU-bound fibers keep the KLT their first run placed them on.
+                            FIBER_MIGRATE=scan|1|0 in the environment (also always, never)
+                            overrides it (read by fiber_init; another value is ignored with a
+                            line on stderr).  Appended last. */
   const char *trace_path; /* NULL (default) = no trace.  Else the file the scheduling trace
                             is written to (created or truncated by fiber_init: EINVAL if it
                             cannot be opened).  FIBER_TRACE=file in the environment

@@ -37,6 +37,8 @@ typedef struct fiber_stats {
   uint64_t idle_sleeps;    /* KLT sleeps in the kernel */
   uint64_t klts;
   uint64_t live;           /* fibers created and not yet exited */
+  uint64_t pinned_tls;     /* preemptions that kept the fiber on its KLT because its stack
+                              held a TLS address (FIBER_MIGRATE_SCAN).  Appended last. */
 } fiber_stats_t;
 
 /* 0, or EINVAL if out is NULL or no runtime is initialised. */

@@ -17,8 +17,11 @@
 //   fiber_preempt_trampoline: entered, as if called, by a fiber whose
 //       interrupted context the tick handler rewrote (preempt.cpp).  Saves
 //       every register the interrupted code may have live (general purpose,
-//       flags, the full xsave state), calls fiber_preempt_entry(), restores
-//       them and returns to the interrupted instruction.
+//       flags, the full xsave state), calls fiber_preempt_entry(saved) with
+//       `saved` the lowest address of that save area (everything the
+//       interrupted code holds lies between it and the top of its stack:
+//       tls_scan.cpp), restores them and returns to the interrupted
+//       instruction.
 #pragma once
 
 #include <cstddef>
@@ -29,8 +32,10 @@ void fiber_preempt_trampoline(void);
 // Filled by preempt.cpp at init: bytes needed by xsave for the enabled state
 // components (0 = no XSAVE: the trampoline uses fxsave).
 extern unsigned fiber_xsave_size __attribute__((visibility("hidden")));
-void fiber_preempt_entry(void) __attribute__((visibility("hidden")));
+void fiber_preempt_entry(const void* saved) __attribute__((visibility("hidden")));
 void fiber_ctx_start(void) __attribute__((visibility("hidden")));
+// fn(arg) with the stack below and the caller-saved registers cleared (tls_scan.cpp).
+void* fiber_call_clean(void* (*fn)(void*), void* arg) __attribute__((visibility("hidden")));
 // Bounds of the assembly above; a tick landing between them is never taken.
 extern const char fiber_asm_begin[] __attribute__((visibility("hidden")));
 extern const char fiber_asm_end[] __attribute__((visibility("hidden")));

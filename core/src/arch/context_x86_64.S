@@ -50,6 +50,59 @@ fiber_ctx_start:
         .cfi_endproc
         .size   fiber_ctx_start, .-fiber_ctx_start
 
+/* void *fiber_call_clean(void *(*fn)(void *) (rdi), void *arg (rsi)):
+ * fn(arg), entered with the 256 bytes below the stack pointer zeroed and no
+ * caller-saved register (general or xmm) left from the runtime's calls at
+ * the fiber's start: those hold TLS addresses (errno's, the KLT's) that the
+ * stack scan of a preemption (tls_scan.cpp) would find, in the fiber's
+ * frames' unwritten slots or in registers its code never writes, and would
+ * take for addresses the fiber holds. */
+        .globl  fiber_call_clean
+        .hidden fiber_call_clean
+        .type   fiber_call_clean, @function
+        .p2align 4
+fiber_call_clean:
+        .cfi_startproc
+        subq    $8, %rsp        /* 16-byte aligned at the call below */
+        .cfi_adjust_cfa_offset 8
+        movq    %rdi, %r11
+        movq    %rsi, %r10
+        leaq    -256(%rsp), %rdi
+        movl    $32, %ecx
+        xorl    %eax, %eax
+        rep stosq
+        movq    %r10, %rdi
+        xorl    %ecx, %ecx
+        xorl    %edx, %edx
+        xorl    %esi, %esi
+        xorl    %r8d, %r8d
+        xorl    %r9d, %r9d
+        xorl    %r10d, %r10d
+        pxor    %xmm0, %xmm0
+        pxor    %xmm1, %xmm1
+        pxor    %xmm2, %xmm2
+        pxor    %xmm3, %xmm3
+        pxor    %xmm4, %xmm4
+        pxor    %xmm5, %xmm5
+        pxor    %xmm6, %xmm6
+        pxor    %xmm7, %xmm7
+        pxor    %xmm8, %xmm8
+        pxor    %xmm9, %xmm9
+        pxor    %xmm10, %xmm10
+        pxor    %xmm11, %xmm11
+        pxor    %xmm12, %xmm12
+        pxor    %xmm13, %xmm13
+        pxor    %xmm14, %xmm14
+        pxor    %xmm15, %xmm15
+        movq    %r11, %rax
+        xorl    %r11d, %r11d
+        callq   *%rax
+        addq    $8, %rsp
+        .cfi_adjust_cfa_offset -8
+        ret
+        .cfi_endproc
+        .size   fiber_call_clean, .-fiber_call_clean
+
 /* Entered by a fiber whose interrupted context the tick handler rewrote:
  *   [rsp] = interrupted rip, [rsp+8] = interrupted rsp,
  * with rsp below the interrupted code's red zone.  Preserves everything the
@@ -80,23 +133,33 @@ fiber_preempt_trampoline:
         .cfi_adjust_cfa_offset 80
         movq    %rsp, %rbp
         .cfi_def_cfa_register rbp
+        /* The callee-saved registers too, below rbp (the frame-pointer walk
+         * reads [rbp] and [rbp+88]): the C code would preserve them anyway,
+         * but only here, in the save area, does the stack scan of
+         * tls_scan.cpp see what the interrupted code holds in them. */
+        pushq   %rbx
+        pushq   %r12
+        pushq   %r13
+        pushq   %r14
+        pushq   %r15
         movl    fiber_xsave_size(%rip), %eax
         testl   %eax, %eax
         jz      .Lfxsave
         subq    %rax, %rsp
         andq    $-64, %rsp
-        xorl    %eax, %eax      /* XRSTOR needs a zeroed XSAVE header */
-        movq    %rax, 512(%rsp)
-        movq    %rax, 520(%rsp)
-        movq    %rax, 528(%rsp)
-        movq    %rax, 536(%rsp)
-        movq    %rax, 544(%rsp)
-        movq    %rax, 552(%rsp)
-        movq    %rax, 560(%rsp)
-        movq    %rax, 568(%rsp)
+        /* Zero the whole area: XRSTOR needs a zeroed XSAVE header, and XSAVE
+         * does not write components in their initial state, whose slots
+         * would keep stale stack words that the stack scan (tls_scan.cpp)
+         * would take for something the interrupted code holds. */
+        movl    %eax, %ecx
+        shrl    $3, %ecx
+        movq    %rsp, %rdi
+        xorl    %eax, %eax
+        rep stosq
         movl    $-1, %eax
         movl    $-1, %edx
         xsave64 (%rsp)
+        movq    %rsp, %rdi      /* the save area: fiber_preempt_entry(saved) */
         call    fiber_preempt_entry
         movl    $-1, %eax
         movl    $-1, %edx
@@ -105,10 +168,21 @@ fiber_preempt_trampoline:
 .Lfxsave:
         subq    $512, %rsp
         andq    $-64, %rsp
+        movl    $64, %ecx       /* FXSAVE leaves bytes 416-511 unwritten: zero them all */
+        movq    %rsp, %rdi
+        xorl    %eax, %eax
+        rep stosq
         fxsave64 (%rsp)
+        movq    %rsp, %rdi
         call    fiber_preempt_entry
         fxrstor64 (%rsp)
 .Lrestore:
+        leaq    -40(%rbp), %rsp
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %rbx
         movq    %rbp, %rsp
         .cfi_def_cfa_register rsp
         popq    %rbp

@@ -19,7 +19,9 @@
 // Interface (the runtime and the simulator call exactly these):
 //   bool on_new(Node*, unsigned klt);       // a created fiber; klt = creator's KLT or kNoKlt
 //   bool on_yield(Node*, unsigned klt);     // voluntary yield on klt
-//   bool on_preempted(Node*, unsigned klt); // tick preemption on klt (I-R3)
+//   bool on_preempted(Node*, unsigned klt, bool movable);
+//                                           // tick preemption on klt (I-R3); movable:
+//                                           // the runtime found it may resume elsewhere
 //   bool on_wake(Node*, unsigned klt);      // unparked by a waker on klt (or kNoKlt)
 //       each returns true when an idle KLT should be woken (I-R6)
 //   Node* pick_next(unsigned klt);          // nullptr if no work anywhere it may take
@@ -57,11 +59,13 @@
 //        enough for the victim to stall on its own lock and for the monitor
 //        to evacuate it (Go's steal takes half of a 256-slot ring, so at most
 //        128, and its global intake at most 128 too).
-//   I-R3 A preempted fiber is pinned: it resumes on the KLT it was preempted
-//        on (compiled code caches TLS addresses across the preemption, e.g.
-//        errno's via the const __errno_location, and resuming elsewhere
-//        breaks it).  Pinned is cleared when it runs again; fibers migrate
-//        only after voluntary calls.  Not with migrate_preempted (opt-in).
+//   I-R3 A preempted fiber that is not movable is pinned: it resumes on the
+//        KLT it was preempted on (compiled code caches TLS addresses across
+//        the preemption, e.g. errno's via the const __errno_location, and
+//        resuming elsewhere breaks it).  Pinned is cleared when it runs
+//        again.  A movable one (the runtime's stack scan found no TLS
+//        address, core/src/tls_scan.cpp; or migrate_preempted) goes to the
+//        global queue unpinned, as with migrate_preempted.
 //   I-R4 Every runnable fiber is in exactly one queue (I-L1, I-Q1) or in
 //        its creator KLT's runnext slot.
 //   I-R5 evacuate(k) moves every unpinned fiber of k's queue to the global
@@ -132,9 +136,9 @@ class sched_policy {
     return wants_notify(klt);
   }
   bool on_yield(Node* n, unsigned klt) noexcept { return push(n, klt, false); }
-  bool on_preempted(Node* n, unsigned klt) noexcept {
+  bool on_preempted(Node* n, unsigned klt, bool movable = false) noexcept {
     FIBER_ASSERT(klt != kNoKlt, "preempted outside a KLT");
-    if (opts_.migrate_preempted) return push(n, kNoKlt, false);
+    if (opts_.migrate_preempted || movable) return push(n, kNoKlt, false);
     return push(n, klt, true);
   }
   bool on_wake(Node* n, unsigned klt) noexcept { return push(n, klt, false); }
