@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/fairness.sh - fair shares of CPU-bound fibers across KLTs: runs
-# bench/scaling.cpp's `fair` workload for each fiber count, with preempted
-# fibers pinned (the default) and with migrate_preempted=1, REPS times each,
+# bench/scaling.cpp's `fair` workload for each fiber count with each setting
+# of migrate_preempted (2 never: preempted fibers pinned; 0 scan: the default;
+# 1 always), REPS times each,
 # and appends one JSON object a line to OUT (default papers/results/fairness.jsonl).
 # papers/results/fairness.md is made from such a file (medians per row).
 #
@@ -32,7 +33,7 @@ when=$(date -u +%FT%TZ) host=$(uname -n)
 tag() { sed "s/}\$/,\"rep\":$1,\"label\":\"$label\",\"host\":\"$host\",\"date\":\"$when\"}/"; }
 for r in $(seq 1 "$reps"); do
   for f in $fibers; do
-    for m in 0 1; do
+    for m in 2 0 1; do
       echo "fairness: rep $r/$reps fibers $f migrate $m" >&2
       "$bin" --workload fair --klts "$klts" --fibers "$f" --seconds "$seconds" --migrate "$m" | tag "$r" >> "$out"
     done

@@ -15,8 +15,9 @@
 //   scaling --workload fair --klts 2 [--fibers 8] [--seconds 3]
 //       `fibers` spinning fibers for `seconds`; reports each fiber's progress,
 //       the Jain index (sum x)^2 / (n sum x^2) and max/min share.
-//   --migrate 0|1   fiber_config_t::migrate_preempted (preempted fibers may
-//                   change KLT; default 0).  --policy fifo|runnext: the spawn
+//   --migrate 0|1|2 fiber_config_t::migrate_preempted: 0 FIBER_MIGRATE_SCAN (the
+//                   default: a preempted fiber may change KLT unless its stack
+//                   holds a TLS address), 1 ALWAYS, 2 NEVER.  --policy fifo|runnext: the spawn
 //                   order (fiber_set_policy).  Both are echoed in the JSON.
 //
 // Written against the public C API only (what an outside program sees).  The
@@ -222,7 +223,7 @@ void usage(FILE* out) {
   std::fprintf(out,
                "usage: scaling --workload skynet|cpu|fair [--klts N] [--timeslice US]\n"
                "               [--size LEAVES] [--fibers N] [--work ITERS] [--seconds S]\n"
-               "               [--migrate 0|1] [--policy fifo|runnext] [--trees N]\n"
+               "               [--migrate 0|1|2] [--policy fifo|runnext] [--trees N]\n"
                "One run of one workload at one KLT count; one JSON object on stdout.\n");
 }
 

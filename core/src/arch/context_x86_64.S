@@ -66,19 +66,31 @@ fiber_call_clean:
         subq    $8, %rsp        /* 16-byte aligned at the call below */
         .cfi_adjust_cfa_offset 8
         movq    %rdi, %r11
-        movq    %rsi, %r10
-        leaq    -256(%rsp), %rdi
-        movl    $32, %ecx
+        movq    %rsi, %rdi
+        pxor    %xmm0, %xmm0    /* 16 aligned stores: rep stos costs more at this size */
+        movaps  %xmm0, -16(%rsp)
+        movaps  %xmm0, -32(%rsp)
+        movaps  %xmm0, -48(%rsp)
+        movaps  %xmm0, -64(%rsp)
+        movaps  %xmm0, -80(%rsp)
+        movaps  %xmm0, -96(%rsp)
+        movaps  %xmm0, -112(%rsp)
+        movaps  %xmm0, -128(%rsp)
+        movaps  %xmm0, -144(%rsp)
+        movaps  %xmm0, -160(%rsp)
+        movaps  %xmm0, -176(%rsp)
+        movaps  %xmm0, -192(%rsp)
+        movaps  %xmm0, -208(%rsp)
+        movaps  %xmm0, -224(%rsp)
+        movaps  %xmm0, -240(%rsp)
+        movaps  %xmm0, -256(%rsp)
         xorl    %eax, %eax
-        rep stosq
-        movq    %r10, %rdi
         xorl    %ecx, %ecx
         xorl    %edx, %edx
         xorl    %esi, %esi
         xorl    %r8d, %r8d
         xorl    %r9d, %r9d
         xorl    %r10d, %r10d
-        pxor    %xmm0, %xmm0
         pxor    %xmm1, %xmm1
         pxor    %xmm2, %xmm2
         pxor    %xmm3, %xmm3

@@ -9,11 +9,12 @@
 //   runnext            a fiber created on a KLT runs next there (Go's runnext
 //                      slot, LIFO for fresh work: depth-first spawn trees keep
 //                      few stacks alive).  FIBER_POLICY_RUNNEXT; off by default.
-//   migrate_preempted  a preempted fiber goes to the global queue unpinned and
-//                      may resume on any KLT, as goroutines do (fair shares of
-//                      the CPU across KLTs; unsafe for code that caches a TLS
-//                      address across a preemption, see I-R3).  Off by default;
-//                      fiber_config_t::migrate_preempted or FIBER_MIGRATE=1.
+//   migrate_preempted  every preempted fiber goes to the global queue unpinned
+//                      and may resume on any KLT, as goroutines do (unsafe for
+//                      code that caches a TLS address across a preemption, see
+//                      I-R3): FIBER_MIGRATE_ALWAYS.  The runtime's default,
+//                      FIBER_MIGRATE_SCAN, leaves it off and passes each
+//                      preemption's verdict to on_preempted (movable).
 // fifo_policy / runnext_policy / migrate_policy name the three settings.
 //
 // Interface (the runtime and the simulator call exactly these):
