@@ -24,6 +24,7 @@
 // quantum is the default unless --timeslice says otherwise.  Exit status 1 on
 // a failed API call or a wrong skynet sum; timing never fails a run.
 #include <fiber/fiber.h>
+#include <fiber/stats.h>
 #include <getopt.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -212,11 +213,14 @@ void run_fair(const options& o) {
     list += (i ? "," : "") + std::to_string(static_cast<unsigned long long>(x));
   }
   const double jain = sq > 0 ? sum * sum / (nf * sq) : 0.0;
+  fiber_stats_t st{};
+  if (int e = fiber_get_stats(&st)) die("fiber_get_stats", e);
   std::printf("{\"workload\":\"fair\",\"impl\":\"fiber\",\"klts\":%u,\"fibers\":%u,\"seconds\":%.3f,"
               "\"timeslice_us\":%u,\"jain\":%.4f,\"max_over_min\":%.3f,\"progress\":[%s],"
-              "\"policy\":\"%s\",\"migrate\":%u}\n",
+              "\"policy\":\"%s\",\"migrate\":%u,\"preemptions\":%llu,\"pinned_tls\":%llu}\n",
               o.klts, nf, o.seconds, o.timeslice_us, jain, mn > 0 ? mx / mn : 0.0, list.c_str(),
-              o.policy.c_str(), o.migrate);
+              o.policy.c_str(), o.migrate, static_cast<unsigned long long>(st.preemptions),
+              static_cast<unsigned long long>(st.pinned_tls));
 }
 
 void usage(FILE* out) {

@@ -251,6 +251,17 @@ void switch_out(klt_action a) noexcept {
   f->gate.leave_switch();  // rescheduled: a refused tick is satisfied (I-G3)
 }
 
+}  // namespace fiber::detail
+
+extern "C" void fiber_finish(void* fp, void* ret) {
+  auto* f = static_cast<fiber::detail::fcb*>(fp);
+  f->retval = ret;
+  fiber::detail::switch_out(fiber::detail::klt_action::exit);
+  __builtin_unreachable();
+}
+
+namespace fiber::detail {
+
 // First frame of every fiber (arch/context.hpp: entry(arg)).
 void fiber_entry(void* arg) {
   san_finish_switch(nullptr);
@@ -261,13 +272,12 @@ void fiber_entry(void* arg) {
   native_seam::preempt_enable();
   fcb* f = static_cast<fcb*>(arg);
   // The runtime's calls above leave TLS addresses (errno's, this KLT's) in
-  // dead stack slots where the fiber's frames go next and in caller-saved
-  // registers: the stack scan of each preemption (tls_scan.cpp) took them
-  // for the fiber's and kept plain spinners on the KLT they started on (a
-  // quarter of their preemptions; 4 of 8 workers of runtime_spare_test).
-  f->retval = fiber_call_clean(f->start, f->arg);
-  switch_out(klt_action::exit);
-  __builtin_unreachable();
+  // dead stack slots where the fiber's frames go next and in registers: the
+  // stack scan of each preemption (tls_scan.cpp) took them for the fiber's
+  // and kept plain spinners on the KLT they started on (a quarter of their
+  // preemptions; 4 of 8 workers of runtime_spare_test).  Hence the start
+  // function runs with those cleared, and the exit follows in fiber_finish.
+  fiber_run_clean(f->start, f->arg, f);
 }
 
 // Scheduler side: run f on k until a fiber switches back to the scheduler

@@ -34,8 +34,11 @@ void fiber_preempt_trampoline(void);
 extern unsigned fiber_xsave_size __attribute__((visibility("hidden")));
 void fiber_preempt_entry(const void* saved) __attribute__((visibility("hidden")));
 void fiber_ctx_start(void) __attribute__((visibility("hidden")));
-// fn(arg) with the stack below and the caller-saved registers cleared (tls_scan.cpp).
-void* fiber_call_clean(void* (*fn)(void*), void* arg) __attribute__((visibility("hidden")));
+// fiber_finish(f, fn(arg)), fn entered with the stack below and every register
+// but its argument cleared (tls_scan.cpp); never returns.
+[[noreturn]] void fiber_run_clean(void* (*fn)(void*), void* arg, void* f) __attribute__((visibility("hidden")));
+// A fiber's start function returned ret (sched.cpp): its exit.
+[[noreturn]] void fiber_finish(void* f, void* ret) __attribute__((visibility("hidden")));
 // Bounds of the assembly above; a tick landing between them is never taken.
 extern const char fiber_asm_begin[] __attribute__((visibility("hidden")));
 extern const char fiber_asm_end[] __attribute__((visibility("hidden")));

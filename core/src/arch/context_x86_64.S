@@ -50,24 +50,26 @@ fiber_ctx_start:
         .cfi_endproc
         .size   fiber_ctx_start, .-fiber_ctx_start
 
-/* void *fiber_call_clean(void *(*fn)(void *) (rdi), void *arg (rsi)):
- * fn(arg), entered with the 256 bytes below the stack pointer zeroed and no
- * caller-saved register (general or xmm) left from the runtime's calls at
- * the fiber's start: those hold TLS addresses (errno's, the KLT's) that the
- * stack scan of a preemption (tls_scan.cpp) would find, in the fiber's
- * frames' unwritten slots or in registers its code never writes, and would
- * take for addresses the fiber holds. */
-        .globl  fiber_call_clean
-        .hidden fiber_call_clean
-        .type   fiber_call_clean, @function
+/* void fiber_run_clean(void *(*fn)(void *) (rdi), void *arg (rsi), void *f (rdx)):
+ * fiber_finish(f, fn(arg)), never returns.  fn is entered with the 512 bytes
+ * below the stack pointer zeroed and no register left from the runtime's
+ * calls at the fiber's start (every general register but the argument, all
+ * xmm registers): those hold TLS addresses - errno's, kept by the inlined
+ * finish_prev in a callee-saved register, the KLT's - that the stack scan
+ * of a preemption (tls_scan.cpp) would find in registers the fiber's code
+ * never writes, or in its frames' unwritten slots, and take for addresses
+ * the fiber holds.  Not returning, it need preserve no register. */
+        .globl  fiber_run_clean
+        .hidden fiber_run_clean
+        .type   fiber_run_clean, @function
         .p2align 4
-fiber_call_clean:
+fiber_run_clean:
         .cfi_startproc
-        subq    $8, %rsp        /* 16-byte aligned at the call below */
+        pushq   %rdx            /* f, for fiber_finish; rsp now 16-byte aligned */
         .cfi_adjust_cfa_offset 8
         movq    %rdi, %r11
         movq    %rsi, %rdi
-        pxor    %xmm0, %xmm0    /* 16 aligned stores: rep stos costs more at this size */
+        pxor    %xmm0, %xmm0    /* 32 aligned stores: rep stos costs more at this size */
         movaps  %xmm0, -16(%rsp)
         movaps  %xmm0, -32(%rsp)
         movaps  %xmm0, -48(%rsp)
@@ -84,13 +86,35 @@ fiber_call_clean:
         movaps  %xmm0, -224(%rsp)
         movaps  %xmm0, -240(%rsp)
         movaps  %xmm0, -256(%rsp)
+        movaps  %xmm0, -272(%rsp)
+        movaps  %xmm0, -288(%rsp)
+        movaps  %xmm0, -304(%rsp)
+        movaps  %xmm0, -320(%rsp)
+        movaps  %xmm0, -336(%rsp)
+        movaps  %xmm0, -352(%rsp)
+        movaps  %xmm0, -368(%rsp)
+        movaps  %xmm0, -384(%rsp)
+        movaps  %xmm0, -400(%rsp)
+        movaps  %xmm0, -416(%rsp)
+        movaps  %xmm0, -432(%rsp)
+        movaps  %xmm0, -448(%rsp)
+        movaps  %xmm0, -464(%rsp)
+        movaps  %xmm0, -480(%rsp)
+        movaps  %xmm0, -496(%rsp)
+        movaps  %xmm0, -512(%rsp)
         xorl    %eax, %eax
+        xorl    %ebx, %ebx
         xorl    %ecx, %ecx
         xorl    %edx, %edx
         xorl    %esi, %esi
+        xorl    %ebp, %ebp
         xorl    %r8d, %r8d
         xorl    %r9d, %r9d
         xorl    %r10d, %r10d
+        xorl    %r12d, %r12d
+        xorl    %r13d, %r13d
+        xorl    %r14d, %r14d
+        xorl    %r15d, %r15d
         pxor    %xmm1, %xmm1
         pxor    %xmm2, %xmm2
         pxor    %xmm3, %xmm3
@@ -109,11 +133,15 @@ fiber_call_clean:
         movq    %r11, %rax
         xorl    %r11d, %r11d
         callq   *%rax
-        addq    $8, %rsp
+        popq    %rdi            /* f */
         .cfi_adjust_cfa_offset -8
-        ret
+        movq    %rax, %rsi
+        subq    $8, %rsp        /* aligned for the call */
+        .cfi_adjust_cfa_offset 8
+        callq   fiber_finish
+        ud2
         .cfi_endproc
-        .size   fiber_call_clean, .-fiber_call_clean
+        .size   fiber_run_clean, .-fiber_run_clean
 
 /* Entered by a fiber whose interrupted context the tick handler rewrote:
  *   [rsp] = interrupted rip, [rsp+8] = interrupted rsp,
@@ -162,9 +190,11 @@ fiber_preempt_trampoline:
         /* Zero the whole area: XRSTOR needs a zeroed XSAVE header, and XSAVE
          * does not write components in their initial state, whose slots
          * would keep stale stack words that the stack scan (tls_scan.cpp)
-         * would take for something the interrupted code holds. */
-        movl    %eax, %ecx
-        shrl    $3, %ecx
+         * would take for something the interrupted code holds; the gap
+         * that the alignment leaves above the area likewise. */
+        leaq    -40(%rbp), %rcx /* up to the last push: the alignment gap too */
+        subq    %rsp, %rcx
+        shrq    $3, %rcx
         movq    %rsp, %rdi
         xorl    %eax, %eax
         rep stosq
@@ -180,7 +210,9 @@ fiber_preempt_trampoline:
 .Lfxsave:
         subq    $512, %rsp
         andq    $-64, %rsp
-        movl    $64, %ecx       /* FXSAVE leaves bytes 416-511 unwritten: zero them all */
+        leaq    -40(%rbp), %rcx /* FXSAVE leaves bytes 416-511 unwritten: zero them */
+        subq    %rsp, %rcx      /* all, and the alignment gap above */
+        shrq    $3, %rcx
         movq    %rsp, %rdi
         xorl    %eax, %eax
         rep stosq
