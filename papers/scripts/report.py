@@ -269,13 +269,15 @@ def fig_jain(plt, paths, out):
             r = json.loads(line)
             if r.get("workload") != "fair" or r.get("impl") != "fiber" or r.get("klts") != 2:
                 continue
-            setting = "before" if r.get("build") == "before" else (
-                "migrate" if r.get("migrate") else "default")
+            if r.get("label") == "scan":  # tls-scan-fairness.jsonl: migrate 0 scan (the default since), 1 always, 2 never
+                setting = {0: "scan", 1: "always", 2: "pinned"}[r.get("migrate", 0)]
+            else:  # before the stack scan: migrate 0 was the pinned default
+                setting = "before" if r.get("build") == "before" else ("always" if r.get("migrate") else "pinned")
             groups.setdefault((r["fibers"], setting), []).append((r["jain"], quiet))
     if not groups:
         return None
-    order = ["before", "default", "migrate"]
-    colour = {"before": "#999", "default": "#1f77b4", "migrate": "#2ca02c"}
+    order = ["before", "pinned", "scan", "always"]
+    colour = {"before": "#999", "pinned": "#1f77b4", "scan": "#9467bd", "always": "#2ca02c"}
     fig, ax = new_fig(plt)
     keys = sorted(groups, key=lambda k: (-k[0], order.index(k[1])))
     for i, k in enumerate(keys):
@@ -283,6 +285,7 @@ def fig_jain(plt, paths, out):
             ax.plot(i + (j - len(groups[k]) / 2) * 0.04, v, "o" if quiet else "x", color=colour[k[1]], ms=5)
     ax.axhline(0.99, color="#d62728", lw=0.8, ls="--", label="target 0.99 (documented setting)")
     ax.axhline(0.98, color="#ff7f0e", lw=0.8, ls=":", label="target 0.98 (8 fibers, default)")
+    ax.set_xlabel("pinned: FIBER_MIGRATE=0 (the default before 2026-12-03); scan: the default since; always: FIBER_MIGRATE=1", fontsize=7)
     ax.set_xticks(range(len(keys)))
     ax.set_xticklabels(["%d fibers\n%s" % k for k in keys], fontsize=7)
     ax.set_ylabel("Jain index of per-fiber progress (1 = equal shares)")
@@ -469,8 +472,9 @@ def main():
          "bench/scaling.sh (see README, The lab)"),
         ("Fair shares across 2 KLTs (Jain index)",
          fig_jain(plt, [x for x in (os.path.join(a.out, "fairness.jsonl"),
-                                    os.path.join(a.out, "fairness-quiet.jsonl")) if os.path.exists(x)], a.out),
-         "bench/fairness.sh (see papers/results/fairness.md)"),
+                                    os.path.join(a.out, "fairness-quiet.jsonl"),
+                                    os.path.join(a.out, "tls-scan-fairness.jsonl")) if os.path.exists(x)], a.out),
+         "bench/fairness.sh (see papers/results/fairness.md, tls-scan.md)"),
         ("Model search size against context bound", fig_models(plt, rows, mstamp, msource, a.out),
          "tools/fiberctl check"),
         ("Mutant kill matrix", fig_mutants(plt, muts, mstamp, msource, a.out), "tools/fiberctl check"),
