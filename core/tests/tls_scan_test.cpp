@@ -191,11 +191,18 @@ TEST_F(TlsScan, NeverKeepsPlainSpinners) {
   EXPECT_EQ(o.st.pinned_tls, 0u);  // no scan in this mode
 }
 
-void expect_pinned(const outcome& o) {
+// always_held: the fiber holds the address at every instruction (errno's in
+// its frame), so it never moves; the register holders hold it only inside
+// the spin, and a tick between two rounds may move them, rightly.
+void expect_pinned(const outcome& o, bool always_held) {
+  SCOPED_TRACE("preemptions " + std::to_string(o.st.preemptions) + ", pinned " + std::to_string(o.st.pinned_tls) +
+               ", wrong " + std::to_string(o.wrong) + ", moves " + std::to_string(o.moves) + ", rounds " +
+               std::to_string(o.rounds) + ", deferred pc " + std::to_string(o.st.deferred_pc) + ", count " +
+               std::to_string(o.st.deferred_count));
   EXPECT_GT(o.st.preemptions, 20u);
   EXPECT_GT(o.rounds, 0);
   EXPECT_EQ(o.wrong, 0) << "a fiber holding a TLS address resumed on another KLT";
-  EXPECT_EQ(o.moves, 0);
+  if (always_held) EXPECT_EQ(o.moves, 0);
   EXPECT_GT(o.st.pinned_tls * 10, o.st.preemptions * 9) << o.st.pinned_tls << " of " << o.st.preemptions;
 }
 // The controls: the same holders moved anyway see the other KLT's TLS.
@@ -204,13 +211,13 @@ void expect_caught(const outcome& o) {
   EXPECT_GT(o.wrong, 0) << "the holder cannot see a move: the positive test would pass vacuously";
 }
 
-TEST_F(TlsScan, ErrnoAddressInStackPins) { expect_pinned(run3(errno_in_stack, FIBER_MIGRATE_SCAN)); }
+TEST_F(TlsScan, ErrnoAddressInStackPins) { expect_pinned(run3(errno_in_stack, FIBER_MIGRATE_SCAN), true); }
 TEST_F(TlsScan, ErrnoAddressInStackControl) { expect_caught(run3(errno_in_stack, FIBER_MIGRATE_ALWAYS)); }
-TEST_F(TlsScan, ThreadLocalAddressInCalleeSavedRegisterPins) { expect_pinned(run3(in_r15, FIBER_MIGRATE_SCAN)); }
+TEST_F(TlsScan, ThreadLocalAddressInCalleeSavedRegisterPins) { expect_pinned(run3(in_r15, FIBER_MIGRATE_SCAN), false); }
 TEST_F(TlsScan, ThreadLocalAddressInCalleeSavedRegisterControl) {
   expect_caught(run3(in_r15, FIBER_MIGRATE_ALWAYS));
 }
-TEST_F(TlsScan, ThreadLocalAddressInVectorRegisterPins) { expect_pinned(run3(in_xmm15, FIBER_MIGRATE_SCAN)); }
+TEST_F(TlsScan, ThreadLocalAddressInVectorRegisterPins) { expect_pinned(run3(in_xmm15, FIBER_MIGRATE_SCAN), false); }
 TEST_F(TlsScan, ThreadLocalAddressInVectorRegisterControl) {
   expect_caught(run3(in_xmm15, FIBER_MIGRATE_ALWAYS));
 }
