@@ -24,7 +24,6 @@
 #include <cxxabi.h>
 
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
 
 #include "arch/context.hpp"
