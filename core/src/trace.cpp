@@ -321,8 +321,7 @@ void trace_leave_slow(klt* k, fcb* f, klt_action a) noexcept {
     case klt_action::preempted: {
       runtime& rt = *g_rt.load(std::memory_order_relaxed);  // relaxed: set while KLTs run
       kind = tev::preempt;
-      if (f->movable || rt.policy->opts().migrate_preempted || knobs.migrate_preempted.load(std::memory_order_relaxed))
-        q = kQGlobal;  // relaxed: a test knob (as in sched.cpp)
+      if (rt.policy->preempted_moves(f->movable)) q = kQGlobal;  // as on_preempted decides (sched.cpp)
       break;
     }
     case klt_action::park: return;  // trace_park, in act_on's park case

@@ -139,9 +139,12 @@ class sched_policy {
   bool on_yield(Node* n, unsigned klt) noexcept { return push(n, klt, false); }
   bool on_preempted(Node* n, unsigned klt, bool movable = false) noexcept {
     FIBER_ASSERT(klt != kNoKlt, "preempted outside a KLT");
-    if (opts_.migrate_preempted || movable) return push(n, kNoKlt, false);
+    if (preempted_moves(movable)) return push(n, kNoKlt, false);
     return push(n, klt, true);
   }
+  // I-R3: where on_preempted puts a fiber: true, the global queue unpinned
+  // (the trace records it so: core/src/trace.cpp).
+  bool preempted_moves(bool movable) const noexcept { return opts_.migrate_preempted || movable; }
   bool on_wake(Node* n, unsigned klt) noexcept { return push(n, klt, false); }
 
   Node* pick_next(unsigned klt) noexcept {
