@@ -143,6 +143,20 @@ fiber_run_clean:
         .cfi_endproc
         .size   fiber_run_clean, .-fiber_run_clean
 
+/* Zeroes [rsp, rbp-40): the trampoline's save area and the gap its 64-byte
+ * alignment leaves below the last push.  XSAVE does not write components in
+ * their initial state, so their slots would keep stale stack words that the
+ * stack scan (tls_scan.cpp) would take for something the interrupted code
+ * holds.  Clobbers rax, rcx, rdi (saved by then). */
+        .macro  ZERO_SAVE_AREA
+        leaq    -40(%rbp), %rcx
+        subq    %rsp, %rcx
+        shrq    $3, %rcx
+        movq    %rsp, %rdi
+        xorl    %eax, %eax
+        rep stosq
+        .endm
+
 /* Entered by a fiber whose interrupted context the tick handler rewrote:
  *   [rsp] = interrupted rip, [rsp+8] = interrupted rsp,
  * with rsp below the interrupted code's red zone.  Preserves everything the
@@ -187,17 +201,7 @@ fiber_preempt_trampoline:
         jz      .Lfxsave
         subq    %rax, %rsp
         andq    $-64, %rsp
-        /* Zero the whole area: XRSTOR needs a zeroed XSAVE header, and XSAVE
-         * does not write components in their initial state, whose slots
-         * would keep stale stack words that the stack scan (tls_scan.cpp)
-         * would take for something the interrupted code holds; the gap
-         * that the alignment leaves above the area likewise. */
-        leaq    -40(%rbp), %rcx /* up to the last push: the alignment gap too */
-        subq    %rsp, %rcx
-        shrq    $3, %rcx
-        movq    %rsp, %rdi
-        xorl    %eax, %eax
-        rep stosq
+        ZERO_SAVE_AREA          /* XRSTOR also needs a zeroed XSAVE header */
         movl    $-1, %eax
         movl    $-1, %edx
         xsave64 (%rsp)
@@ -210,12 +214,7 @@ fiber_preempt_trampoline:
 .Lfxsave:
         subq    $512, %rsp
         andq    $-64, %rsp
-        leaq    -40(%rbp), %rcx /* FXSAVE leaves bytes 416-511 unwritten: zero them */
-        subq    %rsp, %rcx      /* all, and the alignment gap above */
-        shrq    $3, %rcx
-        movq    %rsp, %rdi
-        xorl    %eax, %eax
-        rep stosq
+        ZERO_SAVE_AREA          /* FXSAVE leaves bytes 416-511 unwritten */
         fxsave64 (%rsp)
         movq    %rsp, %rdi
         call    fiber_preempt_entry
