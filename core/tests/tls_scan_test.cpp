@@ -115,25 +115,19 @@ __attribute__((noinline)) bool same_after_xmm15(long iters) {
 
 constexpr long kSpin = 200000;  // tens of microseconds: most ticks land inside the asm loop
 
-void* in_r15(void* p) {
+// A register holder: rounds of `Same` (same_after_r15 or same_after_xmm15).
+template <bool (*Same)(long)>
+void* in_register(void* p) {
   auto* h = static_cast<holder*>(p);
   while (h->go()) {
-    if (!same_after_r15(kSpin)) ++h->wrong;
+    if (!Same(kSpin)) ++h->wrong;
     h->saw_klt();
     ++h->rounds;
   }
   return nullptr;
 }
-
-void* in_xmm15(void* p) {
-  auto* h = static_cast<holder*>(p);
-  while (h->go()) {
-    if (!same_after_xmm15(kSpin)) ++h->wrong;
-    h->saw_klt();
-    ++h->rounds;
-  }
-  return nullptr;
-}
+constexpr auto in_r15 = in_register<same_after_r15>;
+constexpr auto in_xmm15 = in_register<same_after_xmm15>;
 
 struct outcome {
   long wrong = 0, moves = 0, rounds = 0;
